@@ -1,0 +1,215 @@
+"""`python -m harness COMMAND`: list, fetch, run, run-all, report, analyze, bench.
+
+Every user-facing failure is one line on stderr and exit status 2 (HarnessError); an
+interrupted command exits 130. Nothing is written before the inputs are validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RUN_OUT = REPO_ROOT / "results" / "runs"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        raise HarnessError(f"{self.prog}: {message}")
+
+
+def _parse_option(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise HarnessError(f"--option expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    from harness.config import RunConfig
+
+    d = RunConfig()
+    p.add_argument("--task", default=d.task, help="built-in task, or clue:DIR, csv:FILE, jsonl:FILE, hf:NAME")
+    p.add_argument("--model", default=d.model, help="bundled model name, local folder or hub id")
+    p.add_argument("--strategy", default=d.strategy)
+    p.add_argument("--variant", default=d.variant, help="a named preset of the strategy's options")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a strategy option (repeatable), e.g. --option replacement_rate=0.7")
+    p.add_argument("--layers", type=int, default=d.layers, help="finetune: k; other strategies: successor layers")
+    p.add_argument("--predecessor-layers", type=int, default=None)
+    p.add_argument("--head", default=d.head, choices=["cls", "pooler"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--student-seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--max-length", type=int, default=d.max_length)
+    p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
+    p.add_argument("--train-size", type=int, default=d.train_size)
+    p.add_argument("--dev-size", type=int, default=d.dev_size)
+    p.add_argument("--test-size", type=int, default=d.test_size)
+    p.add_argument("--split-seed", type=int, default=d.split_seed)
+    p.add_argument("--text-column", default=d.text_column)
+    p.add_argument("--label-column", default=d.label_column)
+    p.add_argument("--predecessor-epochs", type=int, default=None)
+    p.add_argument("--predecessor-lr", type=float, default=None)
+    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"])
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--force", action="store_true", help="run a task/model pair that looks mismatched")
+    p.add_argument("--out", type=Path, default=DEFAULT_RUN_OUT, help="store directory for the run record")
+
+
+def _config_from_args(a) -> "RunConfig":
+    from harness.config import RunConfig
+
+    return RunConfig(
+        task=a.task, model=a.model, strategy=a.strategy, variant=a.variant,
+        options=tuple(sorted(dict(_parse_option(o) for o in a.option).items())),
+        layers=a.layers, predecessor_layers=a.predecessor_layers, head=a.head, seed=a.seed,
+        student_seed=a.student_seed, train_size=a.train_size, dev_size=a.dev_size, test_size=a.test_size,
+        split_seed=a.split_seed, max_length=a.max_length, text_column=a.text_column,
+        label_column=a.label_column, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size,
+        warmup_ratio=a.warmup_ratio, predecessor_epochs=a.predecessor_epochs,
+        predecessor_lr=a.predecessor_lr, precision=a.precision, device=a.device, threads=a.threads,
+        force=a.force,
+    ).validated()
+
+
+def cmd_list(a) -> int:
+    from harness.models import BUNDLED_MODELS
+    from harness.strategies import all_strategies
+    from harness.sweep import list_presets
+    from harness.tasks import SOURCE_PREFIXES, TASKS
+
+    print("tasks:")
+    for t in TASKS.values():
+        print(f"  {t.name:<14} {t.description}")
+    for prefix, desc in SOURCE_PREFIXES.items():
+        print(f"  {prefix:<14} {desc}")
+    print("models:")
+    for name, desc in BUNDLED_MODELS.items():
+        print(f"  {name:<14} {desc}")
+    print(f"  {'NAME_OR_PATH':<14} any transformers BERT-family encoder (local folder, or hub id where online)")
+    print("strategies:")
+    for s in all_strategies().values():
+        print(f"  {s.name:<14} {s.description}")
+        print(f"  {'':<14} options: {', '.join(f'{k}={v}' for k, v in s.defaults.items())}")
+        for vname, vopts in s.variants.items():
+            mark = " (default)" if vname == s.default_variant else ""
+            print(f"  {'':<14} variant {vname}{mark}: {', '.join(f'{k}={v}' for k, v in vopts.items())}")
+    print("presets:")
+    for name, desc in list_presets().items():
+        print(f"  {name:<14} {desc}")
+    return 0
+
+
+def cmd_fetch(a) -> int:
+    from harness import sources
+
+    for name, path in sources.fetch_all().items():
+        print(f"{name:<12} {path}")
+    return 0
+
+
+def cmd_run(a) -> int:
+    from harness.runner import execute
+
+    config = _config_from_args(a)
+    record = execute(config, out_dir=a.out)
+    f = record["final"]
+    label = record["strategy"] + (f"/{record['variant']}" if record["variant"] else "")
+    print(f"{label} on {config.task} ({config.model}, {config.layers} layers, seed {config.seed}): "
+          f"test acc {f['test_accuracy']:.4f}  macro-F1 {f['test_macro_f1']:.4f}  "
+          f"dev acc {f['dev_accuracy']:.4f} (best epoch {record['best_epoch']})  "
+          f"{record['wall_seconds']:.0f}s")
+    if record.get("predecessor"):
+        p = record["predecessor"]
+        print(f"predecessor ({'trained now' if p['trained_now'] else 'from cache'}): "
+              f"test acc {p['test_accuracy']:.4f}")
+    print(f"record: {Path(a.out) / 'runs' / (record['run_id'] + '.json')}")
+    return 0
+
+
+def cmd_run_all(a) -> int:
+    from harness.sweep import run_sweep
+
+    return run_sweep(preset=a.preset, config_path=a.config, seeds=a.seeds, jobs=a.jobs, threads=a.threads,
+                     out=a.out, backend=a.backend, scheduler=a.scheduler, report_dir=a.report_dir,
+                     limit_strategies=a.only)
+
+
+def cmd_report(a) -> int:
+    from harness.sweep import build_report
+
+    build_report(Path(a.results_dir), report_dir=a.report_dir)
+    return 0
+
+
+def cmd_analyze(a) -> int:
+    from harness.sweep import analyze_csv
+
+    analyze_csv(Path(a.csv), out=a.out, report_dir=a.report_dir)
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from harness.bench import main as bench_main
+
+    return bench_main(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m harness", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="tasks, models, strategies and presets").set_defaults(func=cmd_list)
+    sub.add_parser("fetch", help="download and verify every pinned source").set_defaults(func=cmd_fetch)
+    r = sub.add_parser("run", help="train and evaluate one configuration")
+    _add_run_args(r)
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("run-all", help="run a sweep preset, then build statistics, plots and the report")
+    s.add_argument("--preset", default=None, help="experiments/<NAME>.toml (default: default)")
+    s.add_argument("--config", type=Path, default=None, help="a sweep config file")
+    s.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the preset)")
+    s.add_argument("--jobs", type=int, default=None, help="parallel runs")
+    s.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    s.add_argument("--out", type=Path, default=None, help="results directory (default results/<sweep>)")
+    s.add_argument("--report-dir", type=Path, default=REPO_ROOT / "report")
+    s.add_argument("--backend", default="loky", help="joblib backend: loky (local), dask or ray")
+    s.add_argument("--scheduler", default=None, help="dask scheduler address for --backend dask")
+    s.add_argument("--only", action="append", default=None, help="run only these strategies (repeatable)")
+    s.set_defaults(func=cmd_run_all)
+    rp = sub.add_parser("report", help="rebuild tables, plots and the report from a results store")
+    rp.add_argument("results_dir", nargs="?", default=str(REPO_ROOT / "results" / "default"))
+    rp.add_argument("--report-dir", type=Path, default=REPO_ROOT / "report")
+    rp.set_defaults(func=cmd_report)
+    an = sub.add_parser("analyze", help="tables, plots and report from your own tidy runs CSV")
+    an.add_argument("csv")
+    an.add_argument("--out", type=Path, default=None, help="output directory (default: next to the CSV)")
+    an.add_argument("--report-dir", type=Path, default=None)
+    an.set_defaults(func=cmd_analyze)
+    b = sub.add_parser("bench", help="throughput versus HF Trainer and a plain loop, and share of matmul peak")
+    b.add_argument("--steps", type=int, default=30)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except json.JSONDecodeError as exc:  # a malformed config or record the loaders did not catch
+        print(f"error: malformed JSON: {exc}", file=sys.stderr)
+        return 2

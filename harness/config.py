@@ -1,0 +1,115 @@
+"""Run configuration: every default visible in one place, validated with one-line errors.
+
+A RunConfig determines a run completely (with the code version): its hash is the run's key in the
+store, and the subset that determines the predecessor is the predecessor cache's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # what is compressed, on what
+    task: str = "rt-polarity"
+    model: str = "minilm-l6"
+    strategy: str = "finetune"
+    variant: str = ""                       # a named preset of strategy options ("" = strategy defaults)
+    options: tuple = ()                      # strategy options overriding the variant, as sorted (key, value) pairs
+    layers: int = 3                          # finetune: k; every other strategy: the successor's L_s
+    predecessor_layers: int | None = None    # L_p; None = every layer of the pretrained encoder
+    head: str = "cls"                        # "cls" (seed) or "pooler" (Hugging Face default)
+    # randomness (SPEC 3.6): `seed` picks the predecessor and, unless student_seed is set, the student
+    seed: int = 0
+    student_seed: int | None = None
+    # data
+    train_size: int | None = 2000
+    dev_size: int | None = 500
+    test_size: int | None = 1000
+    split_seed: int = 0
+    max_length: int = 128                    # the seed's value; batches are padded dynamically
+    text_column: str = "text"
+    label_column: str = "label"
+    # optimisation (shared by every strategy; strategies may scale lr per parameter group)
+    epochs: int = 3
+    lr: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    group_by_length: bool = True
+    # the predecessor (finetune with k = L_p) used by Theseus, two-stage and kd
+    predecessor_epochs: int | None = None    # None = `epochs`
+    predecessor_lr: float | None = None      # None = `lr`
+    # execution (does not change results on one machine, except precision)
+    precision: str = "fp32"                  # "fp32" or "bf16" (autocast)
+    device: str = "auto"
+    threads: int | None = None
+    force: bool = False                      # allow a Chinese task with an English-only model
+
+    @property
+    def student(self) -> int:
+        return self.seed if self.student_seed is None else self.student_seed
+
+    @property
+    def option_dict(self) -> dict:
+        return dict(self.options)
+
+    def replace(self, **changes) -> "RunConfig":
+        if "options" in changes and isinstance(changes["options"], dict):
+            changes["options"] = tuple(sorted(changes["options"].items()))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HarnessError(f"unknown run setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        data = dict(data)
+        if "options" in data:
+            data["options"] = tuple(sorted(dict(data["options"]).items()))
+        return cls(**data).validated()
+
+    def validated(self) -> "RunConfig":
+        def need(cond, msg):
+            if not cond:
+                raise HarnessError(msg)
+        need(self.layers >= 1, f"layers must be >= 1, got {self.layers}")
+        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        need(self.max_length >= 8, f"max length must be >= 8, got {self.max_length}")
+        need(0 <= self.warmup_ratio < 1, f"warmup ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+        need(self.head in ("cls", "pooler"), f"head must be cls or pooler, got {self.head!r}")
+        for name in ("train_size", "dev_size", "test_size"):
+            v = getattr(self, name)
+            need(v is None or v >= 1, f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        return self
+
+
+def stable_hash(obj, length: int = 16) -> str:
+    """sha256 of canonical JSON: the same settings give the same key on every machine."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+# Settings that never change a run's numbers, left out of its key.
+EXECUTION_ONLY = ("device", "threads", "force")
+
+
+def run_key(config: RunConfig, code_version: str) -> str:
+    d = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_ONLY}
+    return stable_hash({"config": d, "code": code_version})

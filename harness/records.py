@@ -1,0 +1,137 @@
+"""The run store: one JSON record per run, written atomically, and the tidy tables built from it.
+
+Layout of a store directory:
+  runs/<run_id>.json        one record per run (the single source of truth)
+  splits/<data_hash>.json   the example indices of each split, written once per data hash
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(obj):
+    """JSON has no NaN: store non-finite floats as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def record_path(out_dir: Path, run_id: str) -> Path:
+    return Path(out_dir) / "runs" / f"{run_id}.json"
+
+
+def write_record(record: dict, out_dir: Path, splits=None) -> Path:
+    out_dir = Path(out_dir)
+    if splits is not None:
+        split_file = out_dir / "splits" / f"{splits.data_hash}.json"
+        if not split_file.exists():
+            atomic_write_text(split_file, json.dumps(
+                {"data_hash": splits.data_hash, "label_names": splits.label_names,
+                 **{name: getattr(splits, name).indices for name in ("train", "dev", "test")}}))
+    path = record_path(out_dir, record["run_id"])
+    atomic_write_text(path, json.dumps(_clean(record), indent=1, ensure_ascii=False))
+    return path
+
+
+def read_records(out_dir: Path) -> list[dict]:
+    """Every complete record of a store; unreadable files (never produced by atomic writes) are skipped."""
+    records = []
+    for path in sorted((Path(out_dir) / "runs").glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (json.JSONDecodeError, OSError):
+            continue
+    return records
+
+
+def _arm(strategy: str, variant: str) -> str:
+    return f"{strategy}/{variant}" if variant else strategy
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run: the tidy table every statistic consumes."""
+    rows = []
+    for r in records:
+        cfg, final = r.get("config", {}), r.get("final") or {}
+        rows.append({
+            "run_id": r["run_id"], "sweep": r.get("sweep", ""), "task": cfg.get("task"), "model": cfg.get("model"),
+            "predecessor_layers": r.get("predecessor_layers"), "successor_layers": r.get("successor_layers"),
+            "strategy": r.get("strategy"), "variant": r.get("variant") or "",
+            "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+            "seed": r.get("seed"), "student_seed": r.get("student_seed"),
+            "status": r.get("status"), "error": r.get("error") or "",
+            "test_accuracy": final.get("test_accuracy"), "test_macro_f1": final.get("test_macro_f1"),
+            "dev_accuracy": final.get("dev_accuracy"), "dev_macro_f1": final.get("dev_macro_f1"),
+            "best_epoch": r.get("best_epoch"), "epochs": len(r.get("epochs") or []),
+            "wall_seconds": r.get("wall_seconds"),
+        })
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["task", "model", "successor_layers", "arm", "seed", "student_seed"],
+                            kind="stable").reset_index(drop=True)
+    return df
+
+
+def epochs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, epoch): per-epoch loss, successor-only dev metrics, realised replacement rate."""
+    rows = []
+    for r in records:
+        cfg = r.get("config", {})
+        for e in r.get("epochs") or []:
+            rows.append({
+                "run_id": r["run_id"], "task": cfg.get("task"), "model": cfg.get("model"),
+                "successor_layers": r.get("successor_layers"), "strategy": r.get("strategy"),
+                "variant": r.get("variant") or "", "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+                "seed": r.get("seed"), "phase": e.get("phase"), "epoch": e.get("epoch"),
+                "train_loss": e.get("train_loss"), "dev_accuracy": e.get("dev_accuracy"),
+                "dev_macro_f1": e.get("dev_macro_f1"), "replacement_rate": e.get("replacement_rate", float("nan")),
+                "seconds": e.get("seconds"),
+            })
+    return pd.DataFrame(rows)
+
+
+def replacements_table(records: list[dict]) -> pd.DataFrame:
+    """Long table of binary-choice replacements: (run, epoch, module) -> steps the successor module ran.
+
+    module 0 is the embeddings when they are replaceable; layers are 1..L_s.
+    """
+    rows = []
+    for r in records:
+        modules = r.get("modules") or []
+        for e in r.get("epochs") or []:
+            counts = e.get("replaced_per_module")
+            if counts is None:
+                continue
+            for name, replaced in zip(modules, counts):
+                module = 0 if name == "embeddings" else int(name.split()[-1])
+                rows.append({"run_id": r["run_id"], "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+                             "seed": r.get("seed"), "successor_layers": r.get("successor_layers"),
+                             "epoch": e.get("epoch"), "module": module, "replaced": replaced,
+                             "steps": e.get("steps")})
+    return pd.DataFrame(rows)

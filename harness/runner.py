@@ -1,0 +1,231 @@
+"""Execute one run: config -> data -> (predecessor) -> strategy plan -> shared loop -> run record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from harness import __version__
+from harness import predecessor as pred_cache
+from harness.config import RunConfig, run_key
+from harness.data import Splits, encode, make_splits
+from harness.errors import HarnessError
+from harness.models import Classifier, Pretrained, build_classifier, load_pretrained
+from harness.strategies import Context, arm_label, get_strategy
+from harness.train import LoopSettings, fit, pick_device, seed_everything
+
+# Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
+RESULTS_SCHEMA = 1
+CODE_VERSION = f"{__version__}+r{RESULTS_SCHEMA}"
+ENGLISH_ONLY_MODELS = {"minilm-l6"}
+
+
+def key_of(config: RunConfig) -> str:
+    return run_key(config, CODE_VERSION)
+
+
+@functools.lru_cache(maxsize=4)
+def _task(spec: str, text_column: str, label_column: str):
+    from harness.tasks import load_task
+
+    return load_task(spec, text_column=text_column, label_column=label_column)
+
+
+@functools.lru_cache(maxsize=8)
+def _splits(spec, text_column, label_column, train_size, dev_size, test_size, split_seed) -> Splits:
+    return make_splits(_task(spec, text_column, label_column), train_size, dev_size, test_size, split_seed)
+
+
+def prepare_data(config: RunConfig, pretrained: Pretrained):
+    """Splits and their tokenisation, each computed once per process and reused by every run."""
+    task = _task(config.task, config.text_column, config.label_column)
+    if task.language == "zh" and config.model in ENGLISH_ONLY_MODELS and not config.force:
+        raise HarnessError(f"task {config.task!r} is Chinese but model {config.model!r} is English-only; "
+                           f"pass a Chinese encoder with --model (e.g. bert-base-chinese) or --force")
+    splits = _splits(config.task, config.text_column, config.label_column, config.train_size,
+                     config.dev_size, config.test_size, config.split_seed)
+    encoded = {name: encode(pretrained.tokenizer, getattr(splits, name), config.max_length,
+                            (pretrained.path, config.max_length, splits.data_hash, name))
+               for name in ("train", "dev", "test")}
+    _check_vocabulary(pretrained, encoded["train"], config)
+    return task, splits, encoded
+
+
+def _check_vocabulary(pretrained: Pretrained, train, config: RunConfig) -> None:
+    """Refuse a tokenizer that maps most of the text to [UNK] (e.g. Chinese text, English vocab)."""
+    unk = getattr(pretrained.tokenizer, "unk_token_id", None)
+    if unk is None or config.force:
+        return
+    sample = torch.cat(train.ids[:500])
+    share = float((sample == unk).float().mean())
+    if share > 0.3:
+        raise HarnessError(f"model {config.model!r} maps {share:.0%} of {config.task!r}'s tokens to "
+                           f"[UNK]: wrong language for this tokenizer (use --force to run anyway)")
+
+
+def provenance(device: torch.device) -> dict:
+    import numpy
+    import transformers
+
+    info = {
+        "harness": CODE_VERSION, "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "cpu_count": os.cpu_count(), "host": platform.node(), "git_commit": git_commit(),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained) -> LoopSettings:
+    pad = getattr(pretrained.tokenizer, "pad_token_id", None)
+    return LoopSettings(batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+                        group_by_length=config.group_by_length, precision=config.precision,
+                        device=device, pad_id=0 if pad is None else pad)
+
+
+def get_predecessor(config: RunConfig, predecessor_layers: int, num_classes: int, device: torch.device,
+                    out_dir: Path | None, log=print) -> tuple[Classifier, dict]:
+    """The fine-tuned predecessor for config.seed: from the cache, else trained now (and cached)."""
+    pconfig = pred_cache.predecessor_config(config, predecessor_layers)
+    key = key_of(pconfig)
+    pretrained = load_pretrained(config.model)
+    model = build_classifier(pretrained, predecessor_layers, num_classes, config.head)
+    try:
+        meta = pred_cache.load(key, model)
+    except ValueError as exc:
+        log(f"warning: {exc}; retraining it")
+        meta = None
+    if meta is not None:
+        return model.to(device), {"key": key, "trained_now": False, **meta.get("metrics", {})}
+    log(f"training the predecessor (finetune-{predecessor_layers}, seed {config.seed}) once for this seed")
+    record, model = execute(pconfig, out_dir=out_dir, log=log, return_model=True)
+    return model, {"key": key, "trained_now": True, **_metrics(record)}
+
+
+def _metrics(record: dict) -> dict:
+    f = record["final"]
+    return {"test_accuracy": f["test_accuracy"], "dev_accuracy": f["dev_accuracy"],
+            "wall_seconds": record["wall_seconds"], "run_id": record["run_id"]}
+
+
+def execute(config: RunConfig, *, out_dir: Path | None = None, log=print, return_model: bool = False):
+    """Run one configuration to completion and return its record (and optionally the evaluated model).
+
+    With out_dir, the record is also written there atomically, as <run_id>.json.
+    """
+    from harness.records import write_record
+
+    started = time.perf_counter()
+    config = config.validated()
+    strategy = get_strategy(config.strategy)
+    options = strategy.resolve(config.variant, config.option_dict)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    pretrained = load_pretrained(config.model)
+    predecessor_layers = config.predecessor_layers or pretrained.num_layers
+    if predecessor_layers > pretrained.num_layers:
+        raise HarnessError(f"predecessor layers ({predecessor_layers}) exceed the model's {pretrained.num_layers}")
+    if config.strategy == "finetune" and config.layers > pretrained.num_layers:
+        raise HarnessError(f"cannot fine-tune the first {config.layers} layers of a "
+                           f"{pretrained.num_layers}-layer model")
+    task, splits, encoded = prepare_data(config, pretrained)
+    settings = _settings(config, device, pretrained)
+
+    # The predecessor comes first, before the student's RNG is seeded: whether it was cached or
+    # trained just now must not change the student's head init, dropout or data order.
+    predecessor, predecessor_info = None, None
+    if strategy.needs_predecessor:
+        predecessor, predecessor_info = get_predecessor(config, predecessor_layers, splits.num_classes,
+                                                        device, out_dir, log)
+
+    seed_everything(config.student)
+    steps_per_epoch = -(-len(splits.train.labels) // config.batch_size)
+    ctx = Context(config=config, options=options, pretrained=pretrained, num_classes=splits.num_classes,
+                  steps_per_epoch=steps_per_epoch, predecessor_layers=predecessor_layers,
+                  get_predecessor=lambda: predecessor, train=encoded["train"], settings=settings)
+    plan = strategy.build(ctx)
+    for phase in plan.phases:
+        phase.modules.to(device)
+    plan.evaluated.to(device)
+    data_order = torch.Generator().manual_seed(config.student)
+    result = fit(plan.phases, plan.evaluated, encoded["train"], encoded["dev"], encoded["test"], settings,
+                 data_order, on_epoch=lambda e: log(_epoch_line(e)))
+    arm_strategy, arm_variant = arm_label(config)
+    record = {
+        "schema": RESULTS_SCHEMA,
+        "run_id": key_of(config),
+        "status": "ok",
+        "error": None,
+        "strategy": arm_strategy,
+        "variant": arm_variant,
+        "seed": config.seed,
+        "student_seed": config.student,
+        "predecessor_layers": predecessor_layers,
+        "successor_layers": config.layers,
+        "config": config.to_dict(),
+        "options": options,
+        "task": {"name": config.task, "source": task.source, "label_names": splits.label_names,
+                 "num_classes": splits.num_classes, "split_sizes": splits.sizes(),
+                 "split_seed": config.split_seed, "data_hash": splits.data_hash,
+                 "train_tokens": encoded["train"].num_tokens},
+        "model": pretrained.identity,
+        "modules": plan.info.get("modules"),
+        "predecessor": predecessor_info,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "final": {"dev_accuracy": result.dev.accuracy, "dev_macro_f1": result.dev.macro_f1,
+                  "test_accuracy": result.test.accuracy, "test_macro_f1": result.test.macro_f1,
+                  "n_dev": result.dev.n, "n_test": result.test.n, "steps": result.steps},
+        "provenance": provenance(device),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    if out_dir is not None:
+        write_record(record, Path(out_dir), splits)
+    if config.strategy == "finetune" and pred_cache.is_predecessor_run(config, predecessor_layers):
+        pred_cache.save(pred_cache.predecessor_key(config, predecessor_layers, CODE_VERSION), plan.evaluated,
+                        {"config": config.to_dict(), "metrics": _metrics(record)})
+    return (record, plan.evaluated) if return_model else record
+
+
+def _epoch_line(e: dict) -> str:
+    extra = ""
+    if "replaced_per_module" in e:
+        extra = f"  replaced {[int(round(x)) for x in e['replaced_per_module']]} of {e['steps']} steps"
+    elif "mix_k" in e:
+        extra = f"  k {e['mix_k']:.2f}"
+    return (f"  epoch {e['epoch']:>2} [{e['phase']}] loss {e['train_loss']:.4f}  dev acc {e['dev_accuracy']:.4f}"
+            f"  {e['seconds']:.1f}s{extra}")

@@ -1,0 +1,224 @@
+"""The one training loop every strategy shares, and the one evaluation function.
+
+A strategy hands `fit` a list of phases (e.g. Theseus phase, then successor phase). Each phase
+says which parameter groups train at which learning rate and what one step's loss is; `fit`
+owns everything else: optimizer, schedule, data order, per-epoch dev evaluation of the model
+that will be reported, best-dev weights, and a single test evaluation at those weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.data import Encoded, eval_batches, train_batches
+from harness.errors import HarnessError
+
+
+class NonFiniteLoss(HarnessError):
+    """Training produced a NaN or infinite loss; the run is recorded as failed."""
+
+
+@dataclass
+class Phase:
+    """One stretch of training with one optimizer.
+
+    param_groups: torch param groups, each {"params": [...], "lr": float, "name": str};
+        parameters in no group get no gradient and no optimizer state (they are frozen).
+    loss: batch (dict of tensors on the device) -> scalar training loss.
+    modules: everything the training forward touches; put in train mode (dropout on) each epoch.
+    diagnostics: called after each epoch's training steps; returns extra per-epoch fields
+        (e.g. replacement counts) and resets its counters.
+    """
+
+    name: str
+    epochs: int
+    param_groups: list[dict]
+    loss: Callable[[dict], torch.Tensor]
+    modules: nn.Module
+    diagnostics: Callable[[], dict] | None = None
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    macro_f1: float
+    n: int
+
+
+@dataclass
+class FitResult:
+    epochs: list[dict]
+    best_epoch: int
+    dev: EvalResult
+    test: EvalResult
+    train_seconds: float
+    steps: int
+
+
+@dataclass
+class LoopSettings:
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    group_by_length: bool = True
+    precision: str = "fp32"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    pad_id: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """python, numpy and torch (CPU and CUDA) RNGs from one seed."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise HarnessError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes present in y_true or y_pred (sklearn's rule)."""
+    classes = np.union1d(y_true, y_pred)
+    scores = []
+    for c in classes:
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def predict(model: nn.Module, data: Encoded, settings: LoopSettings) -> np.ndarray:
+    """Predicted class per example of `data`, in data order. model: batch -> logits (batch, classes)."""
+    was_training = model.training
+    model.eval()
+    preds = np.empty(len(data.labels), dtype=np.int64)
+    with torch.inference_mode(), autocast(settings.device, settings.precision):
+        for batch in eval_batches(data, settings.eval_batch_size, settings.pad_id):
+            logits = model(batch["input_ids"].to(settings.device), batch["attention_mask"].to(settings.device))
+            preds[batch["index"].numpy()] = logits.argmax(-1).cpu().numpy()
+    model.train(was_training)
+    return preds
+
+
+def evaluate(model: nn.Module, data: Encoded, settings: LoopSettings) -> EvalResult:
+    y_true = data.labels.numpy()
+    y_pred = predict(model, data, settings)
+    return EvalResult(float(np.mean(y_pred == y_true)), macro_f1(y_true, y_pred), len(y_true))
+
+
+def _optimizer(groups: list[dict], settings: LoopSettings) -> torch.optim.Optimizer:
+    """AdamW over the phase's groups; bias and LayerNorm weights are exempt from weight decay."""
+    torch_groups = []
+    for g in groups:
+        params = list(g["params"])
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        for ps, wd in ((decay, settings.weight_decay), (no_decay, 0.0)):
+            if ps:
+                torch_groups.append({"params": ps, "lr": g["lr"], "weight_decay": wd, "name": g.get("name", "")})
+    if not torch_groups:
+        raise HarnessError("this phase has no trainable parameters")
+    fused = settings.device.type == "cuda"
+    return torch.optim.AdamW(torch_groups, fused=fused, foreach=None if fused else True)
+
+
+def _linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+
+
+def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded, test: Encoded,
+        settings: LoopSettings, generator: torch.Generator,
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train phase after phase; evaluate `evaluated` on dev after every epoch, keep the best-dev
+    weights (earliest on ties), and evaluate test once, at those weights.
+
+    generator: the run's data-order RNG. Returns the per-epoch log and the final metrics.
+    """
+    log: list[dict] = []
+    best_acc, best_state, best_epoch = -1.0, None, 0
+    start = time.perf_counter()
+    steps = 0
+    for phase in phases:
+        # exactly the grouped parameters train; everything else the phase touches is frozen
+        trained = {id(p) for g in phase.param_groups for p in g["params"]}
+        for p in phase.modules.parameters():
+            p.requires_grad_(id(p) in trained)
+        optimizer = _optimizer(phase.param_groups, settings)
+        steps_per_epoch = math.ceil(len(train.labels) / settings.batch_size)
+        scheduler = _linear_schedule(optimizer, phase.epochs * steps_per_epoch, settings.warmup_ratio)
+        for _ in range(phase.epochs):
+            epoch_start = time.perf_counter()
+            phase.modules.train()
+            loss_sum, n_batches, tokens, padded = 0.0, 0, 0, 0
+            for batch in train_batches(train, settings.batch_size, generator, settings.pad_id,
+                                       settings.group_by_length):
+                tokens += int(batch["attention_mask"].sum())
+                padded += batch["attention_mask"].numel()
+                batch = _to_device(batch, settings.device)
+                with autocast(settings.device, settings.precision):
+                    loss = phase.loss(batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) in phase {phase.name!r}, "
+                                        f"epoch {len(log) + 1}, step {steps + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item()
+                n_batches += 1
+                steps += 1
+            train_seconds = time.perf_counter() - epoch_start
+            entry = {"phase": phase.name, "epoch": len(log) + 1, "train_loss": loss_sum / max(1, n_batches),
+                     "steps": n_batches, "tokens": tokens, "padded_tokens": padded,
+                     "train_seconds": train_seconds}
+            if phase.diagnostics is not None:
+                entry.update(phase.diagnostics())
+            dev_result = evaluate(evaluated, dev, settings)
+            entry.update(dev_accuracy=dev_result.accuracy, dev_macro_f1=dev_result.macro_f1,
+                         seconds=time.perf_counter() - epoch_start)
+            if dev_result.accuracy > best_acc:
+                best_acc, best_epoch = dev_result.accuracy, entry["epoch"]
+                best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+            log.append(entry)
+            if on_epoch is not None:
+                on_epoch(entry)
+    evaluated.load_state_dict(best_state)
+    dev_best = next(EvalResult(e["dev_accuracy"], e["dev_macro_f1"], len(dev.labels)) for e in log
+                    if e["epoch"] == best_epoch)
+    test_result = evaluate(evaluated, test, settings)
+    return FitResult(log, best_epoch, dev_best, test_result, time.perf_counter() - start, steps)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny random BERT (built from a config, saved as a local model folder, loaded
+through the same code path as the real one) and a tiny learnable sentiment task as a CSV file."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+import torch
+
+WORDS = ["good", "great", "fine", "nice", "superb", "bad", "awful", "poor", "dull", "boring",
+         "the", "movie", "film", "was", "plot", "acting", "really", "very", "quite", "story"]
+POSITIVE, NEGATIVE = WORDS[:5], WORDS[5:10]
+FILLER = WORDS[10:]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own cache (predecessors, sources) unless a test sets its own."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A 4-layer, hidden-32 random BERT and a word-level vocabulary, saved like a hub model."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.1,
+                        attention_probs_dropout_prob=0.1)
+    BertModel(config).save_pretrained(folder)
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(folder)
+    return str(folder)
+
+
+def make_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = "pos" if i % 3 else "neg"  # 2:1 imbalance, to see stratification work
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_task(tmp_path_factory):
+    """csv:FILE spec of a 300-example learnable sentiment task."""
+    path = tmp_path_factory.mktemp("task") / "tiny.csv"
+    texts, labels = make_texts(300)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(zip(texts, labels))
+    return f"csv:{path}"
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir, tiny_task):
+    from harness.config import RunConfig
+
+    return RunConfig(task=tiny_task, model=tiny_model_dir, layers=2, train_size=160, dev_size=60,
+                     test_size=60, epochs=2, lr=3e-3, batch_size=16, max_length=16, threads=1)

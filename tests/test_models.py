@@ -1,0 +1,54 @@
+"""First-k slicing copies exactly the pretrained layers; heads; the forward ignores padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.models import build_classifier, layer_indices, load_pretrained
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_first_k_copies_exactly_the_first_k_layers(tiny_model_dir):
+    pre = load_pretrained(tiny_model_dir)
+    model = build_classifier(pre, 2, num_classes=3)
+    assert len(model.layers) == 2
+    assert _same(model.layers[0], pre.layers[0]) and _same(model.layers[1], pre.layers[1])
+    assert not _same(model.layers[1], pre.layers[2])
+    assert _same(model.embeddings, pre.embeddings)
+    # copies, not shared: training the slice must never touch the pretrained encoder
+    assert model.layers[0].attention.self.query.weight.data_ptr() != pre.layers[0].attention.self.query.weight.data_ptr()
+
+
+def test_every_r_choice_and_bad_k():
+    assert layer_indices(12, 3, "every-r") == [3, 7, 11]
+    assert layer_indices(6, 3, "first") == [0, 1, 2]
+    with pytest.raises(HarnessError, match="cannot take 7 layers"):
+        layer_indices(6, 7)
+
+
+def test_padding_does_not_change_the_prediction(tiny_model_dir):
+    pre = load_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = build_classifier(pre, 4, num_classes=2).eval()
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    padded = torch.tensor([[2, 10, 11, 12, 3, 0, 0]])
+    a = model(ids, torch.ones_like(ids))
+    b = model(padded, (padded != 0).long())
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_pooler_head_uses_the_pretrained_pooler(tiny_model_dir):
+    pre = load_pretrained(tiny_model_dir)
+    model = build_classifier(pre, 1, num_classes=2, head="pooler")
+    assert _same(model.head.pooler, pre.pooler)
+
+
+def test_unloadable_model_is_one_line():
+    with pytest.raises(HarnessError, match="could not load model 'no/such-model-here'"):
+        load_pretrained("no/such-model-here")
