@@ -27,6 +27,10 @@ CODE_VERSION = f"{__version__}+r{RESULTS_SCHEMA}"
 ENGLISH_ONLY_MODELS = {"minilm-l6"}
 
 
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
 def key_of(config: RunConfig) -> str:
     return run_key(config, CODE_VERSION)
 
@@ -117,7 +121,7 @@ def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained) -
 
 
 def get_predecessor(config: RunConfig, predecessor_layers: int, num_classes: int, device: torch.device,
-                    out_dir: Path | None, log=print) -> tuple[Classifier, dict]:
+                    out_dir: Path | None, log=say) -> tuple[Classifier, dict]:
     """The fine-tuned predecessor for config.seed: from the cache, else trained now (and cached)."""
     pconfig = pred_cache.predecessor_config(config, predecessor_layers)
     key = key_of(pconfig)
@@ -141,7 +145,7 @@ def _metrics(record: dict) -> dict:
             "wall_seconds": record["wall_seconds"], "run_id": record["run_id"]}
 
 
-def execute(config: RunConfig, *, out_dir: Path | None = None, log=print, return_model: bool = False):
+def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_model: bool = False):
     """Run one configuration to completion and return its record (and optionally the evaluated model).
 
     With out_dir, the record is also written there atomically, as <run_id>.json.
@@ -162,6 +166,8 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=print, return
     if config.strategy == "finetune" and config.layers > pretrained.num_layers:
         raise HarnessError(f"cannot fine-tune the first {config.layers} layers of a "
                            f"{pretrained.num_layers}-layer model")
+    if strategy.check is not None:  # every option problem surfaces before anything is trained
+        strategy.check(config, options, predecessor_layers)
     task, splits, encoded = prepare_data(config, pretrained)
     settings = _settings(config, device, pretrained)
 

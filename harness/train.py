@@ -184,7 +184,7 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
         for _ in range(phase.epochs):
             epoch_start = time.perf_counter()
             phase.modules.train()
-            loss_sum, n_batches, tokens, padded = 0.0, 0, 0, 0
+            loss_sum, n_batches, tokens, padded, idle = 0.0, 0, 0, 0, 0
             for batch in train_batches(train, settings.batch_size, generator, settings.pad_id,
                                        settings.group_by_length):
                 tokens += int(batch["attention_mask"].sum())
@@ -195,16 +195,19 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) in phase {phase.name!r}, "
                                         f"epoch {len(log) + 1}, step {steps + 1}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if loss.requires_grad:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                else:  # e.g. a Theseus step that drew no successor module: nothing trainable ran
+                    idle += 1
                 scheduler.step()
                 loss_sum += loss.item()
                 n_batches += 1
                 steps += 1
             train_seconds = time.perf_counter() - epoch_start
             entry = {"phase": phase.name, "epoch": len(log) + 1, "train_loss": loss_sum / max(1, n_batches),
-                     "steps": n_batches, "tokens": tokens, "padded_tokens": padded,
+                     "steps": n_batches, "idle_steps": idle, "tokens": tokens, "padded_tokens": padded,
                      "train_seconds": train_seconds}
             if phase.diagnostics is not None:
                 entry.update(phase.diagnostics())

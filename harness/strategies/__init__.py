@@ -58,6 +58,7 @@ class Strategy:
     build: Callable[[Context], Plan]
     needs_predecessor: bool
     default_variant: str = ""
+    check: Callable[[RunConfig, dict, int], None] | None = None  # (config, options, L_p): raise on bad input
 
     def resolve(self, variant: str, overrides: dict) -> dict:
         """defaults < variant < overrides, each value checked against the option's type and choices."""

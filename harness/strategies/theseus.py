@@ -161,23 +161,32 @@ def _build_successor(ctx: Context, predecessor: Classifier) -> tuple[nn.ModuleLi
     return layers, embeddings
 
 
-def _check(ctx: Context) -> None:
-    cfg, opts = ctx.config, ctx.options
-    if cfg.layers >= ctx.predecessor_layers:
-        raise HarnessError(f"successor layers ({cfg.layers}) must be fewer than predecessor layers "
-                           f"({ctx.predecessor_layers})")
-    if ctx.predecessor_layers % cfg.layers:
-        raise HarnessError(f"predecessor layers ({ctx.predecessor_layers}) must be divisible by successor "
-                           f"layers ({cfg.layers})")
+def check(config, opts: dict, predecessor_layers: int) -> None:
+    """Every option problem, found before anything is trained."""
+    if config.layers >= predecessor_layers:
+        raise HarnessError(f"successor layers ({config.layers}) must be fewer than predecessor layers "
+                           f"({predecessor_layers})")
+    if predecessor_layers % config.layers:
+        raise HarnessError(f"predecessor layers ({predecessor_layers}) must be divisible by successor "
+                           f"layers ({config.layers})")
     if opts["theseus_epochs"] < 1:
         raise HarnessError(f"theseus_epochs must be >= 1, got {opts['theseus_epochs']}")
     if opts["successor_epochs"] < 0:
         raise HarnessError(f"successor_epochs must be >= 0, got {opts['successor_epochs']}")
+    if "replacement_rate" in opts:
+        if not 0 < opts["replacement_rate"] <= 1:
+            raise HarnessError(f"replacement rate must be in (0, 1], got {opts['replacement_rate']}")
+        if opts["schedule"] == "linear" and not 0 < opts["schedule_base"] <= 1:
+            raise HarnessError(f"schedule base rate must be in (0, 1], got {opts['schedule_base']}")
+        if not 0 <= opts["reach_one_at"] <= 1:
+            raise HarnessError(f"reach_one_at must be a fraction of training in [0, 1], got {opts['reach_one_at']}")
+    if "k" in opts and not 0 <= opts["k"] < 1:
+        raise HarnessError(f"proportional-add k must be in [0, 1) (k = 1 never trains the successor), "
+                           f"got {opts['k']}")
 
 
 def _plan(ctx: Context, mixer_for) -> Plan:
     """The phases both Theseus strategies share; `mixer_for(num_modules, theseus_steps)` makes the mixer."""
-    _check(ctx)
     cfg, opts = ctx.config, ctx.options
     predecessor = ctx.get_predecessor()
     layers, embeddings = _build_successor(ctx, predecessor)
@@ -206,12 +215,6 @@ def _plan(ctx: Context, mixer_for) -> Plan:
 def build_binary(ctx: Context) -> Plan:
     opts = ctx.options
     rate, base = opts["replacement_rate"], opts["schedule_base"]
-    if not 0 < rate <= 1:
-        raise HarnessError(f"replacement rate must be in (0, 1], got {rate}")
-    if opts["schedule"] == "linear" and not 0 < base <= 1:
-        raise HarnessError(f"schedule base rate must be in (0, 1], got {base}")
-    if not 0 <= opts["reach_one_at"] <= 1:
-        raise HarnessError(f"reach_one_at must be a fraction of training in [0, 1], got {opts['reach_one_at']}")
 
     def mixer_for(num_modules, theseus_steps):
         if opts["schedule"] == "constant":
@@ -227,8 +230,6 @@ def build_binary(ctx: Context) -> Plan:
 
 def build_add(ctx: Context) -> Plan:
     opts = ctx.options
-    if not 0 <= opts["k"] < 1:
-        raise HarnessError(f"proportional-add k must be in [0, 1) (k = 1 never trains the successor), got {opts['k']}")
 
     def mixer_for(num_modules, theseus_steps):
         return ProportionalAdd(opts["k"], opts["form"], theseus_steps, opts["k_schedule"])
@@ -264,6 +265,7 @@ STRATEGIES = {
                                   "theseus_epochs": 10, "successor_epochs": 5},
         },
         build=build_binary,
+        check=check,
         needs_predecessor=True,
         default_variant="seed",
     ),
@@ -278,6 +280,7 @@ STRATEGIES = {
             "seed": {**_SEED, "k": 0.5, "form": "seed"},
         },
         build=build_add,
+        check=check,
         needs_predecessor=True,
         default_variant="convex",
     ),
