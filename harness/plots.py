@@ -1,0 +1,302 @@
+"""Figures of SPEC section 5. They only draw what stats.py computed; nothing is estimated here.
+
+Every plot function takes one stats.Group, the arm -> colour mapping and a path (the suffix is
+replaced: each figure is written as .png and .svg) and returns a PlotInfo; a figure without data
+is skipped with the reason in PlotInfo.skipped, never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.stats import Analysis, Group, arm_order, family  # noqa: E402
+
+ACC = "test accuracy (%)"
+TITLE_SIZE = 10
+
+
+@dataclass
+class PlotInfo:
+    """name: the figure's kind (accuracy, forest, significance, dev_curves, replacements, std,
+    expected_max); group: the group label; paths: files written; skipped: why none was."""
+    name: str
+    group: str
+    paths: list[Path] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def arm_colors(arms) -> dict[str, tuple]:
+    """Fixed colour per arm, from the sorted arm names, identical in every figure."""
+    arms = sorted(set(arms))
+    cmap = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20")
+    return {a: cmap(i % cmap.N) for i, a in enumerate(arms)}
+
+
+def slug(text: str) -> str:
+    """File-name-safe form of a group label."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def _save(fig, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = [path.with_suffix(".png"), path.with_suffix(".svg")]
+    fig.savefig(out[0], dpi=130, bbox_inches="tight")
+    fig.savefig(out[1], bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _tested(v: pd.DataFrame) -> pd.DataFrame:
+    return v[v["n"] > 0]
+
+
+def _label(row) -> str:
+    return f"{row['arm']} (n={int(row['n'])}{'' if row['n'] >= 3 else ', not tested'})"
+
+
+def plot_accuracy(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Test accuracy per arm: a box, every run as a jittered dot, the predecessor mean +- std as a
+    shaded band and the finetune-L_s mean as a dashed line."""
+    info = PlotInfo("accuracy", group.label)
+    v = _tested(group.variance)
+    if v.empty:
+        info.skipped = "no successful runs"
+        return info
+    ok = group.runs[group.runs["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(1.2 * len(v) + 2.5, 4.2))
+    jitter = np.random.default_rng(0)
+    for i, row in enumerate(v.itertuples()):
+        x = ok.loc[ok["arm"] == row.arm, "test_accuracy"].dropna().to_numpy(float)
+        ax.boxplot([x], positions=[i], widths=0.5, showfliers=False,
+                   medianprops=dict(color="black"), boxprops=dict(color=colors[row.arm]))
+        ax.scatter(i + jitter.uniform(-0.15, 0.15, len(x)), x, s=18, color=colors[row.arm],
+                   alpha=0.85, zorder=3)
+    for role, kw in (("predecessor", dict(color="grey", alpha=0.2)), ("baseline", {})):
+        r = v[v["role"] == role]
+        if r.empty:
+            continue
+        r = r.iloc[0]
+        if role == "predecessor":
+            ax.axhspan(r["mean"] - np.nan_to_num(r["std"]), r["mean"] + np.nan_to_num(r["std"]),
+                       label=f"predecessor {r['arm']}: mean ± std (n={r['n']})", **kw)
+        else:
+            ax.axhline(r["mean"], ls="--", color=colors[r["arm"]], lw=1,
+                       label=f"baseline {r['arm']}: mean (n={r['n']})")
+    ax.set_xticks(range(len(v)), [_label(r) for _, r in v.iterrows()], rotation=30, ha="right")
+    ax.set_ylabel(ACC)
+    ax.set_title(f"Test accuracy per arm, every seed a dot\n{group.label}", fontsize=TITLE_SIZE)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="y", alpha=0.3)
+    info.paths = _save(fig, path)
+    return info
+
+
+def _interval_plot(group, colors, path, name, col, lo, hi, xlabel, title) -> PlotInfo:
+    info = PlotInfo(name, group.label)
+    v = _tested(group.variance).dropna(subset=[col])
+    if v.empty:
+        info.skipped = f"no arm with a finite {col}"
+        return info
+    v = v.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(v) + 1.6))
+    for i, row in enumerate(v.itertuples()):
+        c, l, h = getattr(row, col), getattr(row, lo), getattr(row, hi)
+        err = None if not np.isfinite([l, h]).all() else [[c - l], [h - c]]
+        ax.errorbar(c, i, xerr=err, fmt="o", color=colors[row.arm], capsize=4)
+    for role, ls in (("predecessor", ":"), ("baseline", "--")):
+        r = v[v["role"] == role]
+        if not r.empty and np.isfinite(r[col].iloc[0]):
+            ax.axvline(r[col].iloc[0], ls=ls, color="grey", lw=1, label=f"{role} {r['arm'].iloc[0]}")
+    ax.set_yticks(range(len(v)), [_label(r) for _, r in v.iterrows()])
+    ax.set_xlabel(xlabel)
+    ax.set_title(f"{title}\n{group.label}", fontsize=TITLE_SIZE)
+    ax.grid(axis="x", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    info.paths = _save(fig, path)
+    return info
+
+
+def plot_forest(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Forest plot: mean test accuracy per arm with its 95% bootstrap CI (n in the labels)."""
+    return _interval_plot(group, colors, path, "forest", "mean", "ci_low", "ci_high", ACC,
+                          "Mean test accuracy with 95% bootstrap CI")
+
+
+def plot_std(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Std over seeds per arm with its 95% percentile bootstrap CI (the stability claim)."""
+    return _interval_plot(group, colors, path, "std", "std", "std_ci_low", "std_ci_high",
+                          "std of test accuracy over seeds (points)",
+                          "Seed-to-seed std with 95% bootstrap CI")
+
+
+def plot_significance(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Pairwise matrix: Holm-adjusted primary p (paired t, else Welch) and ASO eps_min of the row
+    arm over the column arm, each cell annotated; "n<3" where not tested."""
+    info = PlotInfo("significance", group.label)
+    t = group.pairwise
+    if t.empty:
+        info.skipped = "fewer than two arms"
+        return info
+    arms = arm_order(pd.concat([t["a"], t["b"]]))
+    k = {a: i for i, a in enumerate(arms)}
+    p, eps = np.full((len(arms),) * 2, np.nan), np.full((len(arms),) * 2, np.nan)
+    untested = np.zeros_like(p, bool)
+    for r in t.itertuples():
+        i, j = k[r.a], k[r.b]
+        p[i, j] = p[j, i] = r.primary_p_holm
+        eps[i, j], eps[j, i] = r.aso_eps_min, r.aso_eps_min_ba
+        untested[i, j] = untested[j, i] = not r.tested
+    size = 0.75 * len(arms) + 2.5
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size), layout="constrained")
+    fmt_p = lambda x: f"{x:.3f}" if x >= 0.001 else "<.001"  # noqa: E731
+    panels = [(axes[0], -np.log10(np.clip(p, 1e-4, 1)), p, "viridis", (0, 4), fmt_p,
+               "Holm-adjusted p (paired t, else Welch)", "-log10 p (colour)"),
+              (axes[1], eps, eps, "RdBu_r", (0, 1), lambda x: f"{x:.2f}",
+               "ASO eps_min of row over column\n(< 0.5: row better)", "eps_min")]
+    for ax, color, val, cmap, (lo, hi), fmt, title, cbar in panels:
+        im = ax.imshow(color, cmap=cmap, vmin=lo, vmax=hi)
+        for i in range(len(arms)):
+            for j in range(len(arms)):
+                if i == j:
+                    continue
+                txt = "n<3" if untested[i, j] else fmt(val[i, j]) if np.isfinite(val[i, j]) else "n/a"
+                rgb = im.cmap(im.norm(color[i, j]))[:3] if np.isfinite(color[i, j]) else (1, 1, 1)
+                dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 0.5
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(len(arms)), arms, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(arms)), arms, fontsize=8)
+        ax.set_title(title, fontsize=TITLE_SIZE)
+        fig.colorbar(im, ax=ax, shrink=0.7, label=cbar)
+    n = ", ".join(f"{a} {int(m)}" for a, m in zip(group.variance["arm"], group.variance["n"]))
+    fig.suptitle(f"Pairwise comparisons, {group.label}\nn: {n}", fontsize=TITLE_SIZE - 1)
+    info.paths = _save(fig, path)
+    return info
+
+
+def _with_arms(table: pd.DataFrame, group: Group) -> pd.DataFrame:
+    """Attach arm / seed of the group's runs to an epochs or replacements table by run_id."""
+    keep = group.runs[["run_id", "arm", "seed", "collapsed"]]
+    return table.drop(columns=[c for c in ("arm", "seed") if c in table]).merge(keep, on="run_id")
+
+
+def plot_dev_curves(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Successor-only dev accuracy per epoch, one panel per Theseus arm: every seed a thin line,
+    the mean over seeds a thick one; phase changes marked by a dotted vertical line."""
+    info = PlotInfo("dev_curves", group.label)
+    ep = group.epochs
+    if ep.empty or not {"run_id", "epoch", "dev_accuracy"} <= set(ep.columns):
+        info.skipped = "no per-epoch data"
+        return info
+    ep = _with_arms(ep, group).dropna(subset=["dev_accuracy"])
+    arms = [a for a in arm_order(ep["arm"]) if family(a) in ("theseus-binary", "theseus-add")]
+    if not arms:
+        info.skipped = "no per-epoch data for Theseus arms"
+        return info
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.6), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], arms):
+        e = ep[ep["arm"] == arm]
+        for _, r in e.groupby("run_id"):
+            r = r.sort_values("epoch")
+            ax.plot(r["epoch"], r["dev_accuracy"], lw=0.7, alpha=0.5, color=colors[arm])
+        m = e.groupby("epoch")["dev_accuracy"].mean()
+        ax.plot(m.index, m.values, lw=2.5, color=colors[arm], label="mean over seeds")
+        if "phase" in e:
+            starts = e.sort_values("epoch").drop_duplicates("phase")["epoch"].iloc[1:]
+            for s in starts:
+                ax.axvline(s - 0.5, ls=":", color="grey")
+        ax.set_title(f"{arm} (n={e['run_id'].nunique()} seeds)", fontsize=TITLE_SIZE)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("successor-only dev accuracy (%)")
+    fig.suptitle(f"Successor-only dev accuracy per epoch, {group.label}", fontsize=TITLE_SIZE)
+    fig.tight_layout()
+    info.paths = _save(fig, path)
+    return info
+
+
+def plot_replacements(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Replacements per module per epoch for theseus-binary arms (rows) and modules (columns):
+    one line per run, collapsed runs (test accuracy <= finetune-L_s mean) in red."""
+    info = PlotInfo("replacements", group.label)
+    rep = group.replacements
+    if rep.empty or not {"run_id", "module", "epoch", "replaced"} <= set(rep.columns):
+        info.skipped = "no replacement counts"
+        return info
+    rep = _with_arms(rep, group)
+    rep = rep[rep["arm"].map(family) == "theseus-binary"]
+    if rep.empty:
+        info.skipped = "no replacement counts for theseus-binary arms"
+        return info
+    arms, modules = arm_order(rep["arm"]), sorted(rep["module"].unique())
+    fig, axes = plt.subplots(len(arms), len(modules), squeeze=False, sharex=True, sharey=True,
+                             figsize=(2.6 * len(modules) + 1, 2.4 * len(arms) + 0.8))
+    for i, arm in enumerate(arms):
+        for j, mod in enumerate(modules):
+            ax = axes[i][j]
+            d = rep[(rep["arm"] == arm) & (rep["module"] == mod)]
+            for (_, collapsed), r in d.groupby(["run_id", "collapsed"]):
+                r = r.sort_values("epoch")
+                ax.plot(r["epoch"], r["replaced"], color="tab:red" if collapsed else "grey",
+                        lw=1.6 if collapsed else 0.9, alpha=0.8)
+            name = "embeddings" if mod == 0 else f"module {mod}"
+            ax.set_title(f"{arm}: {name}" if j == 0 else name, fontsize=8)
+            ax.grid(alpha=0.3)
+            if i == len(arms) - 1:
+                ax.set_xlabel("epoch")
+        n, c = d["run_id"].nunique(), d.drop_duplicates("run_id")["collapsed"].sum()
+        axes[i][0].set_ylabel(f"replacements per epoch\n(n={n}, {int(c)} collapsed)", fontsize=8)
+    handles = [plt.Line2D([], [], color="tab:red", lw=1.6), plt.Line2D([], [], color="grey", lw=0.9)]
+    fig.legend(handles, ["collapsed run (<= finetune-L_s mean)", "other run"], loc="lower center",
+               ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"Successor-module replacements per epoch, {group.label}", fontsize=TITLE_SIZE)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    info.paths = _save(fig, path)
+    return info
+
+
+def plot_expected_max(group: Group, colors: dict, path: Path) -> PlotInfo:
+    """Expected maximum test accuracy versus number of seeds (Dodge et al. 2019), +- its sd."""
+    info = PlotInfo("expected_max", group.label)
+    em = group.expected_max
+    if em.empty:
+        info.skipped = "no successful runs"
+        return info
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for arm in arm_order(em["arm"]):
+        e = em[em["arm"] == arm]
+        ax.plot(e["n_seeds"], e["expected_max"], marker="o", ms=3, color=colors[arm],
+                label=f"{arm} (N={int(e['N'].iloc[0])})")
+        ax.fill_between(e["n_seeds"], e["expected_max"] - e["expected_max_std"],
+                        e["expected_max"] + e["expected_max_std"], color=colors[arm], alpha=0.12)
+    ax.set_xlabel("number of seeds n")
+    ax.set_ylabel(f"expected max {ACC}")
+    ax.set_title(f"Expected best-of-n test accuracy\n{group.label}", fontsize=TITLE_SIZE)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    info.paths = _save(fig, path)
+    return info
+
+
+PLOTS = {"accuracy": plot_accuracy, "forest": plot_forest, "significance": plot_significance,
+         "dev_curves": plot_dev_curves, "replacements": plot_replacements, "std": plot_std,
+         "expected_max": plot_expected_max}
+
+
+def plot_all(analysis: Analysis, plots_dir: Path) -> list[PlotInfo]:
+    """Every figure of every group under plots_dir as <group-slug>_<name>.png/.svg."""
+    colors = arm_colors(analysis.runs["arm"])
+    return [fn(g, colors, Path(plots_dir) / f"{slug(g.label)}_{name}")
+            for g in analysis.groups for name, fn in PLOTS.items()]
