@@ -196,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=30)
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    b.add_argument("--task", default="rt-polarity", help="built-in task, or clue:DIR, csv:FILE, jsonl:FILE, hf:NAME")
+    b.add_argument("--model", default="minilm-l6", help="bundled model name, local folder or hub id")
+    b.add_argument("--layers", type=int, default=None, help="encoder layers trained (default: all)")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--train-size", type=int, default=None,
+                   help="training split drawn (default and minimum: steps x batch size; its first ones are used)")
+    b.add_argument("--out", type=Path, default=None, help="also write every figure to this JSON file")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -1,15 +1,393 @@
-"""Sweeps (placeholder until the sweep runner lands): preset listing only."""
+"""`run-all`: expand a sweep config into jobs, run them (resumably, in parallel), then report.
+
+Data flows one way: config -> jobs -> run records (results/<sweep>/runs/) -> tidy tables ->
+statistics -> plots -> report. The store is the single source of truth: a finished run is a
+record file named by the hash of everything that determines it, so re-running skips it, a changed
+setting gets a new key, and a killed sweep loses at most the runs that were in flight.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+from harness.config import RunConfig
+from harness.errors import HarnessError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO_ROOT / "experiments"
+SWEEP_KEYS = {"name", "description", "seeds", "seed_list", "student_seeds", "jobs", "threads", "base",
+              "tasks", "models", "successor_layers", "arms"}
+ARM_KEYS = {"strategy", "variant", "options", "layers", "set"}
+
+
+# ------------------------------------------------------------------ config
+
+@dataclass
+class Sweep:
+    name: str
+    description: str
+    seeds: list[int]
+    student_seeds: int
+    jobs: int
+    threads: int
+    base: dict
+    tasks: list[str]
+    models: list[str]
+    successor_layers: list[int]
+    arms: list[dict]
+    source: dict  # the config as loaded, for provenance
 
 
 def list_presets() -> dict[str, str]:
     out = {}
     for path in sorted(EXPERIMENTS.glob("*.toml")):
-        first = path.read_text().splitlines()[0] if path.read_text() else ""
-        out[path.stem] = first.lstrip("# ").strip()
+        try:
+            out[path.stem] = tomllib.loads(path.read_text()).get("description", "")
+        except tomllib.TOMLDecodeError:
+            out[path.stem] = "(malformed TOML)"
     return out
+
+
+def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sweep:
+    """Read and validate a sweep config; every problem is one HarnessError line."""
+    if config_path is None:
+        config_path = EXPERIMENTS / f"{preset or 'default'}.toml"
+        if not config_path.exists():
+            raise HarnessError(f"unknown preset {preset!r}; presets: {', '.join(list_presets())}")
+    config_path = Path(config_path)
+    try:
+        raw = tomllib.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise HarnessError(f"sweep config {config_path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"sweep config {config_path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - SWEEP_KEYS)
+    if unknown:
+        raise HarnessError(f"{config_path.name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SWEEP_KEYS))}")
+    base = dict(raw.get("base", {}))
+    RunConfig.from_dict(base)  # validates field names and values
+    seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", 5))))
+    arms = raw.get("arms") or []
+    if not arms:
+        raise HarnessError(f"{config_path.name}: no [[arms]]")
+    from harness.strategies import get_strategy
+
+    for arm in arms:
+        bad = sorted(set(arm) - ARM_KEYS)
+        if bad:
+            raise HarnessError(f"{config_path.name}: arm {arm.get('strategy')!r} has unknown key(s) {', '.join(bad)}")
+        strategy = get_strategy(arm.get("strategy", ""))
+        strategy.resolve(arm.get("variant", ""), arm.get("options", {}))
+        if arm.get("layers", "successor") not in ("successor", "predecessor"):
+            raise HarnessError(f"{config_path.name}: arm layers must be 'successor' or 'predecessor'")
+    return Sweep(
+        name=raw.get("name", config_path.stem), description=raw.get("description", ""), seeds=seeds,
+        student_seeds=int(raw.get("student_seeds", 1)), jobs=int(raw.get("jobs", 1)),
+        threads=int(raw.get("threads", 0)) or 0, base=base,
+        tasks=list(raw.get("tasks", [base.get("task", RunConfig.task)])),
+        models=list(raw.get("models", [base.get("model", RunConfig.model)])),
+        successor_layers=list(raw.get("successor_layers", [base.get("layers", RunConfig.layers)])),
+        arms=arms, source=raw,
+    )
+
+
+# ------------------------------------------------------------------ jobs
+
+def _predecessor_layers(sweep: Sweep, model: str) -> int:
+    if sweep.base.get("predecessor_layers"):
+        return int(sweep.base["predecessor_layers"])
+    from harness.models import load_pretrained
+
+    return load_pretrained(model).num_layers
+
+
+def expand(sweep: Sweep) -> list[RunConfig]:
+    """Every (task, model, successor size, arm, seed, student seed) as one RunConfig, deduplicated
+    (the predecessor arm is shared by every successor size). Predecessor runs come first."""
+    jobs: dict[str, RunConfig] = {}
+    from harness.runner import key_of
+
+    for task in sweep.tasks:
+        for model in sweep.models:
+            lp = _predecessor_layers(sweep, model)
+            for ls in sweep.successor_layers:
+                for arm in sweep.arms:
+                    is_pred = arm.get("layers") == "predecessor"
+                    for seed in sweep.seeds:
+                        # the predecessor arm has one run per seed; other arms may add student seeds
+                        students = [None] if is_pred else \
+                            [None] + [seed * 1000 + j for j in range(1, sweep.student_seeds)]
+                        for student in students:
+                            fields = {**sweep.base, **arm.get("set", {}), "task": task, "model": model,
+                                      "strategy": arm["strategy"], "variant": arm.get("variant", ""),
+                                      "options": arm.get("options", {}), "layers": lp if is_pred else ls,
+                                      "predecessor_layers": lp, "seed": seed, "student_seed": student}
+                            if sweep.threads:
+                                fields["threads"] = sweep.threads
+                            config = RunConfig.from_dict(fields)
+                            jobs.setdefault(key_of(config), config)
+    ordered = sorted(jobs.values(), key=lambda c: (not is_predecessor(c), c.seed))
+    return ordered
+
+
+def is_predecessor(config: RunConfig) -> bool:
+    from harness.predecessor import is_predecessor_run
+
+    return config.predecessor_layers is not None and is_predecessor_run(config, config.predecessor_layers)
+
+
+def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
+    """Run one job in a worker; any failure becomes a 'failed' record, never a lost run."""
+    import torch
+
+    from harness.records import write_record
+    from harness.runner import execute, key_of
+    from harness.strategies import arm_label
+
+    config = RunConfig.from_dict(config_dict)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    try:
+        record = execute(config, out_dir=None, log=lambda *_: None)
+        record["sweep"] = sweep_name
+    except Exception as exc:  # recorded, reported, and the sweep goes on
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        strategy, variant = arm_label(config)
+        record = {"schema": 1, "run_id": key_of(config), "sweep": sweep_name, "status": "failed",
+                  "error": f"{type(exc).__name__}: {message}", "strategy": strategy, "variant": variant,
+                  "seed": config.seed, "student_seed": config.student, "config": config.to_dict(),
+                  "predecessor_layers": config.predecessor_layers, "successor_layers": config.layers,
+                  "epochs": [], "final": None, "wall_seconds": time.perf_counter() - started}
+    write_record(record, Path(out_dir))
+    final = record.get("final") or {}
+    return {"run_id": record["run_id"], "status": record["status"], "error": record.get("error"),
+            "label": f"{record['strategy']}{'/' + record['variant'] if record['variant'] else ''}",
+            "seed": record["seed"], "test_accuracy": final.get("test_accuracy"),
+            "wall_seconds": record["wall_seconds"]}
+
+
+def _pending(configs: list[RunConfig], out_dir: Path) -> list[RunConfig]:
+    from harness.records import record_path
+    from harness.runner import key_of
+
+    pending = []
+    for c in configs:
+        path = record_path(out_dir, key_of(c))
+        if path.exists():
+            try:
+                if json.loads(path.read_text()).get("status") == "ok":
+                    continue
+            except (json.JSONDecodeError, OSError):
+                pass
+        pending.append(c)
+    return pending
+
+
+def _parallel_context(backend: str, scheduler: str | None):
+    import contextlib
+
+    import joblib
+
+    if backend == "loky":
+        return contextlib.nullcontext()
+    if backend == "dask":
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise HarnessError("backend 'dask' needs dask.distributed: pip install 'dask[distributed]'") from None
+        client = Client(scheduler) if scheduler else Client(processes=True)
+        stack = contextlib.ExitStack()
+        stack.enter_context(client)
+        stack.enter_context(joblib.parallel_config(backend="dask"))
+        return stack
+    if backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError:
+            raise HarnessError("backend 'ray' needs ray: pip install 'ray[default]'") from None
+        ray.init(address=scheduler, ignore_reinit_error=True)
+        register_ray()
+        return joblib.parallel_config(backend="ray")
+    raise HarnessError(f"unknown backend {backend!r}; choose loky, dask or ray")
+
+
+def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs: int, backend: str = "loky",
+                 scheduler: str | None = None, say=print) -> list[dict]:
+    """Run the pending jobs in two waves so each seed's predecessor is trained exactly once."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    pending = _pending(configs, out_dir)
+    done = len(configs) - len(pending)
+    say(f"{len(configs)} runs in the sweep, {done} already stored, {len(pending)} to run "
+        f"({jobs} parallel job(s), backend {backend})")
+    results: list[dict] = []
+    if not pending:
+        return results
+    started = time.perf_counter()
+    bar = tqdm(total=len(configs), initial=done, unit="run", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    # Wave 1: runs that need no predecessor, predecessors first; wave 2: the runs that reuse them.
+    # A predecessor is then trained exactly once, and no core idles while the last ones train.
+    from harness.strategies import get_strategy
+
+    needs = [get_strategy(c.strategy).needs_predecessor for c in pending]
+    waves = [[c for c, n in zip(pending, needs) if not n], [c for c, n in zip(pending, needs) if n]]
+    with _parallel_context(backend, scheduler):
+        for wave in waves:
+            if not wave:
+                continue
+            parallel = Parallel(n_jobs=min(jobs, len(wave)), return_as="generator_unordered",
+                                batch_size=1, pre_dispatch="n_jobs")
+            for summary in parallel(delayed(run_job)(c.to_dict(), str(out_dir), sweep_name) for c in wave):
+                results.append(summary)
+                bar.update(1)
+                status = (f"test acc {summary['test_accuracy']:.4f}" if summary["status"] == "ok"
+                          else f"FAILED: {summary['error']}")
+                line = (f"[{done + len(results)}/{len(configs)}] {summary['label']} seed {summary['seed']}: "
+                        f"{status} ({summary['wall_seconds']:.0f}s, elapsed {time.perf_counter() - started:.0f}s)")
+                (tqdm.write if not bar.disable else say)(line)
+    bar.close()
+    return results
+
+
+# ------------------------------------------------------------------ entry points
+
+def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None, out=None, backend="loky",
+              scheduler=None, report_dir=REPO_ROOT / "report", limit_strategies=None, say=print) -> int:
+    sweep = load_sweep(preset, config_path)
+    if seeds is not None:
+        if seeds < 1:
+            raise HarnessError(f"--seeds must be >= 1, got {seeds}")
+        sweep.seeds = list(range(seeds))
+    if threads is not None:
+        sweep.threads = threads
+    if jobs is not None:
+        sweep.jobs = jobs
+    if sweep.jobs < 1:
+        raise HarnessError(f"jobs must be >= 1, got {sweep.jobs}")
+    if limit_strategies:
+        sweep.arms = [a for a in sweep.arms if a["strategy"] in limit_strategies or a.get("layers") == "predecessor"]
+    out_dir = Path(out) if out else REPO_ROOT / "results" / sweep.name
+    configs = expand(sweep)
+    from harness.records import atomic_write_text
+    from harness.runner import key_of
+
+    started = time.perf_counter()
+    results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+    elapsed = time.perf_counter() - started
+    manifest_path = out_dir / "sweep.json"
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = {
+        "name": sweep.name, "description": sweep.description, "config": sweep.source,
+        "seeds": sweep.seeds, "jobs": sweep.jobs, "threads": sweep.threads, "backend": backend,
+        "run_ids": [key_of(c) for c in configs],
+        "sessions": previous.get("sessions", []) + [{
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "runs_executed": len(results), "wall_seconds": elapsed}],
+    }
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    say(f"sweep {sweep.name}: {len(results)} run(s) executed in {elapsed:.0f}s")
+    build_report(out_dir, report_dir=report_dir, say=say)
+    failed = [r for r in _sweep_records(out_dir, manifest["run_ids"]) if r.get("status") != "ok"]
+    if failed:
+        for r in failed:
+            say(f"failed: {r['strategy']}{'/' + r['variant'] if r.get('variant') else ''} seed {r['seed']} "
+                f"({r['run_id']}): {r.get('error')}")
+        return 1
+    return 0
+
+
+def _sweep_records(out_dir: Path, run_ids: list[str] | None) -> list[dict]:
+    from harness.records import read_records
+
+    records = read_records(out_dir)
+    if run_ids is not None:
+        wanted = set(run_ids)
+        records = [r for r in records if r["run_id"] in wanted]
+    return records
+
+
+def _meta(records: list[dict], manifest: dict) -> dict:
+    ok = [r for r in records if r.get("status") == "ok"]
+    first = ok[0] if ok else {}
+    tasks = {r["task"]["name"]: {k: r["task"][k] for k in ("source", "split_sizes", "data_hash", "num_classes")}
+             for r in ok}
+    models = {r["model"]["name"]: r["model"] for r in ok}
+    return {
+        "sweep": manifest.get("name"), "description": manifest.get("description"),
+        "produced_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": manifest.get("config"), "parallel": {k: manifest.get(k) for k in ("jobs", "threads", "backend")},
+        "tasks": tasks, "models": models, "provenance": first.get("provenance", {}),
+        "git_commits": sorted({r.get("provenance", {}).get("git_commit", "?") for r in ok}),
+        "runs": len(records), "failed": [{"run_id": r["run_id"], "strategy": r["strategy"], "seed": r["seed"],
+                                          "error": r.get("error")} for r in records if r.get("status") != "ok"],
+        "total_run_seconds": sum(r.get("wall_seconds") or 0 for r in records),
+        "sweep_sessions": manifest.get("sessions", []),
+    }
+
+
+def build_report(results_dir: Path, report_dir: Path = REPO_ROOT / "report", say=print) -> Path:
+    """Tables, plots and the markdown report from the store alone (no training)."""
+    from harness.records import epochs_table, replacements_table, runs_table
+    from harness.report import write_outputs
+
+    results_dir = Path(results_dir)
+    manifest_path = results_dir / "sweep.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"name": results_dir.name}
+    records = _sweep_records(results_dir, manifest.get("run_ids"))
+    if not records:
+        raise HarnessError(f"no run records under {results_dir / 'runs'}; run `python -m harness run-all` first")
+    runs = runs_table(records)
+    runs.to_csv(results_dir / "runs.csv", index=False)
+    out = write_outputs(runs, epochs_table(records), replacements_table(records), _meta(records, manifest),
+                        results_dir=results_dir, report_path=Path(report_dir) / f"{manifest['name']}.md")
+    say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
+    return Path(out["report"])
+
+
+def analyze_csv(csv_path: Path, out: Path | None = None, report_dir: Path | None = None, say=print) -> Path:
+    """The same statistics, plots and report from a user's own tidy runs CSV."""
+    import pandas as pd
+
+    from harness.report import write_outputs
+
+    if not csv_path.exists():
+        raise HarnessError(f"runs CSV {csv_path} not found")
+    try:
+        runs = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"cannot read {csv_path} as CSV: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("task", "strategy", "seed", "test_accuracy") if c not in runs.columns]
+    if missing:
+        raise HarnessError(f"{csv_path.name} lacks column(s) {', '.join(missing)}; needs at least "
+                           f"task, strategy, seed, test_accuracy")
+    out = Path(out) if out else csv_path.parent / f"{csv_path.stem}-analysis"
+    report_dir = Path(report_dir) if report_dir else out
+    meta = {"source": str(csv_path.resolve()), "rows": len(runs),
+            "produced_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    result = write_outputs(runs, None, None, meta, results_dir=out, report_path=report_dir / f"{csv_path.stem}.md")
+    _print_summary(result["analysis"], say)
+    say(f"report: {result['report']}  (tables: {out / 'tables'}, plots: {out / 'plots'})")
+    return Path(result["report"])
+
+
+def _print_summary(analysis, say) -> None:
+    for group in analysis.groups:
+        say(f"== {group.label}")
+        v = group.variance
+        for _, row in v.iterrows():
+            say(f"  {row['arm']:<28} n={int(row['n']):>3}  mean {row['mean']:.3f}  "
+                f"95% CI [{row['ci_low']:.3f}, {row['ci_high']:.3f}]  std {row['std']:.3f}")
+        cols = ("welch_p", "welch_p_holm", "mwu_p", "paired_p", "paired_p_holm", "wilcoxon_p", "bf_p")
+        for _, row in group.pairwise.iterrows():
+            say(f"  {row['a']} vs {row['b']}: diff {row['diff']:+.3f} [{row['diff_ci_low']:.3f}, "
+                f"{row['diff_ci_high']:.3f}]  " + "  ".join(f"{c} {row[c]:.4g}" for c in cols))
+

@@ -1,0 +1,188 @@
+"""run-all: job expansion, resume without retraining, failures recorded, SIGKILL + resume, dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import sweep as sweep_mod
+from harness.errors import HarnessError
+
+VOLATILE = ["wall_seconds", "sweep"]
+
+
+def _write_config(tmp_path: Path, model: str, task: str, seeds: int = 2, jobs: int = 1, extra_arms: str = "") -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(f"""
+name = "tiny"
+description = "test sweep"
+seeds = {seeds}
+jobs = {jobs}
+threads = 1
+successor_layers = [2]
+
+[base]
+task = "{task}"
+model = "{model}"
+train_size = 120
+dev_size = 40
+test_size = 40
+max_length = 16
+batch_size = 16
+epochs = 2
+lr = 3e-3
+
+[[arms]]
+strategy = "finetune"
+layers = "predecessor"
+
+[[arms]]
+strategy = "finetune"
+
+[[arms]]
+strategy = "theseus-binary"
+variant = "seed"
+options = {{ theseus_epochs = 1, successor_epochs = 1 }}
+
+[[arms]]
+strategy = "theseus-add"
+variant = "seed"
+options = {{ theseus_epochs = 1, successor_epochs = 1 }}
+{extra_arms}
+""")
+    return path
+
+
+def _table(out: Path) -> pd.DataFrame:
+    df = pd.read_csv(out / "runs.csv").drop(columns=VOLATILE)
+    return df.sort_values("run_id").reset_index(drop=True)
+
+
+def test_expand_shares_the_predecessor_and_orders_it_first(tiny_model_dir, tiny_task, tmp_path):
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=3)
+    s = sweep_mod.load_sweep(config_path=cfg)
+    s.successor_layers = [2, 1]
+    jobs = sweep_mod.expand(s)
+    # 3 seeds x (1 shared predecessor + 3 arms x 2 successor sizes)
+    assert len(jobs) == 3 * (1 + 3 * 2)
+    assert [j.strategy for j in jobs[:3]] == ["finetune"] * 3 and all(j.layers == 4 for j in jobs[:3])
+    s.student_seeds = 2
+    assert len(sweep_mod.expand(s)) == 3 * (1 + 3 * 2 * 2)  # factorial: predecessor runs stay one per seed
+
+
+def test_bad_sweep_configs_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\nbogus = 1\n[[arms]]\nstrategy = 'finetune'\n")
+    with pytest.raises(HarnessError, match="unknown key"):
+        sweep_mod.load_sweep(config_path=bad)
+    bad.write_text("[[arms]]\nstrategy = 'theseus-binary'\noptions = { replacement_rate = 'x' }\n")
+    with pytest.raises(HarnessError, match="must be a float"):
+        sweep_mod.load_sweep(config_path=bad)
+    bad.write_text("name = [\n")
+    with pytest.raises(HarnessError, match="not valid TOML"):
+        sweep_mod.load_sweep(config_path=bad)
+    with pytest.raises(HarnessError, match="unknown preset"):
+        sweep_mod.load_sweep(preset="nope")
+
+
+def test_sweep_runs_reports_and_resumes_without_training(tiny_model_dir, tiny_task, tmp_path):
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task)
+    out, report = tmp_path / "store", tmp_path / "report"
+    lines: list[str] = []
+    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
+    assert len(list((out / "runs").glob("*.json"))) == 8
+    table = _table(out)
+    assert len(table) == 8 and set(table["status"]) == {"ok"}
+    assert (report / "tiny.md").exists() and (out / "tables").is_dir()
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    lines.clear()
+    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
+    assert any("8 already stored, 0 to run" in line for line in lines)
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    # `report` rebuilds from the store alone
+    (report / "tiny.md").unlink()
+    sweep_mod.build_report(out, report_dir=report, say=lambda *_: None)
+    assert (report / "tiny.md").exists()
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tiny_model_dir, tiny_task, tmp_path, monkeypatch):
+    from harness import runner
+
+    real = runner.execute
+
+    def flaky(config, **kw):
+        if config.strategy == "theseus-add" and config.seed == 1:
+            raise FloatingPointError("simulated divergence")
+        return real(config, **kw)
+
+    monkeypatch.setattr(runner, "execute", flaky)  # jobs = 1 runs in this process
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task)
+    lines: list[str] = []
+    code = sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "s", report_dir=tmp_path / "r", say=lines.append)
+    assert code == 1
+    table = _table(tmp_path / "s")
+    failed = table[table.status == "failed"]
+    assert len(failed) == 1 and "simulated divergence" in failed.iloc[0]["error"]
+    assert (table.status == "ok").sum() == 7
+    assert any(line.startswith("failed: theseus-add/seed seed 1") for line in lines)
+    assert "simulated divergence" in (tmp_path / "r" / "tiny.md").read_text()
+
+
+def test_sigkill_then_resume_gives_every_run_once_and_the_uninterrupted_table(tiny_model_dir, tiny_task, tmp_path):
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=2, jobs=2)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "harness", "run-all", "--config", str(cfg), "--report-dir", str(tmp_path / "r")]
+    killed_out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(killed_out)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((killed_out / "runs").glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, mid-run
+    proc.wait()
+    partial = len(list((killed_out / "runs").glob("*.json")))
+    assert 3 <= partial < 8, f"kill landed after {partial} runs"
+    assert subprocess.run(cmd + ["--out", str(killed_out)], env=env, capture_output=True).returncode == 0
+    clean_out = tmp_path / "clean"
+    assert subprocess.run(cmd + ["--out", str(clean_out)], env=env, capture_output=True).returncode == 0
+    records = list((killed_out / "runs").glob("*.json"))
+    assert len(records) == 8 and len({json.loads(p.read_text())["run_id"] for p in records}) == 8
+    assert not list((killed_out / "runs").glob(".*"))  # no temp file survives as a record
+    pd.testing.assert_frame_equal(_table(killed_out), _table(clean_out))
+
+
+def test_dask_local_cluster_gives_the_local_results(tiny_model_dir, tiny_task, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=1, jobs=2)
+    assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "local", report_dir=tmp_path / "r",
+                               say=lambda *_: None) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "dask", report_dir=tmp_path / "r",
+                                   backend="dask", scheduler=cluster.scheduler_address,
+                                   say=lambda *_: None) == 0
+    pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "dask"))
+
+
+def test_analyze_a_users_csv(tmp_path, capsys):
+    from harness.cli import main
+
+    rows = [{"task": "t", "strategy": s, "seed": i, "test_accuracy": acc}
+            for s, base in (("finetune-6", 0.85), ("finetune-3", 0.75), ("theseus-add", 0.78))
+            for i, acc in enumerate(base + d for d in (0.01, -0.02, 0.0, 0.015, -0.005))]
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "welch_p" in out and (tmp_path / "a" / "mine.md").exists()
+    path.write_text("task,seed\nt,1\n")
+    assert main(["analyze", str(path)]) == 2
+    assert "lacks column(s) strategy, test_accuracy" in capsys.readouterr().err
