@@ -21,7 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import torch
+import transformers
+from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, PrinterCallback, Trainer,
+                          TrainerCallback, TrainingArguments)
 
 from harness.config import RunConfig
 from harness.data import Encoded, eval_batches
@@ -48,8 +52,7 @@ def computed_flops(shapes: list[tuple[int, int]], layers: int, hidden: int, inte
 
 def useful_flops(lengths, layers: int, hidden: int, intermediate: int, training: bool) -> float:
     """FLOPs of each example at its own length (no padding); x3 when training."""
-    fwd = sum(int(n) * forward_flops_per_token(layers, hidden, intermediate, int(n)) for n in lengths)
-    return fwd * (3 if training else 1)
+    return computed_flops([(1, int(n)) for n in lengths], layers, hidden, intermediate, training)
 
 
 # ---------------------------------------------------------------- measurement helpers
@@ -81,17 +84,13 @@ def matmul_peak(device: torch.device, precision: str, size: int | None = None, r
 
 
 def rates(name: str, steps: int, seconds: float, examples: int, tokens: int, padded: int,
-          flops: float | None = None, useful: float | None = None, peak: float | None = None) -> dict:
+          flops: float | None = None, useful: float | None = None) -> dict:
     """One measured loop as a row: counts, seconds, and the rates derived from them."""
-    row = {"name": name, "steps": steps, "seconds": seconds, "examples": examples, "tokens": tokens,
-           "padded_tokens": padded, "examples_per_s": examples / seconds, "tokens_per_s": tokens / seconds,
-           "padded_tokens_per_s": padded / seconds, "flops": flops, "useful_flops": useful,
-           "flops_per_s": None, "useful_flops_per_s": None, "share_of_peak": None}
-    if flops is not None:
-        row.update(flops_per_s=flops / seconds, useful_flops_per_s=useful / seconds)
-        if peak:
-            row["share_of_peak"] = flops / seconds / peak
-    return row
+    return {"name": name, "steps": steps, "seconds": seconds, "examples": examples, "tokens": tokens,
+            "padded_tokens": padded, "examples_per_s": examples / seconds, "tokens_per_s": tokens / seconds,
+            "padded_tokens_per_s": padded / seconds, "flops": flops, "useful_flops": useful,
+            "flops_per_s": None if flops is None else flops / seconds,
+            "useful_flops_per_s": None if useful is None else useful / seconds, "share_of_peak": None}
 
 
 def first(data: Encoded, n: int) -> Encoded:
@@ -128,8 +127,6 @@ def harness_loop(config: RunConfig, strategy: str, variant: str, options: dict, 
 
 def hf_model(path: str, num_classes: int, layers: int, device: torch.device):
     """What a user loads: AutoModelForSequenceClassification (pooler head), its first `layers` layers."""
-    from transformers import AutoModelForSequenceClassification
-
     return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_classes,
                                                               num_hidden_layers=layers).to(device)
 
@@ -137,9 +134,6 @@ def hf_model(path: str, num_classes: int, layers: int, device: torch.device):
 def trainer_loop(path: str, tokenizer, texts: list[str], labels: list[int], num_classes: int, layers: int,
                  config: RunConfig, steps: int, device: torch.device) -> tuple[dict, list]:
     """Hugging Face Trainer with its defaults: tokenised with truncation, DataCollatorWithPadding."""
-    import datasets
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-
     datasets.disable_progress_bars()
     data = datasets.Dataset.from_dict({"text": texts, "label": labels}).map(
         lambda b: tokenizer(b["text"], truncation=True, max_length=config.max_length), batched=True,
@@ -212,8 +206,6 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
               layers: int | None = None, train_size: int | None = None, dev_size: int = 500, max_length: int = 128,
               lr: float = 5e-5, precision: str = "fp32", peak_size: int | None = None, log=print) -> dict:
     """Measure every loop once; returns {"setup", "peak", "train": {name: row}, "eval", "ratios"}."""
-    import transformers
-
     device, n = pick_device("auto"), steps * batch_size
     if steps < 1 or (train_size is not None and train_size < n):
         raise HarnessError(f"need steps >= 1 and a train size of at least steps x batch size = {n}")
@@ -225,17 +217,16 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
                        test_size=1, batch_size=batch_size, max_length=max_length, lr=lr, precision=precision)
     setup = {"torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-             "threads": torch.get_num_threads(), "precision": precision,
-             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "cpu_count": os.cpu_count(),
+             "threads": torch.get_num_threads(), "precision": precision, "load_average": _load(),
+             "cpu_count": os.cpu_count(),
              "task": task, "model": model, "layers": layers, "hidden": hidden, "intermediate": inter,
              "batch_size": batch_size, "steps": steps, "examples": n, "max_length": max_length, "lr": lr}
     log(f"bench: torch {setup['torch']}, transformers {setup['transformers']}, device {device} "
-        f"({setup['device_name']}), {setup['threads']} threads, precision {precision}, "
-        f"load average {setup['load_average']} on {setup['cpu_count']} CPUs")
+        f"({setup['device_name']}), {setup['threads']} threads, precision {precision}")
     log(f"workload: {task}, {model} ({layers} layers, hidden {hidden}, intermediate {inter}), batch {batch_size}, "
         f"{steps} steps = {n} examples, max length {max_length}, lr {lr}")
 
-    peak = matmul_peak(device, precision, peak_size)
+    peak_before = matmul_peak(device, precision, peak_size)
     _, splits, encoded = prepare_data(config, pretrained)
     train, dev = first(encoded["train"], n), encoded["dev"]
     texts, labels = splits.train.texts[:n], splits.train.labels[:n]
@@ -249,12 +240,11 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
 
     def harness_row(name, strategy, variant, options, depth, with_flops=True):
         log(f"  running {name} ...")
-        epoch, shapes, evaluated = harness_loop(config.replace(layers=depth), strategy, variant, options,
-                                                pretrained, k, layers, train, first(dev, 2), settings, steps)
+        e, shapes, evaluated = harness_loop(config.replace(layers=depth), strategy, variant, options,
+                                            pretrained, k, layers, train, first(dev, 2), settings, steps)
         f, u = flops(shapes, depth) if with_flops else (None, None)
-        rows[name] = rates(name, epoch["steps"], epoch["train_seconds"], n, epoch["tokens"], epoch["padded_tokens"],
-                           f, u, peak["best_flops_per_s"])
-        return epoch, evaluated
+        rows[name] = rates(name, e["steps"], e["train_seconds"], n, e["tokens"], e["padded_tokens"], f, u)
+        return e, evaluated
 
     _, model_l = harness_row(f"harness finetune-{layers}", "finetune", "", {"epochs": 1}, layers)
 
@@ -263,22 +253,22 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
     eval_shapes = [tuple(b["input_ids"].shape) for b in eval_batches(dev, settings.eval_batch_size, settings.pad_id)]
     evaluation = rates("harness predict (dev)", len(eval_shapes), seconds, len(dev.labels), dev.num_tokens,
                        sum(b * w for b, w in eval_shapes), computed_flops(eval_shapes, layers, hidden, inter, False),
-                       useful_flops(dev.lengths, layers, hidden, inter, False), peak["best_flops_per_s"])
+                       useful_flops(dev.lengths, layers, hidden, inter, False))
 
     log("  running HF Trainer ...")
     threads = torch.get_num_threads()
     row, shapes = trainer_loop(pretrained.path, pretrained.tokenizer, texts, labels, k, layers, config, steps, device)
-    if torch.get_num_threads() != threads:  # keep every loop on the same thread count
-        setup["threads_after_trainer"] = torch.get_num_threads()
-        torch.set_num_threads(threads)
+    setup["threads_in_trainer"] = torch.get_num_threads()
+    torch.set_num_threads(threads)  # every loop on the same thread count, whatever Trainer set
     rows["HF Trainer"] = rates("HF Trainer", row["steps"], row["seconds"], n, row["tokens"], row["padded"],
-                               *flops(shapes, layers), peak["best_flops_per_s"])
-    rows["HF Trainer"].update((key, row[key]) for key in ("train_call_seconds", "optim", "mixed_precision", "attention"))
+                               *flops(shapes, layers))
+    rows["HF Trainer"].update((key, row[key]) for key in ("train_call_seconds", "optim", "mixed_precision",
+                                                          "attention"))
 
     log(f"  running plain loop (static padding to {max_length}) ...")
     row = plain_loop(pretrained.path, pretrained.tokenizer, texts, labels, k, layers, config, steps, device)
     rows["plain loop"] = rates("plain loop", row["steps"], row["seconds"], n, row["tokens"], row["padded"],
-                               *flops([(batch_size, max_length)] * steps, layers), peak["best_flops_per_s"])
+                               *flops([(batch_size, max_length)] * steps, layers))
 
     successor, theseus = layers // 2, None
     if successor >= 1 and layers % successor == 0:  # theseus 6 -> 3 on minilm-l6
@@ -286,8 +276,13 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
         theseus, _ = harness_row(f"theseus-binary seed {layers}->{successor}", "theseus-binary", "seed",
                                  {"theseus_epochs": 1, "successor_epochs": 0}, successor, with_flops=False)
 
-    again = matmul_peak(device, precision, peak_size)  # the load may change during the run
-    peak.update(best_flops_per_s_after=again["best_flops_per_s"], median_flops_per_s_after=again["median_flops_per_s"])
+    # measured again at the end, as other work on the machine may have come or gone; the better one is the peak
+    peak_after = matmul_peak(device, precision, peak_size)
+    peak = {"flops_per_s": max(peak_before["best_flops_per_s"], peak_after["best_flops_per_s"]),
+            "before": peak_before, "after": peak_after}
+    setup["load_average_end"] = _load()
+    for row in [*rows.values(), evaluation]:
+        row["share_of_peak"] = None if row["flops"] is None else row["flops_per_s"] / peak["flops_per_s"]
     results = {"setup": setup, "peak": peak, "train": rows, "eval": evaluation,
                "theseus_replacement_rate": theseus["replacement_rate"] if theseus else None}
     results["ratios"] = ratios(results, layers, successor)
@@ -311,15 +306,21 @@ def ratios(results: dict, layers: int, successor: int) -> dict:
     return out
 
 
+def _load() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _g(x) -> str:
     return "-" if x is None else f"{x / 1e9:.1f}"
 
 
 def format_report(results: dict) -> str:
     s, p = results["setup"], results["peak"]
-    lines = [f"matmul peak ({p['size']}x{p['size']} {p['dtype']}, best of {p['reps']}): "
-             f"{_g(p['best_flops_per_s'])} GFLOP/s (median {_g(p['median_flops_per_s'])}; at the end: best "
-             f"{_g(p['best_flops_per_s_after'])}, median {_g(p['median_flops_per_s_after'])})", "",
+    b, a = p["before"], p["after"]
+    lines = [f"matmul peak ({b['size']}x{b['size']} {b['dtype']}): {_g(p['flops_per_s'])} GFLOP/s (best / median "
+             f"of {b['reps']}: {_g(b['best_flops_per_s'])} / {_g(b['median_flops_per_s'])} at the start, "
+             f"{_g(a['best_flops_per_s'])} / {_g(a['median_flops_per_s'])} at the end)\nload average "
+             f"{s['load_average']} at the start, {s['load_average_end']} at the end, on {s['cpu_count']} CPUs", "",
              f"{'loop':<30} {'steps':>5} {'seconds':>8} {'examples/s':>10} {'tokens/s':>9} {'padded tok/s':>12} "
              f"{'GFLOP/s':>8} {'useful GFLOP/s':>14} {'of peak':>8}"]
     for r in list(results["train"].values()) + [results["eval"]]:
@@ -327,9 +328,8 @@ def format_report(results: dict) -> str:
         lines.append(f"{r['name']:<30} {r['steps']:>5} {r['seconds']:>8.2f} {r['examples_per_s']:>10.1f} "
                      f"{r['tokens_per_s']:>9.0f} {r['padded_tokens_per_s']:>12.0f} {_g(r['flops_per_s']):>8} "
                      f"{_g(r['useful_flops_per_s']):>14} {share:>8}")
-    if results["theseus_replacement_rate"] is not None:
-        lines.append(f"(theseus: successor modules ran in {results['theseus_replacement_rate']:.0%} of module-steps; "
-                     f"its FLOPs are data dependent and not counted)")
+    if (rate := results["theseus_replacement_rate"]) is not None:
+        lines.append(f"(theseus: successor modules ran in {rate:.0%} of module-steps; its FLOPs are data dependent)")
     lines += ["", f"ratios ({s['precision']}, {s['threads']} threads, {s['device']}, torch {s['torch']}):"]
     lines += [f"  {name:<44} {value:.3f}" if value is not None else f"  {name:<44} -"
               for name, value in results["ratios"].items()]

@@ -21,8 +21,8 @@ def test_flops_per_token_matches_a_hand_computation():
     assert useful_flops([3, 10], 1, 4, 8, training=False) == 3 * (256 + 48) + 10 * (256 + 160)
 
 
-@pytest.fixture(scope="module")
-def results(tiny_model_dir, tiny_task):
+@pytest.fixture
+def results(tiny_model_dir, tiny_task):  # per test, so conftest's isolated cache and one thread apply
     return run_bench(tiny_task, tiny_model_dir, steps=2, batch_size=8, dev_size=40, max_length=16, lr=1e-3,
                      peak_size=128, log=lambda *_: None)
 
@@ -43,7 +43,9 @@ def test_every_loop_runs_the_same_examples_and_steps(results):
     assert len(useful) == 1
     assert rows["plain loop"]["flops"] >= rows["harness finetune-4"]["flops"] >= useful.pop()
     assert results["eval"]["examples"] == 40 and results["eval"]["flops_per_s"] > 0
-    assert results["peak"]["best_flops_per_s"] >= results["peak"]["median_flops_per_s"] > 0
+    peak = results["peak"]
+    assert peak["flops_per_s"] == max(peak["before"]["best_flops_per_s"], peak["after"]["best_flops_per_s"])
+    assert peak["before"]["best_flops_per_s"] >= peak["before"]["median_flops_per_s"] > 0
 
 
 def test_ratios_are_quotients_of_the_reported_figures(results):
@@ -52,8 +54,8 @@ def test_ratios_are_quotients_of_the_reported_figures(results):
     assert r["harness / HF Trainer (examples/s)"] == harness["examples_per_s"] / rows["HF Trainer"]["examples_per_s"]
     assert r["harness / plain static loop (examples/s)"] == (harness["examples_per_s"]
                                                              / rows["plain loop"]["examples_per_s"])
-    assert r["harness achieved / peak"] == harness["flops"] / harness["seconds"] / results["peak"]["best_flops_per_s"]
-    assert r["eval achieved / peak"] == results["eval"]["flops_per_s"] / results["peak"]["best_flops_per_s"]
+    assert r["harness achieved / peak"] == harness["flops"] / harness["seconds"] / results["peak"]["flops_per_s"]
+    assert r["eval achieved / peak"] == results["eval"]["flops_per_s"] / results["peak"]["flops_per_s"]
     theseus = rows["theseus-binary seed 4->2"]
     finetune_2 = rows["harness finetune-2"]
     assert r["theseus / finetune-2 (examples/s)"] == theseus["examples_per_s"] / finetune_2["examples_per_s"]
