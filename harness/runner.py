@@ -49,10 +49,12 @@ def _splits(spec, text_column, label_column, train_size, dev_size, test_size, sp
 
 def prepare_data(config: RunConfig, pretrained: Pretrained):
     """Splits and their tokenisation, each computed once per process and reused by every run."""
+    from harness.tasks import TASKS
+
+    builtin = TASKS.get(config.task)
+    _check_language(config, builtin.language if builtin else None)  # before any download
     task = _task(config.task, config.text_column, config.label_column)
-    if task.language == "zh" and config.model in ENGLISH_ONLY_MODELS and not config.force:
-        raise HarnessError(f"task {config.task!r} is Chinese but model {config.model!r} is English-only; "
-                           f"pass a Chinese encoder with --model (e.g. bert-base-chinese) or --force")
+    _check_language(config, task.language)
     splits = _splits(config.task, config.text_column, config.label_column, config.train_size,
                      config.dev_size, config.test_size, config.split_seed)
     encoded = {name: encode(pretrained.tokenizer, getattr(splits, name), config.max_length,
@@ -60,6 +62,12 @@ def prepare_data(config: RunConfig, pretrained: Pretrained):
                for name in ("train", "dev", "test")}
     _check_vocabulary(pretrained, encoded["train"], config)
     return task, splits, encoded
+
+
+def _check_language(config: RunConfig, language: str | None) -> None:
+    if language == "zh" and config.model in ENGLISH_ONLY_MODELS and not config.force:
+        raise HarnessError(f"task {config.task!r} is Chinese but model {config.model!r} is English-only; "
+                           f"pass a Chinese encoder with --model (e.g. bert-base-chinese) or --force")
 
 
 def _check_vocabulary(pretrained: Pretrained, train, config: RunConfig) -> None:

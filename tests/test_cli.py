@@ -79,6 +79,15 @@ def test_clue_label_mismatch(capsys, base, tmp_path):
     assert code == 2 and "label set mismatch" in err, err
 
 
+def test_chinese_task_with_the_english_model_is_refused_before_any_download(capsys, tmp_path, monkeypatch):
+    from harness import sources
+
+    monkeypatch.setattr(sources, "fetch", lambda name: (_ for _ in ()).throw(AssertionError(f"fetched {name}")))
+    monkeypatch.setattr("harness.runner.load_pretrained", lambda name: type("P", (), {"num_layers": 6})())
+    code, _, err = _run(capsys, "run", "--task", "thucnews-10", "--model", "minilm-l6", "--out", str(tmp_path / "s"))
+    assert code == 2 and "is Chinese but model 'minilm-l6' is English-only" in err, err
+
+
 def test_unknown_command_and_bad_option_syntax(capsys, base):
     assert _run(capsys, "frobnicate")[0] == 2
     code, _, err = _run(capsys, *base, "--option", "noequals")
