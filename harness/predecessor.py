@@ -23,7 +23,7 @@ from harness.config import RunConfig, run_key
 def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
     """The finetune run that produces config's predecessor: k = L_p, seed = config.seed."""
     return config.replace(
-        strategy="finetune", variant="", options={}, layers=predecessor_layers,
+        strategy="finetune", variant="", options={}, layers=predecessor_layers, predecessor_layers=predecessor_layers,
         epochs=config.predecessor_epochs or config.epochs, lr=config.predecessor_lr or config.lr,
         predecessor_epochs=None, predecessor_lr=None, student_seed=None,
     )
@@ -31,8 +31,8 @@ def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
 
 def is_predecessor_run(config: RunConfig, predecessor_layers: int) -> bool:
     """A finetune run that is exactly its own predecessor (so its weights can be cached)."""
-    return predecessor_config(config, predecessor_layers) == config.replace(predecessor_epochs=None,
-                                                                            predecessor_lr=None)
+    return predecessor_config(config, predecessor_layers) == config.replace(
+        predecessor_epochs=None, predecessor_lr=None, predecessor_layers=predecessor_layers)
 
 
 def predecessor_key(config: RunConfig, predecessor_layers: int, code_version: str) -> str:

@@ -222,6 +222,8 @@ def test_predecessor_is_trained_once_then_reused_and_a_corrupt_entry_is_retraine
     second = execute(config, **QUIET)
     assert first["predecessor"]["trained_now"] and not second["predecessor"]["trained_now"]
     assert first["final"] == second["final"]  # cached or fresh, the student sees the same predecessor
+    # the same predecessor named explicitly (as sweeps do) is the same cache entry
+    assert not execute(config.replace(predecessor_layers=4), **QUIET)["predecessor"]["trained_now"]
     # the finetune-4 run *is* the predecessor: running it reuses nothing but fills the same key
     key = cache.predecessor_key(config, 4, CODE_VERSION)
     assert (cache.cache_root() / key / "weights.pt").exists()
