@@ -610,6 +610,13 @@ def claim_stability(runs: pd.DataFrame, *, label: str = "", seed: int = 0,
         f"(95% CI {_fmt(r.std_ratio_ci_low)} to {_fmt(r.std_ratio_ci_high)}), Brown-Forsythe Holm p "
         f"{_p(r.bf_p_holm)}, mean diff {_fmt(r.diff)}, n = {r.n_a}/{r.n_b} -> {r.verdict}"
         for r in t.itertuples())
+    # a zero-variance arm is not "stable": every run landed on one value (e.g. one constant prediction)
+    for arm in sorted(set(t["a"]) | set(t["b"])):
+        values = _ok(runs, arm)
+        if len(values) >= MIN_N and np.ptp(values) == 0:
+            text += (f"; note: all {len(values)} runs of {arm} gave exactly {_fmt(values[0])}, a degenerate "
+                     f"distribution (every seed ended at the same point, e.g. one constant prediction), so its "
+                     f"std of 0 says nothing about stability")
     return Claim(2, q, label, _overall(list(t["verdict"])), text + ".", t, "std")
 
 
@@ -670,6 +677,8 @@ def claim_collapse(runs: pd.DataFrame, replacements: pd.DataFrame | None = None,
     no_counts = "not tested (no replacement counts)"
     t["verdict"] = [
         no_counts if r.n_with_replacements == 0 else
+        f"not testable: all {r.n} runs collapsed" if r.n_collapsed == r.n else
+        f"not testable: no run collapsed" if r.n_collapsed == 0 else
         verdict(r.mwu_p_holm, r.replacements_rest - r.replacements_collapsed, direction=+1,
                 n_a=r.n_collapsed_counted, n_b=r.n_rest_counted)
         for r in t.itertuples()]

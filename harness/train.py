@@ -12,6 +12,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -201,7 +202,9 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
                     optimizer.step()
                 else:  # e.g. a Theseus step that drew no successor module: nothing trainable ran
                     idle += 1
-                scheduler.step()
+                with warnings.catch_warnings():  # the schedule counts idle steps too, by design
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                    scheduler.step()
                 loss_sum += loss.item()
                 n_batches += 1
                 steps += 1

@@ -211,3 +211,21 @@ def test_pairwise_family_is_fast():
     t0 = time.perf_counter()
     t = stats.pairwise_tests(r)
     assert len(t) == 55 and time.perf_counter() - t0 < 20
+
+
+def test_degenerate_arms_are_named_not_called_stable():
+    from harness.stats import claim_collapse, claim_stability, normalize_runs
+
+    rows = [{"task": "t", "strategy": s, "variant": v, "seed": i, "test_accuracy": acc}
+            for s, v, accs in (("finetune-6", "", [80, 81, 79, 80.5, 79.5]), ("finetune-3", "", [74, 75, 73, 74.5, 73.5]),
+                               ("theseus-binary", "seed", [57.8] * 5), ("theseus-add", "seed", [75, 74, 76, 75.5, 74.5]))
+            for i, acc in enumerate(accs)]
+    runs = normalize_runs(pd.DataFrame(rows))
+    stability = claim_stability(runs, n_boot=200)
+    assert "all 5 runs of theseus-binary/seed gave exactly 57.80" in stability.text
+    replacements = pd.DataFrame([{"run_id": r, "arm": "theseus-binary/seed", "seed": 0, "successor_layers": 3,
+                                  "epoch": 1, "module": 1, "replaced": 30, "steps": 60}
+                                 for r in runs.loc[runs["arm"] == "theseus-binary/seed", "run_id"]])
+    collapse = claim_collapse(runs, replacements)
+    row = collapse.table.set_index("arm").loc["theseus-binary/seed"]
+    assert row["verdict"] == "not testable: all 5 runs collapsed" and row["n_collapsed"] == 5
