@@ -153,10 +153,12 @@ def _metrics(record: dict) -> dict:
             "wall_seconds": record["wall_seconds"], "run_id": record["run_id"]}
 
 
-def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_model: bool = False):
+def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_model: bool = False,
+            record_fields: dict | None = None):
     """Run one configuration to completion and return its record (and optionally the evaluated model).
 
-    With out_dir, the record is also written there atomically, as <run_id>.json.
+    With out_dir, the record (plus `record_fields`, e.g. the sweep's name) is also written there
+    atomically, as runs/<run_id>.json, and the split's example indices as splits/<data_hash>.json.
     """
     from harness.records import write_record
 
@@ -226,6 +228,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
                   "n_dev": result.dev.n, "n_test": result.test.n, "steps": result.steps},
         "provenance": provenance(device),
         "wall_seconds": time.perf_counter() - started,
+        **(record_fields or {}),
     }
     if out_dir is not None:
         write_record(record, Path(out_dir), splits)

@@ -155,8 +155,7 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
     try:
-        record = execute(config, out_dir=None, log=lambda *_: None)
-        record["sweep"] = sweep_name
+        record = execute(config, out_dir=Path(out_dir), log=lambda *_: None, record_fields={"sweep": sweep_name})
     except Exception as exc:  # recorded, reported, and the sweep goes on
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         strategy, variant = arm_label(config)
@@ -165,7 +164,7 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
                   "seed": config.seed, "student_seed": config.student, "config": config.to_dict(),
                   "predecessor_layers": config.predecessor_layers, "successor_layers": config.layers,
                   "epochs": [], "final": None, "wall_seconds": time.perf_counter() - started}
-    write_record(record, Path(out_dir))
+        write_record(record, Path(out_dir))
     final = record.get("final") or {}
     return {"run_id": record["run_id"], "status": record["status"], "error": record.get("error"),
             "label": f"{record['strategy']}{'/' + record['variant'] if record['variant'] else ''}",

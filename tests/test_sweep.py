@@ -99,6 +99,7 @@ def test_sweep_runs_reports_and_resumes_without_training(tiny_model_dir, tiny_ta
     lines: list[str] = []
     assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
     assert len(list((out / "runs").glob("*.json"))) == 8
+    assert len(list((out / "splits").glob("*.json"))) == 1  # the split is recorded once for all runs
     table = _table(out)
     assert len(table) == 8 and set(table["status"]) == {"ok"}
     assert (report / "tiny.md").exists() and (out / "tables").is_dir()
