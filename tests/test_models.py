@@ -52,3 +52,27 @@ def test_pooler_head_uses_the_pretrained_pooler(tiny_model_dir):
 def test_unloadable_model_is_one_line():
     with pytest.raises(HarnessError, match="could not load model 'no/such-model-here'"):
         load_pretrained("no/such-model-here")
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+def test_other_bert_family_encoders_slice_and_run(tiny_model_dir, tmp_path, family):
+    """RoBERTa and ELECTRA (whose embeddings are projected to the hidden size) through the same code."""
+    import shutil
+
+    from transformers import ElectraConfig, ElectraModel, RobertaConfig, RobertaModel
+
+    common = dict(vocab_size=30, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                  max_position_embeddings=64, pad_token_id=0)
+    model = RobertaModel(RobertaConfig(**common)) if family == "roberta" else \
+        ElectraModel(ElectraConfig(**common, embedding_size=16))
+    model.save_pretrained(tmp_path)
+    for f in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(f"{tiny_model_dir}/{f}", tmp_path / f)
+    pre = load_pretrained(str(tmp_path))
+    assert pre.num_layers == 4 and pre.identity["model_type"] == family
+    torch.manual_seed(0)
+    clf = build_classifier(pre, 2, num_classes=3).eval()
+    ids = torch.tensor([[2, 10, 11, 3, 0, 0], [2, 12, 13, 14, 15, 3]])
+    logits = clf(ids, (ids != 0).long())
+    assert logits.shape == (2, 3)
+    torch.testing.assert_close(logits[:1], clf(ids[:1, :4], torch.ones(1, 4, dtype=torch.long)), atol=1e-5, rtol=1e-5)
