@@ -247,6 +247,10 @@ def plot_replacements(group: Group, colors: dict, path: Path) -> PlotInfo:
         for j, mod in enumerate(modules):
             ax = axes[i][j]
             d = rep[(rep["arm"] == arm) & (rep["module"] == mod)]
+            if d.empty:  # e.g. the embeddings are not a replaceable module in this variant
+                ax.text(0.5, 0.5, "not replaceable", ha="center", va="center", fontsize=8,
+                        color="grey", transform=ax.transAxes)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
             for (_, collapsed), r in d.groupby(["run_id", "collapsed"]):
                 r = r.sort_values("epoch")
                 ax.plot(r["epoch"], r["replaced"], color="tab:red" if collapsed else "grey",
@@ -256,6 +260,7 @@ def plot_replacements(group: Group, colors: dict, path: Path) -> PlotInfo:
             ax.grid(alpha=0.3)
             if i == len(arms) - 1:
                 ax.set_xlabel("epoch")
+        d = rep[rep["arm"] == arm]
         n, c = d["run_id"].nunique(), d.drop_duplicates("run_id")["collapsed"].sum()
         axes[i][0].set_ylabel(f"replacements per epoch\n(n={n}, {int(c)} collapsed)", fontsize=8)
     handles = [plt.Line2D([], [], color="tab:red", lw=1.6), plt.Line2D([], [], color="grey", lw=0.9)]
