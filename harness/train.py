@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -203,7 +204,7 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
                 else:  # e.g. a Theseus step that drew no successor module: nothing trainable ran
                     idle += 1
                 with warnings.catch_warnings():  # the schedule counts idle steps too, by design
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                    warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
                     scheduler.step()
                 loss_sum += loss.item()
                 n_batches += 1

@@ -49,6 +49,29 @@ def test_one_epoch_changes_trained_params_and_leaves_frozen_ones(tiny_model_dir)
     assert result.epochs[0]["steps"] == 4 and result.epochs[0]["tokens"] == int(data.lengths.sum())
 
 
+def test_idle_steps_skip_the_update_count_in_the_schedule_and_warn_nothing(tiny_model_dir, recwarn):
+    pre = load_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = build_classifier(pre, 2, 2)
+    head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
+    calls = []
+
+    def loss(batch):  # the first step is idle (as when Theseus draws no successor module): no grad
+        calls.append(1)
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        if len(calls) == 1:
+            logits = logits.detach()
+        return F.cross_entropy(logits, batch["labels"])
+
+    groups = [{"params": list(model.head.parameters()), "lr": 1e-2}]
+    data = _encoded()
+    result = fit([Phase("train", 1, groups, loss, model)], model, data, data, data, LoopSettings(batch_size=8),
+                 torch.Generator().manual_seed(0))
+    assert result.epochs[0]["idle_steps"] == 1 and result.epochs[0]["steps"] == 4
+    assert any(not torch.equal(v, model.head.state_dict()[k]) for k, v in head_before.items())
+    assert not [w for w in recwarn if "lr_scheduler" in str(w.message)]
+
+
 def test_same_config_and_seed_give_identical_runs(tiny_config):
     a = execute(tiny_config, log=lambda *_: None)
     b = execute(tiny_config, log=lambda *_: None)
