@@ -164,10 +164,14 @@ def _load_cached(name: str) -> Pretrained:
     path = resolve_model_path(name)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # HARNESS_OFFLINE=1 (or HF_HUB_OFFLINE=1, read now rather than at import) fails a hub id at once
+    # instead of after the hub client's retries
+    offline = {"local_files_only": True} if "1" in (os.environ.get("HARNESS_OFFLINE"),
+                                                     os.environ.get("HF_HUB_OFFLINE")) else {}
     try:
-        config = AutoConfig.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, attn_implementation="sdpa")
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **offline)
+        model = AutoModel.from_pretrained(path, attn_implementation="sdpa", **offline)
+        tokenizer = AutoTokenizer.from_pretrained(path, **offline)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HarnessError(
