@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 from harness.models import build_classifier, load_pretrained
 from harness.runner import _cpu_name, _settings, prepare_data
 from harness.strategies import Context, get_strategy
-from harness.train import autocast, fit, pick_device, predict, seed_everything
+from harness.train import autocast, fit, native_precision, pick_device, predict, seed_everything
 
 
 # ---------------------------------------------------------------- analytic FLOPs
@@ -207,6 +207,8 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
               lr: float = 5e-5, precision: str = "fp32", peak_size: int | None = None, log=print) -> dict:
     """Measure every loop once; returns {"setup", "peak", "train": {name: row}, "eval", "ratios"}."""
     device, n = pick_device("auto"), steps * batch_size
+    if precision == "auto":
+        precision = native_precision("auto")
     if steps < 1 or (train_size is not None and train_size < n):
         raise HarnessError(f"need steps >= 1 and a train size of at least steps x batch size = {n}")
     pretrained = load_pretrained(model)

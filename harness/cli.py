@@ -57,7 +57,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default=d.label_column)
     p.add_argument("--predecessor-epochs", type=int, default=None)
     p.add_argument("--predecessor-lr", type=float, default=None)
-    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"])
+    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16", "auto"],
+                   help="auto: bf16 where the hardware has native bf16 (AVX-512 BF16/AMX CPUs, CUDA), else fp32")
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--force", action="store_true", help="run a task/model pair that looks mismatched")
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="throughput versus HF Trainer and a plain loop, and share of matmul peak")
     b.add_argument("--steps", type=int, default=30)
     b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    b.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     b.add_argument("--task", default="rt-polarity", help="built-in task, or clue:DIR, csv:FILE, jsonl:FILE, hf:NAME")
     b.add_argument("--model", default="minilm-l6", help="bundled model name, local folder or hub id")
     b.add_argument("--layers", type=int, default=None, help="encoder layers trained (default: all)")

@@ -48,7 +48,7 @@ class RunConfig:
     predecessor_epochs: int | None = None    # None = `epochs`
     predecessor_lr: float | None = None      # None = `lr`
     # execution (does not change results on one machine, except precision)
-    precision: str = "fp32"                  # "fp32" or "bf16" (autocast)
+    precision: str = "fp32"                  # "fp32", "bf16" (autocast) or "auto" (bf16 where the hardware has it natively)
     device: str = "auto"
     threads: int | None = None
     force: bool = False                      # allow a Chinese task with an English-only model
@@ -92,11 +92,16 @@ class RunConfig:
         need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         need(self.max_length >= 8, f"max length must be >= 8, got {self.max_length}")
         need(0 <= self.warmup_ratio < 1, f"warmup ratio must be in [0, 1), got {self.warmup_ratio}")
-        need(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+        need(self.precision in ("fp32", "bf16", "auto"), f"precision must be fp32, bf16 or auto, got {self.precision!r}")
         need(self.head in ("cls", "pooler"), f"head must be cls or pooler, got {self.head!r}")
         for name in ("train_size", "dev_size", "test_size"):
             v = getattr(self, name)
             need(v is None or v >= 1, f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        if self.precision == "auto":
+            # resolved here, before the run key is taken: the key and the record say what ran
+            from harness.train import native_precision
+
+            return self.replace(precision=native_precision(self.device))
         return self
 
 

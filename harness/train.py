@@ -94,6 +94,25 @@ def pick_device(name: str = "auto") -> torch.device:
         raise HarnessError(f"unknown device {name!r}; use auto, cpu or cuda") from None
 
 
+def _cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matmuls run natively (elsewhere autocast emulates them, slowly)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def native_precision(device_name: str = "auto") -> str:
+    """What precision "auto" means on this machine: bf16 on CUDA devices and CPUs with native bf16
+    arithmetic, fp32 elsewhere."""
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and _cpu_has_native_bf16() else "fp32"
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

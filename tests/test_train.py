@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from harness import train
+from harness.config import RunConfig, run_key
 from harness.models import build_classifier, load_pretrained
 from harness.runner import execute
 from harness.train import LoopSettings, Phase, fit, macro_f1
@@ -89,3 +92,13 @@ def test_the_tiny_task_is_learned_and_the_record_is_complete(tiny_config):
     assert record["best_epoch"] == max(record["epochs"], key=lambda e: e["dev_accuracy"])["epoch"]
     for key in ("torch", "transformers", "torch_threads", "device", "git_commit"):
         assert key in record["provenance"]
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_resolves_before_the_key_is_taken(monkeypatch, native, expected):
+    monkeypatch.setattr(train, "_cpu_has_native_bf16", lambda: native)
+    config = RunConfig(precision="auto", device="cpu").validated()
+    assert config.precision == expected
+    resolved = RunConfig(precision=expected, device="cpu").validated()
+    assert run_key(config, "v") == run_key(resolved, "v")   # auto shares the stored runs of what it means
+    assert RunConfig.from_dict({"precision": "auto", "device": "cpu"}).precision == expected
