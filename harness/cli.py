@@ -1,4 +1,4 @@
-"""`python -m harness COMMAND`: list, fetch, run, run-all, report, analyze, bench.
+"""`python -m harness COMMAND`: list, fetch, run, run-all, report, analyze, compare, bench.
 
 Every user-facing failure is one line on stderr and exit status 2 (HarnessError); an
 interrupted command exits 130. Nothing is written before the inputs are validated.
@@ -158,6 +158,13 @@ def cmd_analyze(a) -> int:
     return 0
 
 
+def cmd_compare(a) -> int:
+    from harness.compare import compare
+
+    compare(Path(a.a), Path(a.b), out=a.out, margin=a.margin, metric=a.metric)
+    return 0
+
+
 def cmd_bench(a) -> int:
     from harness.bench import main as bench_main
 
@@ -193,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--out", type=Path, default=None, help="output directory (default: next to the CSV)")
     an.add_argument("--report-dir", type=Path, default=None)
     an.set_defaults(func=cmd_analyze)
+    c = sub.add_parser("compare", help="pair two sweeps' runs arm by arm and seed by seed: did a change move results?")
+    c.add_argument("a", help="reference: a results directory or a runs CSV")
+    c.add_argument("b", help="candidate: a results directory or a runs CSV")
+    c.add_argument("--margin", type=float, default=1.0, help="equivalence margin in points (default 1.0)")
+    c.add_argument("--metric", default="test_accuracy", choices=["test_accuracy", "test_macro_f1", "dev_accuracy"])
+    c.add_argument("--out", type=Path, default=None, help="also write B-vs-A.md and .csv here")
+    c.set_defaults(func=cmd_compare)
     b = sub.add_parser("bench", help="throughput versus HF Trainer and a plain loop, and share of matmul peak")
     b.add_argument("--steps", type=int, default=30)
     b.add_argument("--threads", type=int, default=None)
@@ -218,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stderr.close()
+        return 0
     except json.JSONDecodeError as exc:  # a malformed config or record the loaders did not catch
         print(f"error: malformed JSON: {exc}", file=sys.stderr)
         return 2

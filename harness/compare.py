@@ -1,0 +1,163 @@
+"""`python -m harness compare A B`: did a change (precision, library version, hardware, code) move
+the results? Two sweeps' runs are paired arm by arm and seed by seed.
+
+Per arm: paired mean difference B - A with a BCa bootstrap 95% CI, paired t and Wilcoxon
+(Holm-adjusted over the arms of the comparison), the two stds with Brown-Forsythe, the share of
+seeds whose metric is identical, and mean wall time per run on each side. Verdict per arm:
+"differs" when the Holm-adjusted paired t p < alpha; "equivalent within ±m" when the 95% CI of the
+difference lies inside (-m, m) points (stricter than the 90% CI of a TOST at the same alpha);
+else "inconclusive at n = k".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.stats import ALPHA, MIN_N, arm_order, normalize_runs, pairwise_tests
+
+GROUP = ["task", "model", "successor_layers"]
+
+
+def load_runs(path: Path) -> pd.DataFrame:
+    """A results directory (its run store, else its runs.csv) or a tidy runs CSV."""
+    path = Path(path)
+    if path.is_dir():
+        from harness.records import read_records, runs_table
+
+        if (path / "runs").is_dir():
+            runs = runs_table(read_records(path))
+            if not runs.empty:
+                return runs
+        path = path / "runs.csv"
+    if not path.exists():
+        raise HarnessError(f"{path} not found: give a results directory or a runs CSV")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
+
+
+def label_of(path: Path) -> str:
+    path = Path(path)
+    return path.parent.name if path.name == "runs.csv" else (path.name if path.is_dir() else path.stem)
+
+
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_b: str = "B",
+                 metric: str = "test_accuracy", margin: float = 1.0, seed: int = 0,
+                 n_boot: int = 10_000) -> pd.DataFrame:
+    """One row per (task, model, successor_layers, arm) present in both tables.
+
+    diff = mean over paired seeds of (B - A) in points; diff_ci_* its 95% CI; paired_p / wilcoxon_p
+    and their Holm adjustments over all rows; identical = share of paired seeds with equal metric.
+    """
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    a, b = normalize_runs(a), normalize_runs(b)
+    rows = []
+    for key, ga in a.groupby(GROUP, sort=True):
+        gb = b[(b[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
+        for arm in arm_order(set(ga["arm"]) & set(gb["arm"])):
+            side_b = gb[gb["arm"] == arm].assign(arm=f"{arm} [{label_b}]")
+            side_a = ga[ga["arm"] == arm].assign(arm=f"{arm} [{label_a}]")
+            both = pd.concat([side_b, side_a], ignore_index=True)
+            t = pairwise_tests(both, pairs=[(f"{arm} [{label_b}]", f"{arm} [{label_a}]")], metric=metric,
+                               seed=seed, n_boot=n_boot, aso_boot=200).iloc[0]
+            pa = side_a[side_a["status"] == "ok"].groupby("seed")[metric].mean()
+            pb = side_b[side_b["status"] == "ok"].groupby("seed")[metric].mean()
+            common = pa.index.intersection(pb.index)
+            rows.append({
+                **dict(zip(GROUP, key)), "arm": arm, "n_a": t["n_a"], "n_b": t["n_b"], "n_paired": t["n_paired"],
+                "mean_a": t["mean_b"], "mean_b": t["mean_a"], "diff": t["paired_diff"],
+                "diff_ci_low": t["diff_ci_low"], "diff_ci_high": t["diff_ci_high"],
+                "paired_p": t["paired_p"], "wilcoxon_p": t["wilcoxon_p"],
+                "std_a": t["std_b"], "std_b": t["std_a"], "bf_p": t["bf_p"],
+                "identical": float(np.mean(pa[common].to_numpy() == pb[common].to_numpy())) if len(common) else np.nan,
+                "wall_a": side_a["wall_seconds"].astype(float).mean(),
+                "wall_b": side_b["wall_seconds"].astype(float).mean(),
+            })
+    if not rows:
+        raise HarnessError("the two tables share no (task, model, successor_layers, arm): nothing to compare")
+    out = pd.DataFrame(rows)
+    from harness.stats import holm
+
+    for c in ("paired_p", "wilcoxon_p"):
+        out.insert(out.columns.get_loc(c) + 1, f"{c}_holm", holm(out[c].astype(float)))
+    out["wall_ratio"] = out["wall_a"] / out["wall_b"]
+    out["verdict"] = [_verdict(r, margin) for _, r in out.iterrows()]
+    out.attrs.update(label_a=label_a, label_b=label_b, metric=metric, margin=margin)
+    return out
+
+
+def _verdict(r: pd.Series, margin: float) -> str:
+    if r["n_paired"] < MIN_N:
+        return f"not tested (n paired = {int(r['n_paired'])} < {MIN_N})"
+    if np.isfinite(r["paired_p_holm"]) and r["paired_p_holm"] < ALPHA:
+        return "differs"
+    lo, hi = r["diff_ci_low"], r["diff_ci_high"]
+    if np.isfinite([lo, hi]).all() and -margin < lo and hi < margin:
+        return f"equivalent within ±{margin:g}"
+    return f"inconclusive at n = {int(r['n_paired'])}"
+
+
+def render(table: pd.DataFrame, source_a: str, source_b: str) -> str:
+    from harness.report import md_table
+
+    at = table.attrs
+    la, lb, metric = at["label_a"], at["label_b"], at["metric"]
+    t = table.copy()
+    t["ci"] = [f"{lo:+.2f} – {hi:+.2f}" if np.isfinite([lo, hi]).all() else "—"
+               for lo, hi in zip(t["diff_ci_low"], t["diff_ci_high"])]
+    t["identical"] = t["identical"] * 100
+    total_a, total_b = (t["wall_a"] * t["n_a"]).sum(), (t["wall_b"] * t["n_b"]).sum()
+    verdicts = t["verdict"].str.replace(r" at n = \d+", "", regex=True).value_counts()
+    lines = [
+        f"# Comparison: {lb} vs {la}", "",
+        f"_Generated: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}_", "",
+        f"A = `{source_a}`, B = `{source_b}`. Metric: {metric} (%), runs paired by seed within each arm. "
+        f"diff = mean of (B − A) over paired seeds, with a BCa bootstrap 95% CI; paired t and Wilcoxon p "
+        f"Holm-adjusted over the {len(t)} arms. Verdict: *differs* when the adjusted paired t p < {ALPHA}; "
+        f"*equivalent within ±{at['margin']:g}* when the whole 95% CI lies inside ±{at['margin']:g} points; "
+        f"else *inconclusive*.", "",
+        "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in verdicts.items()) + ". " + _wall(total_a, total_b), "",
+        md_table(t, {"task": "task", "model": "model", "successor_layers": "L_s", "arm": "arm",
+                     "n_paired": "n paired", "mean_a": f"mean {la}", "mean_b": f"mean {lb}",
+                     "diff": f"diff {lb}−{la}", "ci": "95% CI of diff", "paired_p": "paired t p",
+                     "paired_p_holm": "paired t p (Holm)", "wilcoxon_p": "Wilcoxon p",
+                     "wilcoxon_p_holm": "Wilcoxon p (Holm)", "std_a": f"std {la}", "std_b": f"std {lb}",
+                     "bf_p": "Brown-Forsythe p", "identical": "identical seeds (%)",
+                     "wall_a": f"s/run {la}", "wall_b": f"s/run {lb}", "wall_ratio": "speed-up",
+                     "verdict": "verdict"}),
+    ]
+    return "\n".join(lines)
+
+
+def _wall(total_a: float, total_b: float) -> str:
+    if not (np.isfinite([total_a, total_b]).all() and total_a > 0 and total_b > 0):
+        return "Run time: not in both tables."
+    return (f"Run time: {total_a:,.0f} s summed over A's runs, {total_b:,.0f} s over B's "
+            f"(B is {total_a / total_b:.2f}x as fast).")
+
+
+def compare(path_a: Path, path_b: Path, *, out: Path | None = None, margin: float = 1.0,
+            metric: str = "test_accuracy", say=print) -> pd.DataFrame:
+    if margin <= 0:
+        raise HarnessError(f"margin must be > 0 points, got {margin}")
+    table = compare_runs(load_runs(path_a), load_runs(path_b), label_a=label_of(path_a),
+                         label_b=label_of(path_b), metric=metric, margin=margin)
+    text = render(table, str(path_a), str(path_b))
+    say(text)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        name = f"{table.attrs['label_b']}-vs-{table.attrs['label_a']}".replace("/", "_").replace(" ", "_")
+        from harness.records import atomic_write_text
+
+        atomic_write_text(out / f"{name}.md", text)
+        atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
+        say(f"written: {out / f'{name}.md'}, {out / f'{name}.csv'}")
+    return table

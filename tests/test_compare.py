@@ -1,0 +1,80 @@
+"""`compare`: two sweeps paired arm by arm and seed by seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.compare import compare_runs
+from harness.errors import HarnessError
+
+
+def _table(means: dict[str, float], *, n: int = 6, noise: float = 1.0, shift: float = 0.0,
+           jitter: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Runs of each arm over seeds 0..n-1; the per-seed value is the same draw on both sides of a
+    comparison (same `seed`), plus `shift` and independent `jitter`."""
+    rng, jit = np.random.default_rng(seed), np.random.default_rng(seed + 99)
+    rows = []
+    for arm, mean in means.items():
+        for s, v in enumerate(mean + noise * rng.standard_normal(n)):
+            rows.append({"task": "t", "model": "m", "successor_layers": 3, "strategy": arm, "seed": s,
+                         "test_accuracy": v + shift + jitter * jit.standard_normal(), "wall_seconds": 10.0})
+    return pd.DataFrame(rows)
+
+
+ARMS = {"finetune-3": 74.0, "theseus-add": 75.0, "finetune-6": 80.0}
+
+
+def test_identical_tables_are_equivalent_with_every_seed_identical():
+    a = _table(ARMS)
+    t = compare_runs(a, a.copy(), label_a="fp32", label_b="bf16")
+    assert set(t["verdict"]) == {"equivalent within ±1"}
+    assert (t["diff"] == 0).all() and (t["identical"] == 1).all()
+    assert (t["diff_ci_low"] == 0).all() and (t["diff_ci_high"] == 0).all()
+
+
+def test_a_shift_is_found_with_its_sign_and_size():
+    a = _table(ARMS)
+    b = _table(ARMS, shift=3.0, jitter=0.2).assign(wall_seconds=5.0)
+    t = compare_runs(a, b, label_a="old", label_b="new").set_index("arm")
+    assert set(t["verdict"]) == {"differs"}
+    assert (t["diff"] - 3.0).abs().max() < 0.3          # B - A, not A - B
+    assert (t["diff_ci_low"] < t["diff"]).all() and (t["diff"] < t["diff_ci_high"]).all()
+    assert (t["mean_b"] - t["mean_a"] - t["diff"]).abs().max() < 1e-9
+    assert (t["paired_p_holm"] >= t["paired_p"]).all()
+    assert (t["wall_ratio"] == 2.0).all()                 # B twice as fast
+    assert (t["identical"] == 0).all()
+
+
+def test_small_noise_within_margin_is_equivalent_and_large_noise_is_inconclusive():
+    a = _table(ARMS, n=8)
+    close = compare_runs(a, _table(ARMS, n=8, jitter=0.1))
+    assert set(close["verdict"]) == {"equivalent within ±1"}
+    far = compare_runs(a, _table(ARMS, n=8, jitter=3.0))
+    assert all(v.startswith("inconclusive") or v == "differs" for v in far["verdict"])
+    assert any(v.startswith("inconclusive") for v in far["verdict"])
+
+
+def test_too_few_paired_seeds_is_not_tested_and_disjoint_tables_are_an_error():
+    t = compare_runs(_table(ARMS, n=2), _table(ARMS, n=2))
+    assert all(v.startswith("not tested") for v in t["verdict"])
+    other = _table({"kd": 70.0})
+    with pytest.raises(HarnessError, match="share no"):
+        compare_runs(_table(ARMS), other)
+
+
+def test_cli_compare_writes_tables_and_refuses_a_missing_input(tmp_path, capsys):
+    a, b = tmp_path / "fp32" / "runs.csv", tmp_path / "bf16" / "runs.csv"
+    for path, table in ((a, _table(ARMS)), (b, _table(ARMS, jitter=0.1))):
+        path.parent.mkdir()
+        table.to_csv(path, index=False)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    written = pd.read_csv(tmp_path / "out" / "bf16-vs-fp32.csv")
+    assert len(written) == 3 and "verdict" in written
+    assert "# Comparison: bf16 vs fp32" in (tmp_path / "out" / "bf16-vs-fp32.md").read_text()
+    capsys.readouterr()
+    assert main(["compare", str(a), str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.csv not found" in err
