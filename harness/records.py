@@ -89,7 +89,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "test_accuracy": final.get("test_accuracy"), "test_macro_f1": final.get("test_macro_f1"),
             "dev_accuracy": final.get("dev_accuracy"), "dev_macro_f1": final.get("dev_macro_f1"),
             "best_epoch": r.get("best_epoch"), "epochs": len(r.get("epochs") or []),
-            "wall_seconds": r.get("wall_seconds"),
+            "wall_seconds": r.get("wall_seconds"), "precision": cfg.get("precision"),
         })
     df = pd.DataFrame(rows)
     if not df.empty:

@@ -142,6 +142,10 @@ def _verdicts(c) -> str:
     if c.verdict != "mixed":
         return c.verdict
     names = (c.table["arm"] if "arm" in c.table else c.table["a"] + " vs " + c.table["b"])
+    if len(names) > 4:  # a summary line, not the claim's table: count the verdicts
+        counts = c.table["verdict"].value_counts()
+        return (f"mixed over {len(names)} comparisons (" + ", ".join(f"{v}: {n}" for v, n in counts.items())
+                + f"; see claim {c.number})")
     return "mixed (" + ", ".join(f"{n}: {v}" for n, v in zip(names, c.table["verdict"])) + ")"
 
 

@@ -326,6 +326,9 @@ def _meta(records: list[dict], manifest: dict) -> dict:
         "config": manifest.get("config"), "parallel": {k: manifest.get(k) for k in ("jobs", "threads", "backend")},
         "tasks": tasks, "models": models, "provenance": first.get("provenance", {}),
         "git_commits": sorted({r.get("provenance", {}).get("git_commit", "?") for r in ok}),
+        # what ran: "auto" in the config is resolved per machine before a run's key is taken
+        "precisions_run": sorted({r.get("config", {}).get("precision", "?") for r in ok}),
+        "devices_run": sorted({r.get("provenance", {}).get("device", "?") for r in ok}),
         "runs": len(records), "failed": [{"run_id": r["run_id"], "strategy": r["strategy"], "seed": r["seed"],
                                           "error": r.get("error")} for r in records if r.get("status") != "ok"],
         "total_run_seconds": sum(r.get("wall_seconds") or 0 for r in records),
