@@ -75,6 +75,28 @@ def test_idle_steps_skip_the_update_count_in_the_schedule_and_warn_nothing(tiny_
     assert not [w for w in recwarn if "lr_scheduler" in str(w.message)]
 
 
+def test_the_fused_optimizer_is_adamw_with_decay_only_on_matrices():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5), torch.nn.Linear(5, 2))
+    ref = [p.detach().clone().requires_grad_() for p in net.parameters()]
+    start = net[0].weight.detach().clone()
+    ours = train._optimizer([{"params": list(net.parameters()), "lr": 1e-2}],
+                            LoopSettings(weight_decay=0.1))
+    decay = [p for p in ref if p.ndim >= 2]
+    reference = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                   {"params": [p for p in ref if p.ndim < 2], "weight_decay": 0.0}],
+                                  lr=1e-2, foreach=False)
+    for step in range(3):
+        grads = [torch.randn_like(p) for p in ref]
+        for p, q, g in zip(net.parameters(), ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        ours.step()
+        reference.step()
+    for p, q in zip(net.parameters(), ref):
+        assert torch.allclose(p, q, atol=1e-6), (p, q)
+    assert not torch.allclose(net[0].weight, start)  # it did train
+
+
 def test_same_config_and_seed_give_identical_runs(tiny_config):
     a = execute(tiny_config, log=lambda *_: None)
     b = execute(tiny_config, log=lambda *_: None)
