@@ -5,6 +5,11 @@ One process, one device, the same examples (the first steps x batch size of the 
 batch size and optimizer steps for every loop. Rates are wall-clock: on a shared machine they move
 with its load, so compare them within one run.
 
+Every loop runs its steps once untimed before the timed pass (`warmup`, on by default): the first
+pass over new batch shapes pays one-time costs (oneDNN/AMX kernels generated per shape, allocator
+growth) that would otherwise be charged to whichever loop happens to run first. A sweep pays them
+once per shape and worker process, so the warm figures are what a run of several epochs sees.
+
 FLOPs are analytic. Per token and encoder layer, forward = 2 (4h^2 + 2hi) (Q/K/V/output projections,
 feed-forward) + 2 * 2sh (attention scores and their weighted sum at sequence length s); training =
 3 x forward; embeddings, LayerNorm, softmax and the head are left out. "Computed" FLOPs count every
@@ -204,8 +209,10 @@ def plain_loop(path: str, tokenizer, texts: list[str], labels: list[int], num_cl
 
 def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int = 30, batch_size: int = 32,
               layers: int | None = None, train_size: int | None = None, dev_size: int = 500, max_length: int = 128,
-              lr: float = 5e-5, precision: str = "fp32", peak_size: int | None = None, log=print) -> dict:
-    """Measure every loop once; returns {"setup", "peak", "train": {name: row}, "eval", "ratios"}."""
+              lr: float = 5e-5, precision: str = "fp32", peak_size: int | None = None, warmup: bool = True,
+              log=print) -> dict:
+    """Measure every loop (after an untimed pass when `warmup`); returns {"setup", "peak", "train": {name: row},
+    "eval", "ratios"}."""
     device, n = pick_device("auto"), steps * batch_size
     if precision == "auto":
         precision = native_precision("auto")
@@ -222,11 +229,18 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
              "threads": torch.get_num_threads(), "precision": precision, "load_average": _load(),
              "cpu_count": os.cpu_count(),
              "task": task, "model": model, "layers": layers, "hidden": hidden, "intermediate": inter,
-             "batch_size": batch_size, "steps": steps, "examples": n, "max_length": max_length, "lr": lr}
+             "batch_size": batch_size, "steps": steps, "examples": n, "max_length": max_length, "lr": lr,
+             "warmup": warmup}
     log(f"bench: torch {setup['torch']}, transformers {setup['transformers']}, device {device} "
         f"({setup['device_name']}), {setup['threads']} threads, precision {precision}")
     log(f"workload: {task}, {model} ({layers} layers, hidden {hidden}, intermediate {inter}), batch {batch_size}, "
-        f"{steps} steps = {n} examples, max length {max_length}, lr {lr}")
+        f"{steps} steps = {n} examples, max length {max_length}, lr {lr}, "
+        f"{'each loop timed after an untimed pass' if warmup else 'no warm-up pass'}")
+
+    def warm(run):  # the untimed pass: same loop, same data, same shapes; its result is dropped
+        if warmup:
+            run()
+        return run()
 
     peak_before = matmul_peak(device, precision, peak_size)
     _, splits, encoded = prepare_data(config, pretrained)
@@ -242,8 +256,9 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
 
     def harness_row(name, strategy, variant, options, depth, with_flops=True):
         log(f"  running {name} ...")
-        e, shapes, evaluated = harness_loop(config.replace(layers=depth), strategy, variant, options,
-                                            pretrained, k, layers, train, first(dev, 2), settings, steps)
+        e, shapes, evaluated = warm(lambda: harness_loop(config.replace(layers=depth), strategy, variant, options,
+                                                         pretrained, k, layers, train, first(dev, 2), settings,
+                                                         steps))
         f, u = flops(shapes, depth) if with_flops else (None, None)
         rows[name] = rates(name, e["steps"], e["train_seconds"], n, e["tokens"], e["padded_tokens"], f, u)
         return e, evaluated
@@ -251,7 +266,7 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
     _, model_l = harness_row(f"harness finetune-{layers}", "finetune", "", {"epochs": 1}, layers)
 
     log("  running evaluation (predict on dev) ...")
-    seconds = timed(device, lambda: predict(model_l, dev, settings))
+    seconds = warm(lambda: timed(device, lambda: predict(model_l, dev, settings)))
     eval_shapes = [tuple(b["input_ids"].shape) for b in eval_batches(dev, settings.eval_batch_size, settings.pad_id)]
     evaluation = rates("harness predict (dev)", len(eval_shapes), seconds, len(dev.labels), dev.num_tokens,
                        sum(b * w for b, w in eval_shapes), computed_flops(eval_shapes, layers, hidden, inter, False),
@@ -259,7 +274,8 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
 
     log("  running HF Trainer ...")
     threads = torch.get_num_threads()
-    row, shapes = trainer_loop(pretrained.path, pretrained.tokenizer, texts, labels, k, layers, config, steps, device)
+    row, shapes = warm(lambda: trainer_loop(pretrained.path, pretrained.tokenizer, texts, labels, k, layers, config,
+                                            steps, device))
     setup["threads_in_trainer"] = torch.get_num_threads()
     torch.set_num_threads(threads)  # every loop on the same thread count, whatever Trainer set
     rows["HF Trainer"] = rates("HF Trainer", row["steps"], row["seconds"], n, row["tokens"], row["padded"],
@@ -268,7 +284,8 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
                                                           "attention"))
 
     log(f"  running plain loop (static padding to {max_length}) ...")
-    row = plain_loop(pretrained.path, pretrained.tokenizer, texts, labels, k, layers, config, steps, device)
+    row = warm(lambda: plain_loop(pretrained.path, pretrained.tokenizer, texts, labels, k, layers, config, steps,
+                                  device))
     rows["plain loop"] = rates("plain loop", row["steps"], row["seconds"], n, row["tokens"], row["padded"],
                                *flops([(batch_size, max_length)] * steps, layers))
 
@@ -342,7 +359,7 @@ def main(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run_bench(args.task, args.model, steps=args.steps, batch_size=args.batch_size, layers=args.layers,
-                        train_size=args.train_size, precision=args.precision,
+                        train_size=args.train_size, precision=args.precision, warmup=args.warmup,
                         log=lambda m: print(m, flush=True))
     print(format_report(results))
     if args.out is not None:

@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--train-size", type=int, default=None,
                    help="training split drawn (default and minimum: steps x batch size; its first ones are used)")
+    b.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="time each loop's first pass (one-time per-shape kernel costs included)")
     b.add_argument("--out", type=Path, default=None, help="also write every figure to this JSON file")
     b.set_defaults(func=cmd_bench)
     return p

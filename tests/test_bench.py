@@ -62,3 +62,14 @@ def test_ratios_are_quotients_of_the_reported_figures(results):
     report = format_report(results)
     assert report.index("ratios") > report.index("HF Trainer") and "theseus / finetune-4" in report
     json.dumps(results)  # --out writes exactly this
+
+
+def test_the_warmup_pass_is_not_counted(results, tiny_model_dir, tiny_task):
+    """The untimed pass must leave the timed rows' work exactly as a single pass reports it."""
+    cold = run_bench(tiny_task, tiny_model_dir, steps=2, batch_size=8, dev_size=40, max_length=16, lr=1e-3,
+                     peak_size=128, warmup=False, log=lambda *_: None)
+    assert results["setup"]["warmup"] is True and cold["setup"]["warmup"] is False
+    work = ("steps", "examples", "tokens", "padded_tokens", "flops", "useful_flops")
+    for name, row in results["train"].items():
+        assert {k: row[k] for k in work} == {k: cold["train"][name][k] for k in work}, name
+    assert {k: results["eval"][k] for k in work} == {k: cold["eval"][k] for k in work}
