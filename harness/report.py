@@ -39,7 +39,7 @@ TABLES = ("variance", "pairwise", "expected_max", "power", "variance_components"
 
 # ---------------------------------------------------------------- formatting
 
-INT_COLUMN = re.compile(r"^(n|N|n_.*|seed|.*_seed|.*seeds.*|.*layers|.*epoch|module|compression_ratio)$")
+INT_COLUMN = re.compile(r"^(n|N|n_.*|seed|.*_seed|.*seeds.*|.*layers|.*epoch|module|compression_ratio|left_out)$")
 
 def _cell(col: str, v) -> str:
     """Display form of one value: p-values to 3 decimals ("<0.001"), counts as integers, other
@@ -70,7 +70,7 @@ def md_table(df: pd.DataFrame, columns: dict[str, str] | None = None) -> str:
 
 def _ci(df: pd.DataFrame, lo: str, hi: str, name: str) -> pd.DataFrame:
     df = df.copy()
-    df[name] = [f"{_cell('x', a)} – {_cell('x', b)}" if np.isfinite([a, b]).all() else "—"
+    df[name] = [f"{_cell('x', a)} – {_cell('x', b)}" if not np.isnan([a, b]).any() else "—"
                 for a, b in zip(df[lo].astype(float), df[hi].astype(float))]
     return df
 

@@ -153,10 +153,21 @@ def bootstrap_mean_ci(x: np.ndarray, *, n_boot: int = 10_000, rng: np.random.Gen
     return np.nan, np.nan
 
 
+def _sd(x: np.ndarray) -> np.float64:
+    """std(x, ddof=1): exactly 0 when every value is equal, NaN for n < 2."""
+    if len(x) < 2:
+        return np.float64(np.nan)
+    return np.float64(0.0) if np.ptp(x) == 0 else np.float64(np.std(x, ddof=1))
+
+
 def _boot_std(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap replicates of std(x, ddof=1), shape (n_boot,)."""
+    """Bootstrap replicates of std(x, ddof=1), shape (n_boot,); exactly 0 for a constant resample
+    (numpy leaves float noise of ~1e-14 there, which a ratio would turn into 1e14)."""
     idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    return np.asarray(x, float)[idx].std(axis=1, ddof=1)
+    v = np.asarray(x, float)[idx]
+    s = v.std(axis=1, ddof=1)
+    s[v.max(axis=1) == v.min(axis=1)] = 0.0
+    return s
 
 
 def bootstrap_std_ci(x: np.ndarray, *, n_boot: int = 10_000, rng: np.random.Generator,
@@ -179,7 +190,8 @@ def std_ratio_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10_000,
     r = r[~np.isnan(r)]
     if not len(r):
         return np.nan, np.nan
-    q = np.percentile(r, [50 * (1 - ci), 50 * (1 + ci)])
+    # linear interpolation inside an inf tail gives inf - inf = NaN: take order statistics there
+    q = np.percentile(r, [50 * (1 - ci), 50 * (1 + ci)], method="inverted_cdf" if np.isinf(r).any() else "linear")
     return float(q[0]), float(q[1])
 
 
@@ -283,7 +295,7 @@ def variance_table(runs: pd.DataFrame, *, n_boot: int = 10_000, seed: int = 0,
             role="predecessor" if arm == pred else "baseline" if arm == base else "",
             n=len(x), n_failed=int(((runs["arm"] == arm) & (runs["status"] != "ok")).sum()),
             mean=np.mean(x) if len(x) else np.nan,
-            std=np.std(x, ddof=1) if len(x) > 1 else np.nan,
+            std=_sd(x),
             sem=stats.sem(x) if len(x) > 1 else np.nan, ci_low=lo, ci_high=hi,
             std_ci_low=slo, std_ci_high=shi, median=med, q1=q1, q3=q3, iqr=q3 - q1,
             min=np.min(x) if len(x) else np.nan, max=np.max(x) if len(x) else np.nan,
@@ -319,8 +331,7 @@ def _pair_row(runs, a, b, metric, seed, aso_boot, n_boot) -> dict:
     pa, pb = sa[common].to_numpy(), sb[common].to_numpy()
     row = dict(a=a, b=b, n_a=len(xa), n_b=len(xb), n_paired=len(common),
                mean_a=np.mean(xa) if len(xa) else np.nan, mean_b=np.mean(xb) if len(xb) else np.nan,
-               std_a=np.std(xa, ddof=1) if len(xa) > 1 else np.nan,
-               std_b=np.std(xb, ddof=1) if len(xb) > 1 else np.nan)
+               std_a=_sd(xa), std_b=_sd(xb))
     row["diff"] = row["mean_a"] - row["mean_b"]
     row["paired_diff"] = np.mean(pa - pb) if len(common) else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -556,7 +567,9 @@ def _arms(runs: pd.DataFrame, *families: str) -> list[str]:
 
 
 def _fmt(x: float, d: int = 2) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
+    if x is None or np.isnan(x):
+        return "n/a"
+    return f"{x:.{d}f}" if np.isfinite(x) else ("∞" if x > 0 else "-∞")
 
 
 def _p(x: float) -> str:

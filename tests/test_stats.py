@@ -229,3 +229,16 @@ def test_degenerate_arms_are_named_not_called_stable():
     collapse = claim_collapse(runs, replacements)
     row = collapse.table.set_index("arm").loc["theseus-binary/seed"]
     assert row["verdict"] == "not testable: all 5 runs collapsed" and row["n_collapsed"] == 5
+
+
+def test_std_ratio_ci_is_unbounded_when_resamples_of_b_have_no_spread():
+    """Eight identical runs out of ten (a collapsed arm): about 0.8^10 = 11% of resamples of b are
+    constant, their std is exactly 0 and the upper bound unbounded, not float noise turned into a
+    ratio of 1e14."""
+    a = np.array([74.1, 75.3, 73.9, 76.0, 74.8, 75.5, 74.2, 75.9, 73.6, 75.0])
+    b = np.array([57.8] * 8 + [66.6, 68.6])
+    lo, hi = stats.std_ratio_ci(a, b, n_boot=2000, rng=np.random.default_rng(0))
+    assert np.isfinite(lo) and 0 < lo < a.std(ddof=1) / b.std(ddof=1)
+    assert hi == np.inf
+    # replicate stds of a constant resample are exactly zero
+    assert (stats._boot_std(np.full(5, 57.8), 100, np.random.default_rng(0)) == 0).all()
