@@ -1,7 +1,8 @@
 """`python -m harness compare A B`: did a change (precision, library version, hardware, code) move
 the results? Two sweeps' runs are paired arm by arm and seed by seed.
 
-Per arm: paired mean difference B - A with a BCa bootstrap 95% CI, paired t and Wilcoxon
+Per arm, over the seeds both sides ran (runs of other seeds are counted as left out): paired
+mean difference B - A with a BCa bootstrap 95% CI, paired t and Wilcoxon
 (Holm-adjusted over the arms of the comparison), the two stds with Brown-Forsythe, the share of
 seeds whose metric is identical, and mean wall time per run on each side. Verdict per arm:
 "differs" when the Holm-adjusted paired t p < alpha; "equivalent within ±m" when the 95% CI of the
@@ -64,6 +65,10 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
         for arm in arm_order(set(ga["arm"]) & set(gb["arm"])):
             side_b = gb[gb["arm"] == arm].assign(arm=f"{arm} [{label_b}]")
             side_a = ga[ga["arm"] == arm].assign(arm=f"{arm} [{label_a}]")
+            # only the seeds both sides ran: means, stds and times describe what the diff compares
+            seeds = set(side_a["seed"]) & set(side_b["seed"])
+            left_out = int((~side_a["seed"].isin(seeds)).sum() + (~side_b["seed"].isin(seeds)).sum())
+            side_a, side_b = side_a[side_a["seed"].isin(seeds)], side_b[side_b["seed"].isin(seeds)]
             both = pd.concat([side_b, side_a], ignore_index=True)
             t = pairwise_tests(both, pairs=[(f"{arm} [{label_b}]", f"{arm} [{label_a}]")], metric=metric,
                                seed=seed, n_boot=n_boot, aso_boot=200).iloc[0]
@@ -71,7 +76,9 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
             pb = side_b[side_b["status"] == "ok"].groupby("seed")[metric].mean()
             common = pa.index.intersection(pb.index)
             rows.append({
-                **dict(zip(GROUP, key)), "arm": arm, "n_a": t["n_a"], "n_b": t["n_b"], "n_paired": t["n_paired"],
+                # pairwise_tests ran (B, A): its "_a" fields are B's and its "_b" fields A's
+                **dict(zip(GROUP, key)), "arm": arm, "n_a": t["n_b"], "n_b": t["n_a"], "n_paired": t["n_paired"],
+                "left_out": left_out,
                 "mean_a": t["mean_b"], "mean_b": t["mean_a"], "diff": t["paired_diff"],
                 "diff_ci_low": t["diff_ci_low"], "diff_ci_high": t["diff_ci_high"],
                 "paired_p": t["paired_p"], "wilcoxon_p": t["wilcoxon_p"],
@@ -118,14 +125,15 @@ def render(table: pd.DataFrame, source_a: str, source_b: str) -> str:
     lines = [
         f"# Comparison: {lb} vs {la}", "",
         f"_Generated: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}_", "",
-        f"A = `{source_a}`, B = `{source_b}`. Metric: {metric} (%), runs paired by seed within each arm. "
+        f"A = `{source_a}`, B = `{source_b}`. Metric: {metric} (%), runs paired by seed within each arm; "
+        f"every figure (means, stds, times) covers only the seeds both sides ran. "
         f"diff = mean of (B − A) over paired seeds, with a BCa bootstrap 95% CI; paired t and Wilcoxon p "
         f"Holm-adjusted over the {len(t)} arms. Verdict: *differs* when the adjusted paired t p < {ALPHA}; "
         f"*equivalent within ±{at['margin']:g}* when the whole 95% CI lies inside ±{at['margin']:g} points; "
         f"else *inconclusive*.", "",
         "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in verdicts.items()) + ". " + _wall(total_a, total_b), "",
         md_table(t, {"task": "task", "model": "model", "successor_layers": "L_s", "arm": "arm",
-                     "n_paired": "n paired", "mean_a": f"mean {la}", "mean_b": f"mean {lb}",
+                     "n_paired": "n paired", "left_out": "runs left out (unpaired seeds)", "mean_a": f"mean {la}", "mean_b": f"mean {lb}",
                      "diff": f"diff {lb}−{la}", "ci": "95% CI of diff", "paired_p": "paired t p",
                      "paired_p_holm": "paired t p (Holm)", "wilcoxon_p": "Wilcoxon p",
                      "wilcoxon_p_holm": "Wilcoxon p (Holm)", "std_a": f"std {la}", "std_b": f"std {lb}",

@@ -48,6 +48,22 @@ def test_a_shift_is_found_with_its_sign_and_size():
     assert (t["identical"] == 0).all()
 
 
+def test_a_sweep_with_more_seeds_is_compared_on_the_shared_seeds_only():
+    """B ran 10 seeds, A the first 5 (a sweep grown after A): means, counts and times cover the 5
+    shared seeds, so mean_b - mean_a is the paired diff and the time totals are like for like."""
+    a = _table(ARMS, n=5).assign(wall_seconds=20.0)
+    b = pd.concat([_table(ARMS, n=5, shift=0.5), _table(ARMS, n=10, seed=7).query("seed >= 5").assign(
+        test_accuracy=lambda d: d["test_accuracy"] + 30)]).assign(wall_seconds=10.0)
+    t = compare_runs(a, b).set_index("arm")
+    assert (t["n_a"] == 5).all() and (t["n_b"] == 5).all() and (t["n_paired"] == 5).all()
+    assert (t["left_out"] == 5).all()
+    assert (t["mean_b"] - t["mean_a"] - t["diff"]).abs().max() < 1e-9   # the +30 seeds are not in the means
+    assert (t["diff"] - 0.5).abs().max() < 1e-9
+    from harness.compare import render
+    text = render(compare_runs(a, b), "a", "b")
+    assert "300 s summed over A's runs, 150 s over B's (B is 2.00x as fast)" in text
+
+
 def test_small_noise_within_margin_is_equivalent_and_large_noise_is_inconclusive():
     a = _table(ARMS, n=8)
     close = compare_runs(a, _table(ARMS, n=8, jitter=0.1))
