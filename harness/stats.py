@@ -660,7 +660,12 @@ def claim_collapse(runs: pd.DataFrame, replacements: pd.DataFrame | None = None,
                    label: str = "") -> Claim:
     """Claim 4: collapse rate (share of runs <= finetune-L_s mean, Clopper-Pearson CI) of each
     Theseus arm, and whether collapsed runs had fewer replacements per module (Mann-Whitney,
-    Holm over arms; tested when both groups have >= 3 runs)."""
+    Holm over arms; tested when both groups have >= 3 runs).
+
+    When the split cannot be tested (every run, or no run, collapsed, or fewer than 3 on a side),
+    the verdict comes from the continuous form of the same claim over all the arm's runs: Spearman
+    rank correlation of replacements per module with test accuracy (> 0 claimed; Holm over arms;
+    undefined when either is constant). `decided_by` names the test behind each verdict."""
     q = ("Runs collapse to direct fine-tuning level because the successor modules were replaced "
          "too rarely (fewer replacements in collapsed runs).")
     _, base = _roles(runs)
@@ -679,27 +684,47 @@ def claim_collapse(runs: pd.DataFrame, replacements: pd.DataFrame | None = None,
         col, rest = (r.loc[r["test_accuracy"] <= bm, "mean_per_module"].to_numpy(float),
                      r.loc[r["test_accuracy"] > bm, "mean_per_module"].to_numpy(float))
         p = (stats.mannwhitneyu(col, rest).pvalue if min(len(col), len(rest)) >= MIN_N else np.nan)
+        x, y = r["mean_per_module"].to_numpy(float), r["test_accuracy"].to_numpy(float)
+        rho, rho_p = (stats.spearmanr(x, y) if len(r) >= MIN_N and np.ptp(x) > 0 and np.ptp(y) > 0
+                      else (np.nan, np.nan))
         rows.append(dict(arm=arm, n=n, n_collapsed=k, collapse_rate=k / n if n else np.nan,
                          rate_ci_low=ci.low if ci else np.nan, rate_ci_high=ci.high if ci else np.nan,
                          baseline_mean=bm, n_with_replacements=len(r),
                          n_collapsed_counted=len(col), n_rest_counted=len(rest),
                          replacements_collapsed=col.mean() if len(col) else np.nan,
-                         replacements_rest=rest.mean() if len(rest) else np.nan, mwu_p=p))
+                         replacements_rest=rest.mean() if len(rest) else np.nan, mwu_p=p,
+                         spearman_rho=float(rho), spearman_p=float(rho_p)))
     t = pd.DataFrame(rows)
     t["mwu_p_holm"] = holm(t["mwu_p"])
+    t["spearman_p_holm"] = holm(t["spearman_p"])
     no_counts = "not tested (no replacement counts)"
-    t["verdict"] = [
-        no_counts if r.n_with_replacements == 0 else
-        f"not testable: all {r.n} runs collapsed" if r.n_collapsed == r.n else
-        f"not testable: no run collapsed" if r.n_collapsed == 0 else
-        verdict(r.mwu_p_holm, r.replacements_rest - r.replacements_collapsed, direction=+1,
-                n_a=r.n_collapsed_counted, n_b=r.n_rest_counted)
-        for r in t.itertuples()]
+    verdicts, decided = [], []
+    for r in t.itertuples():
+        split = np.isfinite(r.mwu_p)
+        if r.n_with_replacements == 0:
+            verdicts.append(no_counts), decided.append("")
+        elif split:
+            verdicts.append(verdict(r.mwu_p_holm, r.replacements_rest - r.replacements_collapsed, direction=+1,
+                                    n_a=r.n_collapsed_counted, n_b=r.n_rest_counted))
+            decided.append("Mann-Whitney, collapsed vs rest")
+        elif np.isfinite(r.spearman_p):
+            verdicts.append(verdict(r.spearman_p_holm, r.spearman_rho, direction=+1,
+                                    n_a=r.n_with_replacements, n_b=r.n_with_replacements))
+            decided.append("Spearman over runs (no testable split)")
+        else:
+            verdicts.append(f"not testable: all {r.n} runs collapsed" if r.n_collapsed == r.n else
+                            "not testable: no run collapsed" if r.n_collapsed == 0 else
+                            f"not testable: {r.n_collapsed} collapsed vs {r.n - r.n_collapsed}, and "
+                            "replacements or accuracy constant")
+            decided.append("")
+    t["verdict"], t["decided_by"] = verdicts, decided
     text = "; ".join(
         f"{r.arm}: {r.n_collapsed}/{r.n} runs collapsed ({_fmt(100 * r.collapse_rate, 0)}%, 95% CI "
         f"{_fmt(100 * r.rate_ci_low, 0)}-{_fmt(100 * r.rate_ci_high, 0)}%) to <= {_fmt(bm)}; mean "
         f"replacements per module {_fmt(r.replacements_collapsed, 0)} (collapsed) vs "
-        f"{_fmt(r.replacements_rest, 0)} (rest), Holm p {_p(r.mwu_p_holm)} -> {r.verdict}"
+        f"{_fmt(r.replacements_rest, 0)} (rest), Holm p {_p(r.mwu_p_holm)}; Spearman rho of replacements "
+        f"with test accuracy over runs {_fmt(r.spearman_rho)}, Holm p {_p(r.spearman_p_holm)} -> {r.verdict}"
+        + (f" ({r.decided_by})" if r.decided_by else "")
         for r in t.itertuples())
     counted = [v for v in t["verdict"] if v != no_counts]  # theseus-add never replaces
     return Claim(4, q, label, _overall(counted) if counted else no_counts, text + ".", t,

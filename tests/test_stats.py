@@ -242,3 +242,30 @@ def test_std_ratio_ci_is_unbounded_when_resamples_of_b_have_no_spread():
     assert hi == np.inf
     # replicate stds of a constant resample are exactly zero
     assert (stats._boot_std(np.full(5, 57.8), 100, np.random.default_rng(0)) == 0).all()
+
+
+def test_collapse_claim_falls_back_to_rank_correlation_when_every_run_collapsed():
+    """All runs below the finetune-3 mean, but accuracy rises with the replacement count: the split
+    is untestable, the continuous form of the claim (Spearman > 0) is supported."""
+    from harness.stats import claim_collapse, normalize_runs
+
+    binary = [58.0, 59.0, 60.5, 61.0, 63.0, 64.0, 66.0, 68.0]
+    rows = [{"task": "t", "strategy": s, "variant": v, "seed": i, "test_accuracy": acc}
+            for s, v, accs in (("finetune-6", "", [80, 81, 79, 80.5, 79.5, 80, 81, 79]),
+                               ("finetune-3", "", [74, 75, 73, 74.5, 73.5, 74, 75, 73]),
+                               ("theseus-binary", "seed", binary))
+            for i, acc in enumerate(accs)]
+    runs = normalize_runs(pd.DataFrame(rows))
+    ids = runs.loc[runs["arm"] == "theseus-binary/seed"].sort_values("seed")["run_id"]
+    replacements = pd.DataFrame([{"run_id": r, "arm": "theseus-binary/seed", "seed": i, "successor_layers": 3,
+                                  "epoch": 1, "module": m, "replaced": 50 + 3 * i + m, "steps": 120}
+                                 for i, r in enumerate(ids) for m in (1, 2, 3)])
+    row = claim_collapse(runs, replacements).table.set_index("arm").loc["theseus-binary/seed"]
+    assert row["n_collapsed"] == 8
+    assert row["spearman_rho"] == pytest.approx(1.0)
+    assert row["spearman_p"] == pytest.approx(st.spearmanr(range(8), binary).pvalue)
+    assert row["verdict"] == "supported" and row["decided_by"].startswith("Spearman")
+    # reversed: more replacements, lower accuracy -> contradicted
+    flipped = replacements.assign(replaced=lambda d: 200 - d["replaced"])
+    row = claim_collapse(runs, flipped).table.set_index("arm").loc["theseus-binary/seed"]
+    assert row["spearman_rho"] == pytest.approx(-1.0) and row["verdict"] == "contradicted"
