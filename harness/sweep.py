@@ -240,10 +240,16 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
     needs = [get_strategy(c.strategy).needs_predecessor for c in pending]
     waves = [[c for c, n in zip(pending, needs) if not n], [c for c, n in zip(pending, needs) if n]]
     with _parallel_context(backend, scheduler):
+        # results as they finish where the backend can stream them (loky, dask); ray's joblib backend
+        # cannot, so there every run of a wave reports when the wave ends (each record is still
+        # written by its own job the moment it finishes)
+        import joblib.parallel
+
+        streams = getattr(joblib.parallel.get_active_backend()[0], "supports_return_generator", False)
         for wave in waves:
             if not wave:
                 continue
-            parallel = Parallel(n_jobs=min(jobs, len(wave)), return_as="generator_unordered",
+            parallel = Parallel(n_jobs=min(jobs, len(wave)), return_as="generator_unordered" if streams else "list",
                                 batch_size=1, pre_dispatch="n_jobs")
             for summary in parallel(delayed(run_job)(c.to_dict(), str(out_dir), sweep_name) for c in wave):
                 results.append(summary)

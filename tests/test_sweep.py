@@ -173,6 +173,19 @@ def test_dask_local_cluster_gives_the_local_results(tiny_model_dir, tiny_task, t
     pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "dask"))
 
 
+def test_ray_local_instance_gives_the_local_results(tiny_model_dir, tiny_task, tmp_path):
+    ray = pytest.importorskip("ray")
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=1, jobs=2)
+    assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "local", report_dir=tmp_path / "r",
+                               say=lambda *_: None) == 0
+    try:  # no --scheduler: ray starts a local instance, as `ray.init()` does
+        assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "ray", report_dir=tmp_path / "r",
+                                   backend="ray", say=lambda *_: None) == 0
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "ray"))
+
+
 def test_analyze_a_users_csv(tmp_path, capsys):
     from harness.cli import main
 
