@@ -191,7 +191,8 @@ def std_ratio_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10_000,
     if not len(r):
         return np.nan, np.nan
     # linear interpolation inside an inf tail gives inf - inf = NaN: take order statistics there
-    q = np.percentile(r, [50 * (1 - ci), 50 * (1 + ci)], method="inverted_cdf" if np.isinf(r).any() else "linear")
+    method = "inverted_cdf" if np.isinf(r).any() else "linear"
+    q = np.percentile(r, [50 * (1 - ci), 50 * (1 + ci)], method=method)
     return float(q[0]), float(q[1])
 
 
@@ -700,10 +701,10 @@ def claim_collapse(runs: pd.DataFrame, replacements: pd.DataFrame | None = None,
     no_counts = "not tested (no replacement counts)"
     verdicts, decided = [], []
     for r in t.itertuples():
-        split = np.isfinite(r.mwu_p)
         if r.n_with_replacements == 0:
-            verdicts.append(no_counts), decided.append("")
-        elif split:
+            verdicts.append(no_counts)
+            decided.append("")
+        elif np.isfinite(r.mwu_p):  # a testable collapsed-vs-rest split
             verdicts.append(verdict(r.mwu_p_holm, r.replacements_rest - r.replacements_collapsed, direction=+1,
                                     n_a=r.n_collapsed_counted, n_b=r.n_rest_counted))
             decided.append("Mann-Whitney, collapsed vs rest")

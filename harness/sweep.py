@@ -222,6 +222,7 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
                  scheduler: str | None = None, say=print) -> list[dict]:
     """Run the pending jobs in two waves so each seed's predecessor is trained exactly once."""
     from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
     from tqdm import tqdm
 
     pending = _pending(configs, out_dir)
@@ -243,14 +244,13 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
         # results as they finish where the backend can stream them (loky, dask); ray's joblib backend
         # cannot, so there every run of a wave reports when the wave ends (each record is still
         # written by its own job the moment it finishes)
-        import joblib.parallel
-
-        streams = getattr(joblib.parallel.get_active_backend()[0], "supports_return_generator", False)
+        streams = getattr(get_active_backend()[0], "supports_return_generator", False)
+        return_as = "generator_unordered" if streams else "list"
         for wave in waves:
             if not wave:
                 continue
-            parallel = Parallel(n_jobs=min(jobs, len(wave)), return_as="generator_unordered" if streams else "list",
-                                batch_size=1, pre_dispatch="n_jobs")
+            parallel = Parallel(n_jobs=min(jobs, len(wave)), return_as=return_as, batch_size=1,
+                                pre_dispatch="n_jobs")
             for summary in parallel(delayed(run_job)(c.to_dict(), str(out_dir), sweep_name) for c in wave):
                 results.append(summary)
                 bar.update(1)
