@@ -38,6 +38,10 @@ class RunConfig:
     label_column: str = "label"
     # optimisation (shared by every strategy; strategies may scale lr per parameter group)
     epochs: int = 3
+    budget: int | None = None                # student optimizer steps for the whole run (every phase
+                                             # together, split in the strategy's proportion); None = epochs
+    eval_points: int = 0                     # dev evaluations per run, evenly spaced in steps (+ each phase's
+                                             # end); 0 = after every epoch
     lr: float = 5e-5
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -88,6 +92,8 @@ class RunConfig:
                 raise HarnessError(msg)
         need(self.layers >= 1, f"layers must be >= 1, got {self.layers}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.budget is None or self.budget >= 1, f"budget must be >= 1 optimizer steps, got {self.budget}")
+        need(self.eval_points >= 0, f"eval points must be >= 0, got {self.eval_points}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         need(self.max_length >= 8, f"max length must be >= 8, got {self.max_length}")
@@ -113,8 +119,12 @@ def stable_hash(obj, length: int = 16) -> str:
 
 # Settings that never change a run's numbers, left out of its key.
 EXECUTION_ONLY = ("device", "threads", "force")
+# Settings added after runs were stored: at these values a run computes what it computed before they
+# existed, so they stay out of its key and stored runs keep their keys.
+LATER_DEFAULTS = {"budget": None, "eval_points": 0}
 
 
 def run_key(config: RunConfig, code_version: str) -> str:
-    d = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_ONLY}
+    d = {k: v for k, v in config.to_dict().items()
+         if k not in EXECUTION_ONLY and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
     return stable_hash({"config": d, "code": code_version})

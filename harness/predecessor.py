@@ -21,11 +21,13 @@ from harness.config import RunConfig, run_key
 
 
 def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
-    """The finetune run that produces config's predecessor: k = L_p, seed = config.seed."""
+    """The finetune run that produces config's predecessor: k = L_p, seed = config.seed, its own
+    epochs and lr (never the students' budget)."""
     return config.replace(
         strategy="finetune", variant="", options={}, layers=predecessor_layers, predecessor_layers=predecessor_layers,
         epochs=config.predecessor_epochs or config.epochs, lr=config.predecessor_lr or config.lr,
         predecessor_epochs=None, predecessor_lr=None, student_seed=None,
+        budget=None,  # trained at its own fixed length, shared by every student budget of the seed
     )
 
 

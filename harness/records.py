@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.diagnostics import is_degenerate, max_class_share, single_class_from_metrics, still_improving
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder + rename: readers see the old file or the new one."""
@@ -74,6 +76,42 @@ def _arm(strategy: str, variant: str) -> str:
     return f"{strategy}/{variant}" if variant else strategy
 
 
+def dev_curve(record: dict) -> list[dict]:
+    """The evaluated model's dev accuracy by global step: the stored curve, or for records made
+    before curves were stored, the per-epoch evaluations at their cumulative step counts."""
+    if record.get("curve"):
+        return record["curve"]
+    curve, step = [], 0
+    for e in record.get("epochs") or []:
+        step += e.get("steps") or 0
+        if e.get("dev_accuracy") is not None:
+            curve.append({"step": step, "phase": e.get("phase"), "epoch": e.get("epoch"),
+                          "dev_accuracy": e["dev_accuracy"], "dev_macro_f1": e.get("dev_macro_f1")})
+    return curve
+
+
+def run_diagnostics(record: dict) -> dict:
+    """budget, steps, max_class_share, degenerate and still_improving of one record (see
+    harness.diagnostics); older records get them from what they stored (degenerate then only
+    catches exact single-class predictions, from accuracy and macro-F1)."""
+    final = record.get("final") or {}
+    if not final:
+        return {"budget": record.get("budget"), "steps": None, "max_class_share": None, "degenerate": None,
+                "still_improving": None}
+    curve = dev_curve(record)
+    steps = final.get("steps") or (curve[-1]["step"] if curve else None)
+    counts = final.get("test_pred_counts")
+    if counts:
+        share, degenerate = max_class_share(counts), is_degenerate(counts)
+    else:
+        share = None
+        degenerate = single_class_from_metrics(final.get("test_accuracy"), final.get("test_macro_f1"),
+                                               (record.get("task") or {}).get("num_classes"))
+    return {"budget": record.get("budget", (record.get("config") or {}).get("budget")), "steps": steps,
+            "max_class_share": share, "degenerate": degenerate,
+            "still_improving": still_improving(curve, steps) if steps else None}
+
+
 def runs_table(records: list[dict]) -> pd.DataFrame:
     """One row per run: the tidy table every statistic consumes."""
     rows = []
@@ -90,12 +128,29 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "dev_accuracy": final.get("dev_accuracy"), "dev_macro_f1": final.get("dev_macro_f1"),
             "best_epoch": r.get("best_epoch"), "epochs": len(r.get("epochs") or []),
             "wall_seconds": r.get("wall_seconds"), "precision": cfg.get("precision"),
+            **run_diagnostics(r),
         })
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["task", "model", "successor_layers", "arm", "seed", "student_seed"],
+        df["budget"] = df["budget"].astype("Int64")  # empty where the run had no budget (epochs)
+        df = df.sort_values(["task", "model", "successor_layers", "budget", "arm", "seed", "student_seed"],
                             kind="stable").reset_index(drop=True)
     return df
+
+
+def curves_table(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, dev evaluation): the evaluated model's dev accuracy by step and by the
+    fraction of the run's steps, so runs of different budgets line up."""
+    rows = []
+    for r in records:
+        curve = dev_curve(r)
+        total = (r.get("final") or {}).get("steps") or (curve[-1]["step"] if curve else 0)
+        for p in curve:
+            rows.append({"run_id": r["run_id"], "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+                         "seed": r.get("seed"), "budget": r.get("budget"), "step": p["step"],
+                         "fraction": p["step"] / total if total else None, "phase": p.get("phase"),
+                         "dev_accuracy": p.get("dev_accuracy")})
+    return pd.DataFrame(rows)
 
 
 def epochs_table(records: list[dict]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from harness import __version__
 from harness import predecessor as pred_cache
 from harness.config import RunConfig, run_key
 from harness.data import Splits, encode, make_splits
+from harness.diagnostics import is_degenerate, max_class_share, still_improving
 from harness.errors import HarnessError
 from harness.models import Classifier, Pretrained, build_classifier, load_pretrained
 from harness.strategies import Context, arm_label, get_strategy
@@ -120,12 +121,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained) -> LoopSettings:
+def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained, num_classes: int) -> LoopSettings:
     pad = getattr(pretrained.tokenizer, "pad_token_id", None)
     return LoopSettings(batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
                         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
                         group_by_length=config.group_by_length, precision=config.precision,
-                        device=device, pad_id=0 if pad is None else pad)
+                        device=device, pad_id=0 if pad is None else pad, num_classes=num_classes)
 
 
 def get_predecessor(config: RunConfig, predecessor_layers: int, num_classes: int, device: torch.device,
@@ -179,7 +180,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
     if strategy.check is not None:  # every option problem surfaces before anything is trained
         strategy.check(config, options, predecessor_layers)
     task, splits, encoded = prepare_data(config, pretrained)
-    settings = _settings(config, device, pretrained)
+    settings = _settings(config, device, pretrained, splits.num_classes)
 
     # The predecessor comes first, before the student's RNG is seeded: whether it was cached or
     # trained just now must not change the student's head init, dropout or data order.
@@ -199,7 +200,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
     plan.evaluated.to(device)
     data_order = torch.Generator().manual_seed(config.student)
     result = fit(plan.phases, plan.evaluated, encoded["train"], encoded["dev"], encoded["test"], settings,
-                 data_order, on_epoch=lambda e: log(_epoch_line(e)))
+                 data_order, on_epoch=lambda e: log(_epoch_line(e)), eval_points=config.eval_points)
     arm_strategy, arm_variant = arm_label(config)
     record = {
         "schema": RESULTS_SCHEMA,
@@ -221,11 +222,18 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
         "model": pretrained.identity,
         "modules": plan.info.get("modules"),
         "predecessor": predecessor_info,
+        "budget": config.budget,
         "epochs": result.epochs,
+        "curve": result.curve,
         "best_epoch": result.best_epoch,
+        "best_step": result.best_step,
         "final": {"dev_accuracy": result.dev.accuracy, "dev_macro_f1": result.dev.macro_f1,
                   "test_accuracy": result.test.accuracy, "test_macro_f1": result.test.macro_f1,
-                  "n_dev": result.dev.n, "n_test": result.test.n, "steps": result.steps},
+                  "n_dev": result.dev.n, "n_test": result.test.n, "steps": result.steps,
+                  "test_pred_counts": result.test.pred_counts,
+                  "max_class_share": max_class_share(result.test.pred_counts),
+                  "degenerate": is_degenerate(result.test.pred_counts),
+                  "still_improving": still_improving(result.curve, result.steps)},
         "provenance": provenance(device),
         "wall_seconds": time.perf_counter() - started,
         **(record_fields or {}),
@@ -244,5 +252,6 @@ def _epoch_line(e: dict) -> str:
         extra = f"  replaced {[int(round(x)) for x in e['replaced_per_module']]} of {e['steps']} steps"
     elif "mix_k" in e:
         extra = f"  k {e['mix_k']:.2f}"
-    return (f"  epoch {e['epoch']:>2} [{e['phase']}] loss {e['train_loss']:.4f}  dev acc {e['dev_accuracy']:.4f}"
+    dev = "" if e.get("dev_accuracy") is None else f"  dev acc {e['dev_accuracy']:.4f}"
+    return (f"  epoch {e['epoch']:>2} [{e['phase']}] {e['steps']} steps, loss {e['train_loss']:.4f}{dev}"
             f"  {e['seconds']:.1f}s{extra}")

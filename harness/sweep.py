@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO_ROOT / "experiments"
 SWEEP_KEYS = {"name", "description", "seeds", "seed_list", "student_seeds", "jobs", "threads", "base",
-              "tasks", "models", "successor_layers", "arms"}
+              "tasks", "models", "successor_layers", "arms", "budgets"}
 ARM_KEYS = {"strategy", "variant", "options", "layers", "set"}
 
 
@@ -41,6 +41,7 @@ class Sweep:
     models: list[str]
     successor_layers: list[int]
     arms: list[dict]
+    budgets: list  # student optimizer steps per run; [None] = each arm's epochs (no budget axis)
     source: dict  # the config as loaded, for provenance
 
 
@@ -93,7 +94,7 @@ def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sw
         tasks=list(raw.get("tasks", [base.get("task", RunConfig.task)])),
         models=list(raw.get("models", [base.get("model", RunConfig.model)])),
         successor_layers=list(raw.get("successor_layers", [base.get("layers", RunConfig.layers)])),
-        arms=arms, source=raw,
+        arms=arms, source=raw, budgets=list(raw.get("budgets") or [base.get("budget")]),
     )
 
 
@@ -108,8 +109,10 @@ def _predecessor_layers(sweep: Sweep, model: str) -> int:
 
 
 def expand(sweep: Sweep) -> list[RunConfig]:
-    """Every (task, model, successor size, arm, seed, student seed) as one RunConfig, deduplicated
-    (the predecessor arm is shared by every successor size). Predecessor runs come first."""
+    """Every (task, model, successor size, budget, arm, seed, student seed) as one RunConfig,
+    deduplicated (the predecessor arm is shared by every successor size and every budget: it trains
+    at its own fixed length). Predecessor runs come first, then budget by budget, smallest first, so
+    a sweep stopped early holds whole budgets."""
     jobs: dict[str, RunConfig] = {}
     from harness.runner import key_of
 
@@ -117,7 +120,7 @@ def expand(sweep: Sweep) -> list[RunConfig]:
         for model in sweep.models:
             lp = _predecessor_layers(sweep, model)
             for ls in sweep.successor_layers:
-                for arm in sweep.arms:
+                for budget, arm in ((b, a) for b in sweep.budgets for a in sweep.arms):
                     is_pred = arm.get("layers") == "predecessor"
                     for seed in sweep.seeds:
                         # the predecessor arm has one run per seed; other arms may add student seeds
@@ -127,12 +130,13 @@ def expand(sweep: Sweep) -> list[RunConfig]:
                             fields = {**sweep.base, **arm.get("set", {}), "task": task, "model": model,
                                       "strategy": arm["strategy"], "variant": arm.get("variant", ""),
                                       "options": arm.get("options", {}), "layers": lp if is_pred else ls,
-                                      "predecessor_layers": lp, "seed": seed, "student_seed": student}
+                                      "predecessor_layers": lp, "seed": seed, "student_seed": student,
+                                      "budget": None if is_pred else budget}
                             if sweep.threads:
                                 fields["threads"] = sweep.threads
                             config = RunConfig.from_dict(fields)
                             jobs.setdefault(key_of(config), config)
-    ordered = sorted(jobs.values(), key=lambda c: (not is_predecessor(c), c.seed))
+    ordered = sorted(jobs.values(), key=lambda c: (not is_predecessor(c), c.budget or 0, c.seed))
     return ordered
 
 

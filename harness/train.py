@@ -39,6 +39,7 @@ class Phase:
     modules: everything the training forward touches; put in train mode (dropout on) each epoch.
     diagnostics: called after each epoch's training steps; returns extra per-epoch fields
         (e.g. replacement counts) and resets its counters.
+    steps: when set, the phase trains exactly this many optimizer steps instead of `epochs` epochs.
     """
 
     name: str
@@ -47,6 +48,7 @@ class Phase:
     loss: Callable[[dict], torch.Tensor]
     modules: nn.Module
     diagnostics: Callable[[], dict] | None = None
+    steps: int | None = None            # optimizer steps (a budget's share); None = `epochs` full epochs
 
 
 @dataclass
@@ -54,6 +56,7 @@ class EvalResult:
     accuracy: float
     macro_f1: float
     n: int
+    pred_counts: list[int] = field(default_factory=list)  # predictions per class (index = class id)
 
 
 @dataclass
@@ -64,6 +67,8 @@ class FitResult:
     test: EvalResult
     train_seconds: float
     steps: int
+    curve: list[dict] = field(default_factory=list)   # dev accuracy of `evaluated` at each evaluation
+    best_step: int = 0
 
 
 @dataclass
@@ -76,6 +81,7 @@ class LoopSettings:
     precision: str = "fp32"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     pad_id: int = 0
+    num_classes: int = 0                # length of EvalResult.pred_counts (at least max label + 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -147,7 +153,9 @@ def predict(model: nn.Module, data: Encoded, settings: LoopSettings) -> np.ndarr
 def evaluate(model: nn.Module, data: Encoded, settings: LoopSettings) -> EvalResult:
     y_true = data.labels.numpy()
     y_pred = predict(model, data, settings)
-    return EvalResult(float(np.mean(y_pred == y_true)), macro_f1(y_true, y_pred), len(y_true))
+    counts = np.bincount(y_pred, minlength=max(settings.num_classes, int(y_true.max(initial=0)) + 1))
+    return EvalResult(float(np.mean(y_pred == y_true)), macro_f1(y_true, y_pred), len(y_true),
+                      [int(c) for c in counts])
 
 
 def _optimizer(groups: list[dict], settings: LoopSettings) -> torch.optim.Optimizer:
@@ -183,28 +191,62 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
 
 
+def eval_steps(phase_steps: list[int], points: int) -> set[int]:
+    """Global steps after which dev is evaluated in eval-points mode: `points` evenly spaced over the
+    whole run (so curves line up across budgets) plus the end of every phase."""
+    total = sum(phase_steps)
+    at = {max(1, round(total * i / points)) for i in range(1, points + 1)}
+    ends = 0
+    for n in phase_steps:
+        ends += n
+        at.add(ends)
+    return at
+
+
 def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded, test: Encoded,
         settings: LoopSettings, generator: torch.Generator,
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train phase after phase; evaluate `evaluated` on dev after every epoch, keep the best-dev
+        on_epoch: Callable[[dict], None] | None = None, eval_points: int = 0) -> FitResult:
+    """Train phase after phase; evaluate `evaluated` on dev at fixed points, keep the best-dev
     weights (earliest on ties), and evaluate test once, at those weights.
 
-    generator: the run's data-order RNG. Returns the per-epoch log and the final metrics.
+    A phase trains `phase.steps` optimizer steps when set (the budget: epochs are passes over the
+    data, the last one cut short), else `phase.epochs` full epochs; its linear LR decay spans its own
+    steps. eval_points = 0: dev after every epoch; n > 0: after n evenly spaced global steps and at
+    every phase's end (see `eval_steps`). Evaluation draws no random numbers, so where it happens
+    never changes the training trajectory, only which weights are selected.
+    generator: the run's data-order RNG. Returns the per-epoch log, the dev curve and the final metrics.
     """
     log: list[dict] = []
-    best_acc, best_state, best_epoch = -1.0, None, 0
+    curve: list[dict] = []
+    best_acc, best_state, best_point = -1.0, None, None
     start = time.perf_counter()
     steps = 0
-    for phase in phases:
+    steps_per_epoch = math.ceil(len(train.labels) / settings.batch_size)
+    phase_steps = [p.steps if p.steps is not None else p.epochs * steps_per_epoch for p in phases]
+    evaluate_at = eval_steps(phase_steps, eval_points) if eval_points else set()
+
+    def dev_point(phase_name: str, epoch: int) -> dict:
+        nonlocal best_acc, best_state, best_point
+        result = evaluate(evaluated, dev, settings)
+        point = {"step": steps, "phase": phase_name, "epoch": epoch,
+                 "dev_accuracy": result.accuracy, "dev_macro_f1": result.macro_f1}
+        curve.append(point)
+        if result.accuracy > best_acc:
+            best_acc, best_point = result.accuracy, point
+            best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+        return point
+
+    for phase, n_steps in zip(phases, phase_steps):
         # exactly the grouped parameters train; everything else the phase touches is frozen
         trained = {id(p) for g in phase.param_groups for p in g["params"]}
         for p in phase.modules.parameters():
             p.requires_grad_(id(p) in trained)
         optimizer = _optimizer(phase.param_groups, settings)
-        steps_per_epoch = math.ceil(len(train.labels) / settings.batch_size)
-        scheduler = _linear_schedule(optimizer, phase.epochs * steps_per_epoch, settings.warmup_ratio)
-        for _ in range(phase.epochs):
+        scheduler = _linear_schedule(optimizer, n_steps, settings.warmup_ratio)
+        done = 0
+        while done < n_steps:
             epoch_start = time.perf_counter()
+            epoch = len(log) + 1
             phase.modules.train()
             loss_sum, n_batches, tokens, padded, idle = 0.0, 0, 0, 0, 0
             for batch in train_batches(train, settings.batch_size, generator, settings.pad_id,
@@ -216,7 +258,7 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
                     loss = phase.loss(batch)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) in phase {phase.name!r}, "
-                                        f"epoch {len(log) + 1}, step {steps + 1}")
+                                        f"epoch {epoch}, step {steps + 1}")
                 if loss.requires_grad:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -229,23 +271,28 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
                 loss_sum += loss.item()
                 n_batches += 1
                 steps += 1
-            train_seconds = time.perf_counter() - epoch_start
-            entry = {"phase": phase.name, "epoch": len(log) + 1, "train_loss": loss_sum / max(1, n_batches),
+                done += 1
+                if steps in evaluate_at:
+                    dev_point(phase.name, epoch)
+                if done == n_steps:
+                    break
+            entry = {"phase": phase.name, "epoch": epoch, "train_loss": loss_sum / max(1, n_batches),
                      "steps": n_batches, "idle_steps": idle, "tokens": tokens, "padded_tokens": padded,
-                     "train_seconds": train_seconds}
+                     "train_seconds": time.perf_counter() - epoch_start}
             if phase.diagnostics is not None:
                 entry.update(phase.diagnostics())
-            dev_result = evaluate(evaluated, dev, settings)
-            entry.update(dev_accuracy=dev_result.accuracy, dev_macro_f1=dev_result.macro_f1,
+            if not eval_points:
+                point = dev_point(phase.name, epoch)
+            else:  # the dev accuracy at this epoch's end, where one was measured there
+                point = curve[-1] if curve and curve[-1]["step"] == steps else \
+                    {"dev_accuracy": None, "dev_macro_f1": None}
+            entry.update(dev_accuracy=point["dev_accuracy"], dev_macro_f1=point["dev_macro_f1"],
                          seconds=time.perf_counter() - epoch_start)
-            if dev_result.accuracy > best_acc:
-                best_acc, best_epoch = dev_result.accuracy, entry["epoch"]
-                best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
             log.append(entry)
             if on_epoch is not None:
                 on_epoch(entry)
     evaluated.load_state_dict(best_state)
-    dev_best = next(EvalResult(e["dev_accuracy"], e["dev_macro_f1"], len(dev.labels)) for e in log
-                    if e["epoch"] == best_epoch)
+    dev_best = EvalResult(best_point["dev_accuracy"], best_point["dev_macro_f1"], len(dev.labels))
     test_result = evaluate(evaluated, test, settings)
-    return FitResult(log, best_epoch, dev_best, test_result, time.perf_counter() - start, steps)
+    return FitResult(log, best_point["epoch"], dev_best, test_result, time.perf_counter() - start, steps,
+                     curve, best_point["step"])

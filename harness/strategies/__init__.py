@@ -40,6 +40,32 @@ class Context:
     def lr(self) -> float:
         return self.options.get("lr") or self.config.lr
 
+    def phase_steps(self, epochs: list[int]) -> list[int | None]:
+        """Optimizer steps per phase. Without a budget: None each (the phase runs its epochs). With
+        config.budget = B: B split over the phases in proportion to their epochs (largest remainder,
+        every phase with epochs > 0 gets at least one step), so every arm at one budget takes B steps
+        and a Theseus phase keeps its share of the run."""
+        budget = self.config.budget
+        if budget is None:
+            return [None] * len(epochs)
+        return split_budget(budget, epochs)
+
+
+def split_budget(budget: int, weights: list[int]) -> list[int]:
+    """`budget` steps split in proportion to `weights` (largest remainder; sums to budget exactly)."""
+    total = sum(weights)
+    exact = [budget * w / total for w in weights]
+    steps = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - steps[i]), i))
+    for i in order[:budget - sum(steps)]:
+        steps[i] += 1
+    for i, w in enumerate(weights):  # a phase that exists takes at least one step
+        if w > 0 and steps[i] == 0:
+            donor = max(range(len(steps)), key=lambda j: steps[j])
+            steps[donor] -= 1
+            steps[i] = 1
+    return steps
+
 
 @dataclass
 class Plan:

@@ -2,6 +2,8 @@
 
 Modules: pretrained embeddings + pretrained layers 1..k + a fresh head. All of it trains, at one lr.
 k = L_p is the predecessor itself; k = L_s is the baseline every compression method must beat.
+Length: `epochs` epochs, or with a budget B exactly B optimizer steps; the linear LR decay spans
+whichever it is, so it scales with the budget.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def build(ctx: Context) -> Plan:
 
     epochs = ctx.options["epochs"] or cfg.epochs
     phase = Phase("train", epochs, [{"params": list(model.parameters()), "lr": ctx.lr, "name": "all"}],
-                  loss, model)
+                  loss, model, steps=ctx.phase_steps([epochs])[0])
     return Plan([phase], model)
 
 

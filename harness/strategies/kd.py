@@ -4,6 +4,7 @@ Student: pretrained embeddings + the first L_s pretrained layers + a fresh head,
 Teacher: the fine-tuned predecessor, frozen, in eval mode. Its logits are deterministic, so they
 are computed once per training example instead of once per step.
 loss = T^2 * KL(softmax(teacher / T) || softmax(student / T)) + alpha * CE(student, labels)
+Length: `epochs` epochs, or with a budget B exactly B optimizer steps (LR decay over those steps).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def build(ctx: Context) -> Plan:
         return distillation_loss(logits.float(), soft[batch["index"]], batch["labels"],
                                  opts["temperature"], opts["alpha"])
 
-    phase = Phase("train", opts["epochs"] or cfg.epochs,
-                  [{"params": list(student.parameters()), "lr": ctx.lr, "name": "all"}], loss, student)
+    epochs = opts["epochs"] or cfg.epochs
+    phase = Phase("train", epochs, [{"params": list(student.parameters()), "lr": ctx.lr, "name": "all"}],
+                  loss, student, steps=ctx.phase_steps([epochs])[0])
     return Plan([phase], student)
 
 

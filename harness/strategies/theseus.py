@@ -11,6 +11,10 @@ hidden = mix_i(block_i(hidden), s_i(hidden)); logits = H(hidden[:, 0]); cross-en
   proportional add: mix_i = k * pred + (1 - k) * succ ("convex"), or that sum / 2 ("seed", the seed's code)
 Evaluation always runs the successor path only: E (E_s or E_p), s_1..s_Ls, H.
 An optional successor phase then trains S (+ E_s) and H alone.
+Length: theseus_epochs + successor_epochs epochs, or with a budget B exactly B optimizer steps split
+between the two phases in the proportion of those epochs (2 + 1 -> 2/3 and 1/3 of B). Everything
+that depends on training length scales with it: the curriculum's "rate 1 at fraction f" counts
+Theseus-phase steps, a linear k schedule spans the Theseus phase, each phase's LR decay its own steps.
 """
 
 from __future__ import annotations
@@ -191,7 +195,9 @@ def _plan(ctx: Context, mixer_for) -> Plan:
     predecessor = ctx.get_predecessor()
     layers, embeddings = _build_successor(ctx, predecessor)
     num_modules = len(layers) + (embeddings is not None)
-    mixer = mixer_for(num_modules, opts["theseus_epochs"] * ctx.steps_per_epoch)
+    theseus_steps, successor_steps = ctx.phase_steps([opts["theseus_epochs"], opts["successor_epochs"]])
+    mixer = mixer_for(num_modules, theseus_steps if theseus_steps is not None
+                      else opts["theseus_epochs"] * ctx.steps_per_epoch)
     theseus = TheseusModel(predecessor, layers, embeddings, mixer)
     successor = Classifier(embeddings if embeddings is not None else predecessor.embeddings, layers, predecessor.head)
 
@@ -203,11 +209,11 @@ def _plan(ctx: Context, mixer_for) -> Plan:
 
     trained = list(layers.parameters()) + (list(embeddings.parameters()) if embeddings is not None else [])
     phases = [Phase("theseus", opts["theseus_epochs"], [{"params": trained, "lr": ctx.lr, "name": "successor"}],
-                    theseus_loss, theseus, mixer.epoch_diagnostics)]
+                    theseus_loss, theseus, mixer.epoch_diagnostics, steps=theseus_steps)]
     if opts["successor_epochs"]:
         phases.append(Phase("successor", opts["successor_epochs"],
                             [{"params": trained + list(predecessor.head.parameters()), "lr": ctx.lr,
-                              "name": "successor+head"}], successor_loss, successor))
+                              "name": "successor+head"}], successor_loss, successor, steps=successor_steps))
     modules = (["embeddings"] if embeddings is not None else []) + [f"layer {i + 1}" for i in range(len(layers))]
     return Plan(phases, successor, {"modules": modules, "theseus_model": theseus})
 

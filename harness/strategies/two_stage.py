@@ -2,6 +2,8 @@
 
 After the predecessor P is fine-tuned: model = E_p + the first L_s layers *of the fine-tuned P*
 + a head (fresh, or a copy of P's head H). Everything trains; the head's lr is base lr x multiplier.
+Length: `epochs` epochs, or with a budget B exactly B optimizer steps (LR decay over those steps);
+the predecessor's own training is not counted (it is shared by every arm of the seed).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def build(ctx: Context) -> Plan:
     body = list(model.embeddings.parameters()) + list(model.layers.parameters())
     groups = [{"params": body, "lr": ctx.lr, "name": "body"},
               {"params": list(model.head.parameters()), "lr": ctx.lr * opts["head_lr_multiplier"], "name": "head"}]
-    return Plan([Phase("train", opts["epochs"] or cfg.epochs, groups, loss, model)], model)
+    epochs = opts["epochs"] or cfg.epochs
+    return Plan([Phase("train", epochs, groups, loss, model, steps=ctx.phase_steps([epochs])[0])], model)
 
 
 _SEED = {"lr": 1e-5, "epochs": 10}  # the seed's two-stage settings

@@ -1,0 +1,54 @@
+"""Per-run failure and convergence diagnostics: pure functions of what a run record stores.
+
+degenerate       the evaluated model predicts one class for (nearly) every test example: the share
+                 of its most predicted class is >= DEGENERATE_SHARE. Such a run has learnt nothing
+                 usable, whatever its accuracy (which is then about that class's share of test).
+still_improving  the dev accuracy of the evaluated model was still rising when training stopped:
+                 the best dev accuracy measured in the last LATE_FRACTION of the run's steps beats
+                 the best one before it by more than MIN_GAIN. A longer budget would likely help.
+"""
+
+from __future__ import annotations
+
+import math
+
+DEGENERATE_SHARE = 0.98
+LATE_FRACTION = 0.2
+MIN_GAIN = 0.005  # half a point of dev accuracy
+
+
+def max_class_share(pred_counts: list[int]) -> float:
+    """Share of test examples given the most predicted class; nan without counts."""
+    total = sum(pred_counts or [])
+    return max(pred_counts) / total if total else math.nan
+
+
+def is_degenerate(pred_counts: list[int]) -> bool | None:
+    """True when one class takes >= DEGENERATE_SHARE of the predictions; None without counts."""
+    share = max_class_share(pred_counts)
+    return None if math.isnan(share) else share >= DEGENERATE_SHARE
+
+
+def single_class_from_metrics(accuracy: float, macro_f1: float, num_classes: int, tol: float = 1e-9) -> bool | None:
+    """For records stored before predicted-class counts were kept: a model that predicts class c for
+    every example has accuracy p = share of c and macro-F1 = (2p / (1 + p)) / K over the K classes
+    present in test, an identity no other prediction pattern meets except by coincidence. True when
+    the pair meets it; None when the metrics are missing. (Catches exact single-class runs only.)"""
+    if accuracy is None or macro_f1 is None or not num_classes:
+        return None
+    if any(isinstance(x, float) and math.isnan(x) for x in (accuracy, macro_f1)):
+        return None
+    return abs(macro_f1 - 2 * accuracy / (1 + accuracy) / num_classes) < tol
+
+
+def still_improving(curve: list[dict], total_steps: int) -> bool | None:
+    """curve: [{"step": int, "dev_accuracy": float}, ...] of the evaluated model. True when the best
+    dev accuracy after (1 - LATE_FRACTION) * total_steps exceeds the best before it by > MIN_GAIN;
+    None when the curve has no point on one side of that line (nothing to compare)."""
+    cut = (1 - LATE_FRACTION) * total_steps
+    points = [p for p in curve or [] if p.get("dev_accuracy") is not None]
+    early = [p["dev_accuracy"] for p in points if p["step"] <= cut]
+    late = [p["dev_accuracy"] for p in points if p["step"] > cut]
+    if not early or not late:
+        return None
+    return max(late) > max(early) + MIN_GAIN

@@ -1,0 +1,200 @@
+"""The budget axis: it reaches the run key, every arm at one budget takes the same number of steps,
+length-dependent schedules scale with it, and the per-run failure/convergence diagnostics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness import sweep as sweep_mod
+from harness.config import RunConfig, run_key, stable_hash
+from harness.diagnostics import is_degenerate, single_class_from_metrics, still_improving
+from harness.models import build_classifier, load_pretrained
+from harness.records import read_records, runs_table
+from harness.strategies import Context, get_strategy, split_budget
+from harness.train import eval_steps
+
+
+def test_budget_and_eval_points_reach_the_key_and_old_keys_stay():
+    base = RunConfig()
+    assert len({run_key(base.replace(budget=b), "v") for b in (None, 100, 300)}) == 3
+    assert run_key(base.replace(eval_points=10), "v") != run_key(base, "v")
+    # a run without a budget keeps the key it had before the field existed
+    legacy = {k: v for k, v in base.to_dict().items()
+              if k not in ("device", "threads", "force", "budget", "eval_points")}
+    assert run_key(base, "v") == stable_hash({"config": legacy, "code": "v"})
+
+
+def test_split_budget_keeps_the_proportion_and_the_total():
+    assert split_budget(189, [2, 1]) == [126, 63]
+    assert split_budget(100, [2, 1]) == [67, 33]
+    assert split_budget(7, [3, 0]) == [7, 0]
+    assert split_budget(2, [10, 1]) == [1, 1]  # a phase that exists gets a step
+    assert all(sum(split_budget(b, [2, 1])) == b for b in range(2, 200))
+
+
+def test_eval_steps_are_evenly_spaced_and_include_phase_ends():
+    assert eval_steps([126, 63], 3) == {63, 126, 189}
+    assert eval_steps([100], 4) == {25, 50, 75, 100}
+    assert eval_steps([10, 5], 2) == {8, 10, 15}
+
+
+def _sweep_config(tmp_path, model, task, budgets):
+    path = tmp_path / "budget.toml"
+    path.write_text(f"""
+name = "tiny-budget"
+seeds = 1
+jobs = 1
+threads = 1
+successor_layers = [2]
+budgets = {budgets}
+
+[base]
+task = "{task}"
+model = "{model}"
+train_size = 120
+dev_size = 40
+test_size = 40
+max_length = 16
+batch_size = 16
+epochs = 1
+lr = 3e-3
+eval_points = 4
+
+[[arms]]
+strategy = "finetune"
+layers = "predecessor"
+
+[[arms]]
+strategy = "finetune"
+
+[[arms]]
+strategy = "theseus-binary"
+variant = "seed"
+options = {{ theseus_epochs = 2, successor_epochs = 1 }}
+
+[[arms]]
+strategy = "theseus-binary"
+variant = "official"
+options = {{ theseus_epochs = 3 }}
+
+[[arms]]
+strategy = "theseus-add"
+variant = "seed"
+options = {{ theseus_epochs = 2, successor_epochs = 1 }}
+
+[[arms]]
+strategy = "two-stage"
+variant = "predecessor-1x"
+options = {{ epochs = 3 }}
+
+[[arms]]
+strategy = "kd"
+""")
+    return path
+
+
+def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task, tmp_path):
+    sweep = sweep_mod.load_sweep(config_path=_sweep_config(tmp_path, tiny_model_dir, tiny_task, [5, 12]))
+    configs = sweep_mod.expand(sweep)
+    # one predecessor per seed, shared by both budgets; 6 student arms x 2 budgets
+    assert len(configs) == 1 + 6 * 2
+    assert configs[0].budget is None and sweep_mod.is_predecessor(configs[0])
+    assert [c.budget for c in configs[1:]] == sorted(c.budget for c in configs[1:])  # whole budgets first
+    out = tmp_path / "store"
+    results = sweep_mod.execute_jobs(configs, out, "tiny-budget", jobs=1, say=lambda *_: None)
+    assert all(r["status"] == "ok" for r in results), results
+    records = read_records(out)
+    students = [r for r in records if r["budget"] is not None]
+    assert len(students) == 12
+    for r in students:
+        # counted from the record: every optimizer step of every phase, and the epochs' own counts
+        assert r["final"]["steps"] == r["budget"], (r["strategy"], r["variant"], r["final"]["steps"])
+        assert sum(e["steps"] for e in r["epochs"]) == r["budget"]
+        assert r["curve"][-1]["step"] == r["budget"]
+        assert r["predecessor"] is None or r["predecessor"]["trained_now"] is False
+        assert sum(r["final"]["test_pred_counts"]) == 40
+    seed_arm = next(r for r in students if r["variant"] == "seed" and r["strategy"] == "theseus-binary"
+                    and r["budget"] == 12)
+    assert [sum(e["steps"] for e in seed_arm["epochs"] if e["phase"] == p) for p in ("theseus", "successor")] == [8, 4]
+    table = runs_table(records)
+    assert sorted(table["budget"].dropna().unique().tolist()) == [5, 12]
+    assert {"degenerate", "still_improving", "max_class_share", "steps"} <= set(table.columns)
+
+
+def test_length_dependent_schedules_scale_with_the_budget(tiny_model_dir, tiny_config):
+    pretrained = load_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    predecessor = build_classifier(pretrained, 4, 2)
+
+    def theseus_plan(strategy, variant, budget):
+        s = get_strategy(strategy)
+        options = s.resolve(variant, {"theseus_epochs": 2, "successor_epochs": 1})
+        config = tiny_config.replace(strategy=strategy, variant=variant, budget=budget)
+        ctx = Context(config=config, options=options, pretrained=pretrained, num_classes=2, steps_per_epoch=10,
+                      predecessor_layers=4, get_predecessor=lambda: predecessor)
+        return s.build(ctx)
+
+    for budget in (30, 300):
+        plan = theseus_plan("theseus-binary", "official", budget)
+        theseus_steps = plan.phases[0].steps
+        assert theseus_steps + plan.phases[1].steps == budget and theseus_steps == budget * 2 // 3
+        schedule = plan.info["theseus_model"].mixer.schedule
+        reach = 0.66 * theseus_steps  # the curriculum reaches rate 1 at 66% of the Theseus phase
+        assert schedule(int(reach) - 1) < 1.0 and schedule(int(reach) + 1) == 1.0
+        add = theseus_plan("theseus-add", "seed", budget).info["theseus_model"].mixer
+        assert add.total == theseus_steps  # a linear k schedule spans the Theseus phase
+
+
+def _record(curve, counts, acc=0.5, f1=0.5, steps=None, num_classes=2):
+    steps = steps or curve[-1]["step"]
+    return {"run_id": "x", "strategy": "kd", "variant": "", "seed": 0, "config": {}, "status": "ok",
+            "task": {"num_classes": num_classes}, "curve": curve,
+            "final": {"steps": steps, "test_accuracy": acc, "test_macro_f1": f1,
+                      **({"test_pred_counts": counts} if counts is not None else {})}}
+
+
+def _curve(values, total):
+    return [{"step": round(total * (i + 1) / len(values)), "dev_accuracy": v} for i, v in enumerate(values)]
+
+
+def test_degenerate_is_set_on_single_class_predictions():
+    assert is_degenerate([578, 422]) is False
+    assert is_degenerate([1000, 0]) is True
+    assert is_degenerate([0, 990, 10]) is True       # 99% one class: nearly every example
+    assert is_degenerate([970, 30]) is False
+    assert is_degenerate([]) is None
+    # records stored before counts: exact single-class runs from accuracy and macro-F1
+    p = 0.578
+    assert single_class_from_metrics(p, 2 * p / (1 + p) / 2, 2) is True
+    assert single_class_from_metrics(0.578, 0.55, 2) is False
+    table = runs_table([_record(_curve([0.5, 0.5], 10), [1000, 0]),
+                        {**_record(_curve([0.5, 0.5], 10), None, acc=p, f1=p / (1 + p)), "run_id": "y"},
+                        {**_record(_curve([0.7, 0.8], 10), [600, 400]), "run_id": "z"}])
+    assert table.set_index("run_id")["degenerate"].to_dict() == {"x": True, "y": True, "z": False}
+
+
+def test_still_improving_on_crafted_curves():
+    assert still_improving(_curve([0.6, 0.7, 0.75, 0.78, 0.8], 100), 100) is True   # best at the end, +2
+    assert still_improving(_curve([0.6, 0.78, 0.8, 0.8, 0.8], 100), 100) is False   # plateau
+    assert still_improving(_curve([0.6, 0.78, 0.8, 0.8, 0.803], 100), 100) is False  # +0.3 points: noise
+    assert still_improving(_curve([0.6, 0.8, 0.8, 0.8, 0.7], 100), 100) is False    # falling at the end
+    assert still_improving([{"step": 100, "dev_accuracy": 0.7}], 100) is None        # nothing before the end
+    table = runs_table([_record(_curve([0.6, 0.7, 0.75, 0.78, 0.8], 100), [500, 500]),
+                        {**_record(_curve([0.6, 0.78, 0.8, 0.8, 0.8], 100), [500, 500]), "run_id": "y"}])
+    assert table.set_index("run_id")["still_improving"].to_dict() == {"x": True, "y": False}
+
+
+def test_records_without_curves_use_the_epoch_evaluations(tmp_path):
+    record = {"run_id": "old", "strategy": "kd", "variant": "", "seed": 0, "config": {}, "status": "ok",
+              "task": {"name": "t", "num_classes": 2}, "model": {"name": "m"},
+              "epochs": [{"steps": 63, "dev_accuracy": 0.70}, {"steps": 63, "dev_accuracy": 0.72},
+                         {"steps": 63, "dev_accuracy": 0.75}],
+              "final": {"steps": 189, "test_accuracy": 0.74, "test_macro_f1": 0.73}}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "old.json").write_text(json.dumps(record))
+    row = runs_table(read_records(tmp_path)).iloc[0]
+    assert bool(row["still_improving"]) is True and bool(row["degenerate"]) is False
+    assert row["steps"] == 189 and row["budget"] is pytest.importorskip("pandas").NA
