@@ -13,8 +13,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RUN_OUT = REPO_ROOT / "results" / "runs"
+# Outputs follow the working directory (or --out), never the package's own folder: an installed
+# harness lives in site-packages.
+DEFAULT_RUN_OUT = Path("results") / "runs"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--student-seed", type=int, default=None)
     p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--budget", type=int, default=d.budget, metavar="STEPS",
+                   help="student optimizer steps for the whole run (all phases); default: --epochs")
+    p.add_argument("--eval-points", type=int, default=d.eval_points, metavar="N",
+                   help="dev evaluations at N evenly spaced steps; default 0: after every epoch")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--max-length", type=int, default=d.max_length)
@@ -62,7 +67,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--force", action="store_true", help="run a task/model pair that looks mismatched")
-    p.add_argument("--out", type=Path, default=DEFAULT_RUN_OUT, help="store directory for the run record")
+    p.add_argument("--out", type=Path, default=DEFAULT_RUN_OUT,
+                   help="store directory for the run record (default: results/runs in the working directory)")
 
 
 def _config_from_args(a) -> "RunConfig":
@@ -74,14 +80,15 @@ def _config_from_args(a) -> "RunConfig":
         layers=a.layers, predecessor_layers=a.predecessor_layers, head=a.head, seed=a.seed,
         student_seed=a.student_seed, train_size=a.train_size, dev_size=a.dev_size, test_size=a.test_size,
         split_seed=a.split_seed, max_length=a.max_length, text_column=a.text_column,
-        label_column=a.label_column, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size,
-        warmup_ratio=a.warmup_ratio, predecessor_epochs=a.predecessor_epochs,
+        label_column=a.label_column, epochs=a.epochs, budget=a.budget, eval_points=a.eval_points, lr=a.lr,
+        batch_size=a.batch_size, warmup_ratio=a.warmup_ratio, predecessor_epochs=a.predecessor_epochs,
         predecessor_lr=a.predecessor_lr, precision=a.precision, device=a.device, threads=a.threads,
         force=a.force,
     ).validated()
 
 
 def cmd_list(a) -> int:
+    from harness.adapters import supported
     from harness.models import BUNDLED_MODELS
     from harness.strategies import all_strategies
     from harness.sweep import list_presets
@@ -95,7 +102,8 @@ def cmd_list(a) -> int:
     print("models:")
     for name, desc in BUNDLED_MODELS.items():
         print(f"  {name:<14} {desc}")
-    print(f"  {'NAME_OR_PATH':<14} any transformers BERT-family encoder (local folder, or hub id where online)")
+    print(f"  {'NAME_OR_PATH':<14} a local folder (or hub id where online) of a supported encoder family: "
+          f"{supported()}")
     print("strategies:")
     for s in all_strategies().values():
         print(f"  {s.name:<14} {s.description}")
@@ -128,6 +136,21 @@ def cmd_run(a) -> int:
           f"test acc {f['test_accuracy']:.4f}  macro-F1 {f['test_macro_f1']:.4f}  "
           f"dev acc {f['dev_accuracy']:.4f} (best epoch {record['best_epoch']})  "
           f"{record['wall_seconds']:.0f}s")
+    sizes, n = record["task"]["split_sizes"], record["task"]["source"].get("n_examples")
+    chosen = [k for k in ("train", "dev", "test") if getattr(config, f"{k}_size") is None]
+    how = ""
+    if chosen:
+        from harness.data import DEFAULT_SIZES
+
+        small = any(sizes[k] < DEFAULT_SIZES[k] for k in chosen)
+        how = (f" ({'/'.join(chosen)} sized for a data set of {n:,} examples; --train-size, --dev-size and "
+               f"--test-size set them)" if small and n else "")
+    print(f"split sizes: train {sizes['train']:,}, dev {sizes['dev']:,}, test {sizes['test']:,}{how}")
+    share = f.get("max_class_share")
+    flags = [f"DEGENERATE: {share:.0%} of test predictions are one class" if f.get("degenerate") else "",
+             "still improving at the end (a longer --budget would likely help)" if f.get("still_improving") else ""]
+    print(f"{f['steps']:,} optimizer steps, best dev at step {record['best_step']:,}"
+          + "".join(f"; {x}" for x in flags if x))
     if record.get("predecessor"):
         p = record["predecessor"]
         print(f"predecessor ({'trained now' if p['trained_now'] else 'from cache'}): "
@@ -180,20 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(r)
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("run-all", help="run a sweep preset, then build statistics, plots and the report")
-    s.add_argument("--preset", default=None, help="experiments/<NAME>.toml (default: default)")
+    s.add_argument("--preset", default=None,
+                   help="a preset shipped with the harness (`list` shows them; default: default)")
     s.add_argument("--config", type=Path, default=None, help="a sweep config file")
     s.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the preset)")
     s.add_argument("--jobs", type=int, default=None, help="parallel runs")
     s.add_argument("--threads", type=int, default=None, help="torch threads per run")
-    s.add_argument("--out", type=Path, default=None, help="results directory (default results/<sweep>)")
-    s.add_argument("--report-dir", type=Path, default=REPO_ROOT / "report")
+    s.add_argument("--out", type=Path, default=None,
+                   help="everything of the sweep (runs, tables, plots, report in DIR/report) goes here "
+                        "(default: results/<sweep> and report/ in the working directory)")
+    s.add_argument("--report-dir", type=Path, default=None, help="put the report here instead")
     s.add_argument("--backend", default="loky", help="joblib backend: loky (local), dask or ray")
     s.add_argument("--scheduler", default=None, help="dask scheduler address for --backend dask")
     s.add_argument("--only", action="append", default=None, help="run only these strategies (repeatable)")
     s.set_defaults(func=cmd_run_all)
     rp = sub.add_parser("report", help="rebuild tables, plots and the report from a results store")
-    rp.add_argument("results_dir", nargs="?", default=str(REPO_ROOT / "results" / "default"))
-    rp.add_argument("--report-dir", type=Path, default=REPO_ROOT / "report")
+    rp.add_argument("results_dir", nargs="?", default=str(Path("results") / "default"),
+                    help="a results directory (default: results/default in the working directory)")
+    rp.add_argument("--report-dir", type=Path, default=None,
+                    help="default: where run-all put it (report/ for results/<sweep>, else RESULTS_DIR/report)")
     rp.set_defaults(func=cmd_report)
     an = sub.add_parser("analyze", help="tables, plots and report from your own tidy runs CSV")
     an.add_argument("csv")
@@ -208,9 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=None, help="also write B-vs-A.md and .csv here")
     c.set_defaults(func=cmd_compare)
     b = sub.add_parser("bench", help="throughput versus HF Trainer and a plain loop, and share of matmul peak")
-    b.add_argument("--steps", type=int, default=30)
+    b.add_argument("--steps", type=int, default=None, help="optimizer steps per loop (default 30; 10 with "
+                   "--profile/--engine/--experimental)")
     b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    b.add_argument("--precision", default=None, choices=["fp32", "bf16", "auto"],
+                   help="default fp32; bf16 and fp32 both with --profile/--engine/--experimental")
+    b.add_argument("--profile", action="store_true",
+                   help="instead: share of a student step's time per operator family (torch.profiler), "
+                        "finetune-3 and a Theseus step, 1 thread")
+    b.add_argument("--engine", action="store_true",
+                   help="instead: student steps/s of engine previous vs current (alternating fresh processes), "
+                        "with a bit-identity check")
+    b.add_argument("--experimental", action="store_true",
+                   help="instead: prototype speed-ups that change values (never used by runs), as ratios")
     b.add_argument("--task", default="rt-polarity", help="built-in task, or clue:DIR, csv:FILE, jsonl:FILE, hf:NAME")
     b.add_argument("--model", default="minilm-l6", help="bundled model name, local folder or hub id")
     b.add_argument("--layers", type=int, default=None, help="encoder layers trained (default: all)")
@@ -228,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except HarnessError as exc:  # one line even when the message quotes a value with a line break
+        print("error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,7 +2,7 @@
 the results? Two sweeps' runs are paired arm by arm and seed by seed.
 
 Per arm, over the seeds both sides ran (runs of other seeds are counted as left out): paired
-mean difference B - A with a BCa bootstrap 95% CI, paired t and Wilcoxon
+mean difference B - A with its paired t 95% CI, paired t and Wilcoxon
 (Holm-adjusted over the arms of the comparison), the two stds with Brown-Forsythe, the share of
 seeds whose metric is identical, and mean wall time per run on each side. Verdict per arm:
 "differs" when the Holm-adjusted paired t p < alpha; "equivalent within ±m" when the 95% CI of the
@@ -24,23 +24,26 @@ from harness.stats import ALPHA, MIN_N, arm_order, normalize_runs, pairwise_test
 GROUP = ["task", "model", "successor_layers"]
 
 
-def load_runs(path: Path) -> pd.DataFrame:
-    """A results directory (its run store, else its runs.csv) or a tidy runs CSV."""
+def load_runs(path: Path, say=print) -> pd.DataFrame:
+    """A results directory (its run store, else its runs.csv) or a tidy runs CSV (checked row by
+    row: harness.user_runs). Unreadable records of a store are named, never dropped silently."""
     path = Path(path)
     if path.is_dir():
         from harness.records import read_records, runs_table
 
         if (path / "runs").is_dir():
-            runs = runs_table(read_records(path))
+            skipped: list[str] = []
+            runs = runs_table(read_records(path, skipped))
+            if skipped:
+                say(f"records skipped: {len(skipped)} unreadable record(s) in {path / 'runs'}: {'; '.join(skipped)}")
             if not runs.empty:
                 return runs
         path = path / "runs.csv"
     if not path.exists():
         raise HarnessError(f"{path} not found: give a results directory or a runs CSV")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
+    from harness.user_runs import read_runs_csv
+
+    return read_runs_csv(path)
 
 
 def label_of(path: Path) -> str:
@@ -49,8 +52,7 @@ def label_of(path: Path) -> str:
 
 
 def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_b: str = "B",
-                 metric: str = "test_accuracy", margin: float = 1.0, seed: int = 0,
-                 n_boot: int = 10_000) -> pd.DataFrame:
+                 metric: str = "test_accuracy", margin: float = 1.0, seed: int = 0) -> pd.DataFrame:
     """One row per (task, model, successor_layers, arm) present in both tables.
 
     diff = mean over paired seeds of (B - A) in points; diff_ci_* its 95% CI; paired_p / wilcoxon_p
@@ -71,7 +73,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
             side_a, side_b = side_a[side_a["seed"].isin(seeds)], side_b[side_b["seed"].isin(seeds)]
             both = pd.concat([side_b, side_a], ignore_index=True)
             t = pairwise_tests(both, pairs=[(f"{arm} [{label_b}]", f"{arm} [{label_a}]")], metric=metric,
-                               seed=seed, n_boot=n_boot, aso_boot=200).iloc[0]
+                               seed=seed, aso_boot=200).iloc[0]
             pa = side_a[side_a["status"] == "ok"].groupby("seed")[metric].mean()
             pb = side_b[side_b["status"] == "ok"].groupby("seed")[metric].mean()
             common = pa.index.intersection(pb.index)
@@ -127,7 +129,7 @@ def render(table: pd.DataFrame, source_a: str, source_b: str) -> str:
         f"_Generated: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}_", "",
         f"A = `{source_a}`, B = `{source_b}`. Metric: {metric} (%), runs paired by seed within each arm; "
         f"every figure (means, stds, times) covers only the seeds both sides ran. "
-        f"diff = mean of (B − A) over paired seeds, with a BCa bootstrap 95% CI; paired t and Wilcoxon p "
+        f"diff = mean of (B − A) over paired seeds, with its paired t 95% CI; paired t and Wilcoxon p "
         f"Holm-adjusted over the {len(t)} arms. Verdict: *differs* when the adjusted paired t p < {ALPHA}; "
         f"*equivalent within ±{at['margin']:g}* when the whole 95% CI lies inside ±{at['margin']:g} points; "
         f"else *inconclusive*.", "",
@@ -156,7 +158,7 @@ def compare(path_a: Path, path_b: Path, *, out: Path | None = None, margin: floa
             metric: str = "test_accuracy", say=print) -> pd.DataFrame:
     if margin <= 0:
         raise HarnessError(f"margin must be > 0 points, got {margin}")
-    table = compare_runs(load_runs(path_a), load_runs(path_b), label_a=label_of(path_a),
+    table = compare_runs(load_runs(path_a, say), load_runs(path_b, say), label_a=label_of(path_a),
                          label_b=label_of(path_b), metric=metric, margin=margin)
     text = render(table, str(path_a), str(path_b))
     say(text)

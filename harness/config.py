@@ -29,9 +29,9 @@ class RunConfig:
     seed: int = 0
     student_seed: int | None = None
     # data
-    train_size: int | None = 4000           # sized for a 2-core CPU; None = everything not in dev/test
-    dev_size: int | None = 500
-    test_size: int | None = 2000
+    train_size: int | None = None           # None = from the data: 4,000 / 500 / 2,000 (sized for a 2-core
+    dev_size: int | None = None             # CPU), or 70/10/20 of a data set too small for those
+    test_size: int | None = None            # (harness.data.DEFAULT_SIZES, auto_sizes)
     split_seed: int = 0
     max_length: int = 128                    # the seed's value; batches are padded dynamically
     text_column: str = "text"
@@ -103,6 +103,14 @@ class RunConfig:
         for name in ("train_size", "dev_size", "test_size"):
             v = getattr(self, name)
             need(v is None or v >= 1, f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        for name in ("seed", "student_seed", "split_seed"):  # numpy's generators take no negative seed
+            v = getattr(self, name)
+            need(v is None or v >= 0, f"{name.replace('_', ' ')} must be >= 0, got {v}")
+        for name in ("predecessor_layers", "predecessor_epochs", "threads", "eval_batch_size"):
+            v = getattr(self, name)
+            need(v is None or v >= 1, f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        need(self.predecessor_lr is None or self.predecessor_lr > 0, f"predecessor lr must be > 0, got {self.predecessor_lr}")
+        need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         if self.precision == "auto":
             # resolved here, before the run key is taken: the key and the record say what ran
             from harness.train import native_precision

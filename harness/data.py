@@ -87,21 +87,53 @@ def _hash_splits(parts: dict[str, Split]) -> str:
     return h.hexdigest()
 
 
+# Sizes a split gets when its size is not given (None), sized for a 2-core CPU; a data set too small
+# for them is split in the proportions SMALL_DATA_SHARES instead (see auto_sizes).
+DEFAULT_SIZES = {"train": 4000, "dev": 500, "test": 2000}
+SMALL_DATA_SHARES = {"train": 0.7, "dev": 0.1, "test": 0.2}
+
+
+def auto_sizes(n: int, sizes: dict[str, int | None]) -> dict[str, int]:
+    """Sizes for the parts in `sizes` (names from DEFAULT_SIZES) drawn from a pool of n examples.
+
+    A given size is kept (if the sizes do not fit, stratified_split says so). The parts without
+    a size get DEFAULT_SIZES when those fit beside the given ones; else they share what the given
+    ones leave in the proportions SMALL_DATA_SHARES (train takes the rounding remainder), e.g.
+    70/10/20 of a data set smaller than 6,500 examples.
+    """
+    given = {k: v for k, v in sizes.items() if v is not None}
+    auto = [k for k, v in sizes.items() if v is None]
+    left = n - sum(given.values())
+    if not auto or sum(DEFAULT_SIZES[k] for k in auto) <= left:  # (sizes that do not fit: stratified_split)
+        return {**given, **{k: DEFAULT_SIZES[k] for k in auto}}
+    if left < len(auto):
+        asked = ", ".join(f"{k} {v}" for k, v in given.items())
+        raise HarnessError(f"split sizes {asked} leave {max(left, 0)} of the task's {n} examples for "
+                           f"{'/'.join(auto)}; lower them (or leave them out: sizes are then chosen from the data)"
+                           if given else f"the task has {n} example(s): too few to split into {'/'.join(auto)}")
+    weight = sum(SMALL_DATA_SHARES[k] for k in auto)
+    out = dict(given)
+    for k in auto:  # every part gets at least one example; train takes the rest
+        if k != "train":
+            out[k] = max(1, int(left * SMALL_DATA_SHARES[k] / weight))
+    if "train" in auto:
+        out["train"] = left - sum(out[k] for k in auto if k != "train")
+    return out
+
+
 def make_splits(task, train_size: int | None, dev_size: int | None, test_size: int | None,
                 split_seed: int) -> Splits:
     """Seeded stratified train/dev/test splits of a TaskData.
 
     A pool task is split three ways. A task with predefined train/dev (e.g. CLUE, whose test labels
     are hidden) keeps its dev set as our *test* set and carves our dev set out of its train set,
-    so model selection never sees the figures we report. Sizes of None take everything available.
+    so model selection never sees the figures we report. A size of None is chosen from the data
+    (auto_sizes: DEFAULT_SIZES, or 70/10/20 of a smaller data set).
     """
     pre = task.predefined_splits
     if pre is None:
-        n = len(task.labels)
-        dev_n = dev_size if dev_size is not None else n // 10
-        test_n = test_size if test_size is not None else n // 5
-        train_n = train_size if train_size is not None else n - dev_n - test_n
-        tr, dv, te = stratified_split(task.labels, [train_n, dev_n, test_n], split_seed)
+        sizes = auto_sizes(len(task.labels), {"train": train_size, "dev": dev_size, "test": test_size})
+        tr, dv, te = stratified_split(task.labels, [sizes["train"], sizes["dev"], sizes["test"]], split_seed)
         parts = {name: _subset(task.texts, task.labels, idx) for name, idx in
                  (("train", tr), ("dev", dv), ("test", te))}
     else:
@@ -112,16 +144,19 @@ def make_splits(task, train_size: int | None, dev_size: int | None, test_size: i
             test_texts, test_labels = pre["dev"]
             dev_pool = None
         train_texts, train_labels = pre["train"]
+        # each predefined split is its own pool: a size not given is the default, or all it has
+        test_n = test_size if test_size is not None else min(DEFAULT_SIZES["test"], len(test_labels))
         if dev_pool is not None:
-            dv_idx = stratified_split(dev_pool[1], [dev_size or len(dev_pool[1])], split_seed)[0]
+            dev_n = dev_size if dev_size is not None else min(DEFAULT_SIZES["dev"], len(dev_pool[1]))
+            dv_idx = stratified_split(dev_pool[1], [dev_n], split_seed)[0]
             dev = _subset(dev_pool[0], dev_pool[1], dv_idx)
-            tr_idx = stratified_split(train_labels, [train_size or len(train_labels)], split_seed)[0]
+            train_n = train_size if train_size is not None else min(DEFAULT_SIZES["train"], len(train_labels))
+            tr_idx = stratified_split(train_labels, [train_n], split_seed)[0]
         else:
-            dev_n = dev_size if dev_size is not None else len(train_labels) // 10
-            train_n = train_size if train_size is not None else len(train_labels) - dev_n
-            tr_idx, dv_idx = stratified_split(train_labels, [train_n, dev_n], split_seed)
+            sizes = auto_sizes(len(train_labels), {"train": train_size, "dev": dev_size})
+            tr_idx, dv_idx = stratified_split(train_labels, [sizes["train"], sizes["dev"]], split_seed)
             dev = _subset(train_texts, train_labels, dv_idx)
-        te_idx = stratified_split(test_labels, [test_size or len(test_labels)], split_seed)[0]
+        te_idx = stratified_split(test_labels, [test_n], split_seed)[0]
         parts = {"train": _subset(train_texts, train_labels, tr_idx), "dev": dev,
                  "test": _subset(test_texts, test_labels, te_idx)}
     for name, split in parts.items():

@@ -61,15 +61,40 @@ def write_record(record: dict, out_dir: Path, splits=None) -> Path:
     return path
 
 
-def read_records(out_dir: Path) -> list[dict]:
-    """Every complete record of a store; unreadable files (never produced by atomic writes) are skipped."""
+def read_records(out_dir: Path, skipped: list[str] | None = None) -> list[dict]:
+    """Every complete record of a store. A file that is not one (atomic writes never leave one; a
+    disk fault, a copy cut short or a hand edit can) is left out and, when `skipped` is given,
+    appended to it as "<file name> (<why>)" so that callers can say so: nothing is lost silently."""
     records = []
     for path in sorted((Path(out_dir) / "runs").glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
-        except (json.JSONDecodeError, OSError):
-            continue
+            record = json.loads(path.read_text(encoding="utf-8"))
+            problem = _record_problem(record)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            problem = f"not valid JSON: {str(exc).splitlines()[0]}"
+        except OSError as exc:
+            problem = f"cannot be read: {exc.strerror or exc}"
+        if problem is None:
+            records.append(record)
+        elif skipped is not None:
+            skipped.append(f"{path.name} ({problem})")
     return records
+
+
+def _record_problem(record) -> str | None:
+    """Why a parsed JSON value is not a usable run record, or None if it is one."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record"
+    missing = [k for k in ("run_id", "status", "strategy", "seed", "config") if k not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if record["status"] == "ok":
+        final, task, model = record.get("final"), record.get("task"), record.get("model")
+        if not isinstance(final, dict) or "test_accuracy" not in final:
+            return "status ok but no final metrics"
+        if not isinstance(task, dict) or "name" not in task or not isinstance(model, dict) or "name" not in model:
+            return "status ok but no task or model identity"
+    return None
 
 
 def _arm(strategy: str, variant: str) -> str:

@@ -25,7 +25,7 @@ from harness.train import LoopSettings, fit, pick_device, seed_everything
 # Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
 RESULTS_SCHEMA = 2  # 2: fused AdamW on CPU too (numbers move in the last digits)
 CODE_VERSION = f"{__version__}+r{RESULTS_SCHEMA}"
-ENGLISH_ONLY_MODELS = {"minilm-l6"}
+ENGLISH_ONLY_MODELS = {"minilm-l6", "mpnet-base-12"}
 
 
 def say(message: str) -> None:
@@ -66,18 +66,30 @@ def prepare_data(config: RunConfig, pretrained: Pretrained):
 
 
 def _check_language(config: RunConfig, language: str | None) -> None:
-    if language == "zh" and config.model in ENGLISH_ONLY_MODELS and not config.force:
-        raise HarnessError(f"task {config.task!r} is Chinese but model {config.model!r} is English-only; "
-                           f"pass a Chinese encoder with --model (e.g. bert-base-chinese) or --force")
+    """Refuse a CJK task with a model known to be English-only. `language`: a built-in task's
+    declared language, or what tasks.detect_language read from a user source's text (None: not
+    determined; the tokenizer check below decides)."""
+    from harness.tasks import LANGUAGE_NAMES
+
+    if language in ("zh", "ja", "ko") and config.model in ENGLISH_ONLY_MODELS and not config.force:
+        name = LANGUAGE_NAMES[language]
+        raise HarnessError(f"task {config.task!r} is {name} but model {config.model!r} is English-only; "
+                           f"pass a {name} encoder with --model (e.g. bert-base-chinese) or --force")
 
 
 def _check_vocabulary(pretrained: Pretrained, train, config: RunConfig) -> None:
-    """Refuse a tokenizer that maps most of the text to [UNK] (e.g. Chinese text, English vocab)."""
-    unk = getattr(pretrained.tokenizer, "unk_token_id", None)
-    if unk is None or config.force:
+    """Refuse a tokenizer that maps most of the text to [UNK] (e.g. Chinese text, English vocab):
+    the share of [UNK] among the text tokens ([CLS], [SEP] and the like not counted) of the first
+    500 training examples."""
+    tokenizer = pretrained.tokenizer
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or config.force or not train.ids:
         return
     sample = torch.cat(train.ids[:500])
-    share = float((sample == unk).float().mean())
+    special = [i for i in getattr(tokenizer, "all_special_ids", []) if i != unk]
+    if special:
+        sample = sample[~torch.isin(sample, torch.tensor(special, dtype=sample.dtype))]
+    share = float((sample == unk).float().mean()) if sample.numel() else 0.0
     if share > 0.3:
         raise HarnessError(f"model {config.model!r} maps {share:.0%} of {config.task!r}'s tokens to "
                            f"[UNK]: wrong language for this tokenizer (use --force to run anyway)")
@@ -121,7 +133,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained, num_classes: int) -> LoopSettings:
+def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained, num_classes: int = 0) -> LoopSettings:
     pad = getattr(pretrained.tokenizer, "pad_token_id", None)
     return LoopSettings(batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
                         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,

@@ -19,11 +19,9 @@ from pathlib import Path
 from harness.config import RunConfig
 from harness.errors import HarnessError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO_ROOT / "experiments"
-SWEEP_KEYS = {"name", "description", "seeds", "seed_list", "student_seeds", "jobs", "threads", "base",
-              "tasks", "models", "successor_layers", "arms", "budgets"}
-ARM_KEYS = {"strategy", "variant", "options", "layers", "set"}
+# Presets ship inside the package (package data), so an installed harness finds them from any
+# directory. Outputs never go here: they follow the working directory or --out (see output_dirs).
+PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 # ------------------------------------------------------------------ config
@@ -47,7 +45,7 @@ class Sweep:
 
 def list_presets() -> dict[str, str]:
     out = {}
-    for path in sorted(EXPERIMENTS.glob("*.toml")):
+    for path in sorted(PRESETS.glob("*.toml")):
         try:
             out[path.stem] = tomllib.loads(path.read_text()).get("description", "")
         except tomllib.TOMLDecodeError:
@@ -58,35 +56,26 @@ def list_presets() -> dict[str, str]:
 def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sweep:
     """Read and validate a sweep config; every problem is one HarnessError line."""
     if config_path is None:
-        config_path = EXPERIMENTS / f"{preset or 'default'}.toml"
-        if not config_path.exists():
-            raise HarnessError(f"unknown preset {preset!r}; presets: {', '.join(list_presets())}")
+        preset = preset or "default"
+        if preset not in list_presets():
+            hint = f"; for a config file use --config {preset}" if preset.endswith(".toml") else ""
+            raise HarnessError(f"unknown preset {preset!r}; presets: {', '.join(list_presets())}{hint}")
+        config_path = PRESETS / f"{preset}.toml"
     config_path = Path(config_path)
     try:
-        raw = tomllib.loads(config_path.read_text())
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HarnessError(f"sweep config {config_path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"sweep config {config_path} cannot be read: {str(exc).splitlines()[0]}") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"sweep config {config_path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - SWEEP_KEYS)
-    if unknown:
-        raise HarnessError(f"{config_path.name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(SWEEP_KEYS))}")
-    base = dict(raw.get("base", {}))
-    RunConfig.from_dict(base)  # validates field names and values
-    seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", 5))))
-    arms = raw.get("arms") or []
-    if not arms:
-        raise HarnessError(f"{config_path.name}: no [[arms]]")
-    from harness.strategies import get_strategy
+    from harness.sweep_schema import check_sweep
 
-    for arm in arms:
-        bad = sorted(set(arm) - ARM_KEYS)
-        if bad:
-            raise HarnessError(f"{config_path.name}: arm {arm.get('strategy')!r} has unknown key(s) {', '.join(bad)}")
-        strategy = get_strategy(arm.get("strategy", ""))
-        strategy.resolve(arm.get("variant", ""), arm.get("options", {}))
-        if arm.get("layers", "successor") not in ("successor", "predecessor"):
-            raise HarnessError(f"{config_path.name}: arm layers must be 'successor' or 'predecessor'")
+    check_sweep(raw, config_path)  # every key's type, range and allowed values (and arms'): one error line
+    base = dict(raw.get("base", {}))
+    seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", 5))))
+    arms = raw["arms"]
     return Sweep(
         name=raw.get("name", config_path.stem), description=raw.get("description", ""), seeds=seeds,
         student_seeds=int(raw.get("student_seeds", 1)), jobs=int(raw.get("jobs", 1)),
@@ -270,7 +259,7 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
 # ------------------------------------------------------------------ entry points
 
 def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None, out=None, backend="loky",
-              scheduler=None, report_dir=REPO_ROOT / "report", limit_strategies=None, say=print) -> int:
+              scheduler=None, report_dir=None, limit_strategies=None, say=print) -> int:
     sweep = load_sweep(preset, config_path)
     if seeds is not None:
         if seeds < 1:
@@ -284,7 +273,7 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
         raise HarnessError(f"jobs must be >= 1, got {sweep.jobs}")
     if limit_strategies:
         sweep.arms = [a for a in sweep.arms if a["strategy"] in limit_strategies or a.get("layers") == "predecessor"]
-    out_dir = Path(out) if out else REPO_ROOT / "results" / sweep.name
+    out_dir, report_dir = output_dirs(sweep.name, out, report_dir)
     configs = expand(sweep)
     from harness.records import atomic_write_text
     from harness.runner import key_of
@@ -293,7 +282,7 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
     elapsed = time.perf_counter() - started
     manifest_path = out_dir / "sweep.json"
-    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    previous = _read_manifest(out_dir, say) or {}
     manifest = {
         "name": sweep.name, "description": sweep.description, "config": sweep.source,
         "seeds": sweep.seeds, "jobs": sweep.jobs, "threads": sweep.threads, "backend": backend,
@@ -305,29 +294,52 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     say(f"sweep {sweep.name}: {len(results)} run(s) executed in {elapsed:.0f}s")
     build_report(out_dir, report_dir=report_dir, say=say)
-    failed = [r for r in _sweep_records(out_dir, manifest["run_ids"]) if r.get("status") != "ok"]
-    if failed:
-        for r in failed:
-            say(f"failed: {r['strategy']}{'/' + r['variant'] if r.get('variant') else ''} seed {r['seed']} "
-                f"({r['run_id']}): {r.get('error')}")
-        return 1
-    return 0
+    unreadable: list[str] = []
+    failed = [r for r in _sweep_records(out_dir, manifest["run_ids"], unreadable) if r.get("status") != "ok"]
+    for r in failed:
+        say(f"failed: {r['strategy']}{'/' + r['variant'] if r.get('variant') else ''} seed {r['seed']} "
+            f"({r['run_id']}): {r.get('error')}")
+    for name in unreadable:  # execute_jobs re-ran every unreadable record: this one is a store fault
+        say(f"unreadable record: {name}")
+    return 1 if failed or unreadable else 0
 
 
-def _sweep_records(out_dir: Path, run_ids: list[str] | None) -> list[dict]:
+def _read_manifest(results_dir: Path, say=print) -> dict | None:
+    """results_dir/sweep.json, or None when absent; a damaged one is named and treated as absent."""
+    path = Path(results_dir) / "sweep.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(manifest, dict):
+            return manifest
+        problem = f"a JSON {type(manifest).__name__}, not an object"
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        problem = str(exc).splitlines()[0]
+    say(f"warning: {path} is unreadable ({problem}); using every record in {Path(results_dir) / 'runs'}")
+    return None
+
+
+def _sweep_records(out_dir: Path, run_ids: list[str] | None, skipped: list[str] | None = None) -> list[dict]:
+    """The records of a sweep (every record in the store when run_ids is None). Unreadable files of
+    the sweep are appended to `skipped` as "<file> (<why>)"."""
     from harness.records import read_records
 
-    records = read_records(out_dir)
+    unreadable: list[str] = []
+    records = read_records(out_dir, unreadable)
     if run_ids is not None:
         wanted = set(run_ids)
         records = [r for r in records if r["run_id"] in wanted]
+        unreadable = [u for u in unreadable if u.split(".json", 1)[0] in wanted]
+    if skipped is not None:
+        skipped.extend(unreadable)
     return records
 
 
 def _meta(records: list[dict], manifest: dict) -> dict:
     ok = [r for r in records if r.get("status") == "ok"]
     first = ok[0] if ok else {}
-    tasks = {r["task"]["name"]: {k: r["task"][k] for k in ("source", "split_sizes", "data_hash", "num_classes")}
+    tasks = {r["task"]["name"]: {k: r["task"].get(k) for k in ("source", "split_sizes", "data_hash", "num_classes")}
              for r in ok}
     models = {r["model"]["name"]: r["model"] for r in ok}
     return {
@@ -346,41 +358,68 @@ def _meta(records: list[dict], manifest: dict) -> dict:
     }
 
 
-def build_report(results_dir: Path, report_dir: Path = REPO_ROOT / "report", say=print) -> Path:
-    """Tables, plots and the markdown report from the store alone (no training)."""
-    from harness.records import epochs_table, replacements_table, runs_table
+def output_dirs(name: str, out: Path | None = None, report_dir: Path | None = None) -> tuple[Path, Path]:
+    """(results directory, report directory) of a sweep: results/<name> and report/ under the
+    working directory, or with `out` everything under it (the report in out/report) unless
+    `report_dir` says otherwise. Never the package's own folder: an installed harness is read-only."""
+    results_dir = Path(out) if out is not None else Path.cwd() / "results" / name
+    return results_dir, Path(report_dir) if report_dir else default_report_dir(results_dir, name)
+
+
+def default_report_dir(results_dir: Path, name: str) -> Path:
+    """The report directory of a store when none is given (`run-all` and `report` alike): report/
+    under the working directory for the default store results/<name>, else results_dir/report."""
+    results_dir = Path(results_dir)
+    if results_dir.resolve() == (Path.cwd() / "results" / name).resolve():
+        return Path.cwd() / "report"
+    return results_dir / "report"
+
+
+def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -> Path:
+    """Tables, plots and the markdown report from the store alone (no training); the report goes to
+    report_dir (default: default_report_dir)."""
+    from harness.records import curves_table, epochs_table, replacements_table, runs_table
     from harness.report import write_outputs
 
     results_dir = Path(results_dir)
-    manifest_path = results_dir / "sweep.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"name": results_dir.name}
-    records = _sweep_records(results_dir, manifest.get("run_ids"))
+    if not results_dir.is_dir():
+        raise HarnessError(f"results directory {results_dir} not found")
+    manifest = _read_manifest(results_dir, say) or {}
+    name = str(manifest.get("name") or results_dir.name)
+    run_ids = manifest.get("run_ids") if isinstance(manifest.get("run_ids"), list) else None
+    skipped: list[str] = []
+    records = _sweep_records(results_dir, run_ids, skipped)
+    if skipped:
+        say(f"records skipped: {len(skipped)} unreadable record(s) in {results_dir / 'runs'} left out of "
+            f"the report: {'; '.join(skipped)}")
     if not records:
-        raise HarnessError(f"no run records under {results_dir / 'runs'}; run `python -m harness run-all` first")
+        only_csv = not (results_dir / "runs").is_dir() and (results_dir / "runs.csv").is_file()
+        raise HarnessError(f"no readable run records under {results_dir / 'runs'}"
+                           f"{f' ({len(skipped)} unreadable)' if skipped else ''}; "
+                           + (f"this directory holds only its runs.csv: `python -m harness analyze "
+                              f"{results_dir / 'runs.csv'}` analyses it, `run-all` rebuilds the store"
+                              if only_csv else "run `python -m harness run-all` first"))
+    report_dir = Path(report_dir) if report_dir else default_report_dir(results_dir, name)
     runs = runs_table(records)
     runs.to_csv(results_dir / "runs.csv", index=False)
-    out = write_outputs(runs, epochs_table(records), replacements_table(records), _meta(records, manifest),
-                        results_dir=results_dir, report_path=Path(report_dir) / f"{manifest['name']}.md")
+    meta = {**_meta(records, {**manifest, "name": name}), **({"skipped_records": skipped} if skipped else {})}
+    curves = curves_table(records)
+    if not curves.empty:
+        curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
+    out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
+                        results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves)
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
 
 
 def analyze_csv(csv_path: Path, out: Path | None = None, report_dir: Path | None = None, say=print) -> Path:
-    """The same statistics, plots and report from a user's own tidy runs CSV."""
-    import pandas as pd
-
+    """The same statistics, plots and report from a user's own tidy runs CSV (checked row by row
+    first: see harness.user_runs)."""
     from harness.report import write_outputs
+    from harness.user_runs import read_runs_csv
 
-    if not csv_path.exists():
-        raise HarnessError(f"runs CSV {csv_path} not found")
-    try:
-        runs = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"cannot read {csv_path} as CSV: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in ("task", "strategy", "seed", "test_accuracy") if c not in runs.columns]
-    if missing:
-        raise HarnessError(f"{csv_path.name} lacks column(s) {', '.join(missing)}; needs at least "
-                           f"task, strategy, seed, test_accuracy")
+    csv_path = Path(csv_path)
+    runs = read_runs_csv(csv_path)
     out = Path(out) if out else csv_path.parent / f"{csv_path.stem}-analysis"
     report_dir = Path(report_dir) if report_dir else out
     meta = {"source": str(csv_path.resolve()), "rows": len(runs),
@@ -396,10 +435,14 @@ def _print_summary(analysis, say) -> None:
         say(f"== {group.label}")
         v = group.variance
         for _, row in v.iterrows():
+            failed = (f"  degenerate {int(row['n_degenerate'])}/{int(row['n_degenerate_known'])}"
+                      if row["n_degenerate_known"] else "")
             say(f"  {row['arm']:<28} n={int(row['n']):>3}  mean {row['mean']:.3f}  "
-                f"95% CI [{row['ci_low']:.3f}, {row['ci_high']:.3f}]  std {row['std']:.3f}")
-        cols = ("welch_p", "welch_p_holm", "mwu_p", "paired_p", "paired_p_holm", "wilcoxon_p", "bf_p")
+                f"95% CI [{row['ci_low']:.3f}, {row['ci_high']:.3f}]  std {row['std']:.3f}{failed}")
+        cols = ("primary_p", "welch_p", "mwu_p", "paired_p", "wilcoxon_p", "bf_p", "fisher_p")  # raw p
         for _, row in group.pairwise.iterrows():
             say(f"  {row['a']} vs {row['b']}: diff {row['diff']:+.3f} [{row['diff_ci_low']:.3f}, "
                 f"{row['diff_ci_high']:.3f}]  " + "  ".join(f"{c} {row[c]:.4g}" for c in cols))
+        for c in group.claims:
+            say(f"  claim {c.claim} {c.comparison}: {c.verdict} (adjusted p {c.p_adj:.4g}, {c.decided_by})")
 

@@ -61,9 +61,19 @@ SOURCE_PREFIXES = {
 
 
 def load_task(spec: str, *, text_column: str = "text", label_column: str = "label") -> TaskData:
-    """Load a built-in task or a user source; columns apply to csv:, jsonl: and hf: sources."""
+    """Load a built-in task or a user source; columns apply to csv:, jsonl: and hf: sources.
+
+    A built-in task has its declared language; a user source's language is read from its text
+    (detect_language), not from its format: CLUE's layout is used for English data too."""
     if spec in TASKS:
         return _load_builtin(TASKS[spec])
+    data = _load_source(spec, text_column, label_column)
+    data.language, share = detect_language(data.texts)
+    data.source["language"] = {"detected": data.language, "cjk_share": round(share, 4)}
+    return data
+
+
+def _load_source(spec: str, text_column: str, label_column: str) -> TaskData:
     kind, _, arg = spec.partition(":")
     if kind == "clue" and arg:
         return _load_clue(Path(arg))
@@ -189,7 +199,7 @@ def _load_clue(folder: Path) -> TaskData:
         descriptions.update((str(r["label"]), str(r["label_des"])) for _, r in rows if "label_des" in r)
     if descriptions:
         source["label_descriptions"] = dict(sorted(descriptions.items()))
-    return _task_data(f"clue:{folder}", splits, "zh", source)
+    return _task_data(f"clue:{folder}", splits, None, source)
 
 
 def _load_hf(name: str, text_column: str, label_column: str) -> TaskData:
@@ -293,6 +303,44 @@ def _columns(rows: list[Row], path: Path, text_column: str, label_column: str) -
 
 
 # ---- shared ---------------------------------------------------------------------------------
+
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "ja": "Japanese", "ko": "Korean"}
+
+
+def _script(ch: str) -> str | None:
+    """'han', 'kana' or 'hangul' for a CJK letter, else None."""
+    o = ord(ch)
+    if 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FA1F:
+        return "han"
+    if 0x3040 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF:
+        return "kana"
+    if 0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
+        return "hangul"
+    return None
+
+
+def detect_language(texts: list[str], sample: int = 2000) -> tuple[str | None, float]:
+    """(language, CJK share) of a data set from the letters of its first `sample` texts.
+
+    CJK share = CJK letters / all letters. At 0.5 or more the language is "zh", "ja" (kana make
+    up over a tenth of the CJK letters) or "ko" (Hangul dominates); below, None: not determined
+    here, left to the tokenizer's [UNK] share (runner._check_vocabulary)."""
+    counts = {"han": 0, "kana": 0, "hangul": 0}
+    letters = 0
+    for text in texts[:sample]:
+        for ch in text:
+            if ch.isalpha():
+                letters += 1
+                script = _script(ch)
+                if script:
+                    counts[script] += 1
+    cjk = sum(counts.values())
+    share = cjk / letters if letters else 0.0
+    if share < 0.5:
+        return None, share
+    if counts["hangul"] >= max(counts["han"], counts["kana"]):
+        return "ko", share
+    return ("ja" if counts["kana"] > 0.1 * cjk else "zh"), share
 
 def _sorted_labels(labels: Iterable[str]) -> list[str]:
     """Distinct labels, numerically sorted if all are integers ("2" < "10"), else as strings."""

@@ -112,3 +112,75 @@ def test_list_names_every_strategy_and_task(capsys):
                  "thucnews-10", "minilm-l6", "variant official", "clue:DIR"):
         assert name in out, name
     assert "Chinese" in out or "zh" in out
+
+
+# ---- the user's own data: language from the text, sizes from the data ---------------------------
+
+def _write_clue(folder, texts, labels):
+    folder.mkdir()
+    for name, part in (("train", slice(0, 120)), ("dev", slice(120, 160))):
+        (folder / f"{name}.json").write_text("".join(
+            json.dumps({"sentence": t, "label": y}, ensure_ascii=False) + "\n"
+            for t, y in zip(texts[part], labels[part])), encoding="utf-8")
+    return f"clue:{folder}"
+
+
+def _as_minilm(monkeypatch, tiny_model_dir):
+    """Load the tiny model under the bundled English-only model's name (no download)."""
+    from harness import runner
+
+    real = runner.load_pretrained
+    monkeypatch.setattr(runner, "load_pretrained", lambda name: real(tiny_model_dir if name == "minilm-l6" else name))
+
+
+def test_an_english_clue_directory_trains_with_the_english_model(capsys, tmp_path, monkeypatch, tiny_model_dir):
+    from conftest import make_texts
+
+    _as_minilm(monkeypatch, tiny_model_dir)
+    task = _write_clue(tmp_path / "clue-en", *make_texts(160))
+    code, out, err = _run(capsys, "run", "--task", task, "--model", "minilm-l6", "--epochs", "1", "--max-length", "16",
+                          "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    assert "split sizes: train 105, dev 15, test 40 (train/dev/test sized for a data set of 160 examples" in out
+
+
+def test_a_chinese_clue_directory_with_the_english_model_is_refused_in_one_line(capsys, tmp_path, monkeypatch,
+                                                                                 tiny_model_dir):
+    _as_minilm(monkeypatch, tiny_model_dir)
+    texts = ["股市上涨", "球队夺冠", "新片上映", "基金下跌"] * 40
+    task = _write_clue(tmp_path / "clue-zh", texts, ["a", "b", "c", "a"] * 40)
+    code, _, err = _run(capsys, "run", "--task", task, "--model", "minilm-l6", "--out", str(tmp_path / "s"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"error: task '{task}' is Chinese but model 'minilm-l6' is English-only" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_text_the_tokenizer_cannot_read_is_refused_unless_forced(capsys, tmp_path, tiny_model_dir):
+    path = tmp_path / "zh.csv"
+    rows = "".join(f"股市上涨{i},a\n球队夺冠{i},b\n" for i in range(60))
+    path.write_text("text,label\n" + rows, encoding="utf-8")
+    args = ["run", "--task", f"csv:{path}", "--model", tiny_model_dir, "--epochs", "1", "--max-length", "16",
+            "--out", str(tmp_path / "s")]
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and "to [UNK]: wrong language for this tokenizer" in err, err
+    code, _, err = _run(capsys, *args, "--force")
+    assert code == 0, err
+
+
+def test_a_small_user_csv_trains_without_size_flags_and_the_summary_shows_the_sizes(capsys, tmp_path, tiny_model_dir):
+    """The issue's case: 2,700 rows failed with "split sizes [4000, 500, 2000] need 6500 examples"."""
+    import csv
+
+    from conftest import make_texts
+
+    path = tmp_path / "mine.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *zip(*make_texts(2700))])
+    args = ["run", "--task", f"csv:{path}", "--model", tiny_model_dir, "--epochs", "1", "--max-length", "16",
+            "--lr", "3e-3", "--out", str(tmp_path / "s")]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert ("split sizes: train 1,890, dev 270, test 540 (train/dev/test sized for a data set of 2,700 examples; "
+            "--train-size, --dev-size and --test-size set them)") in out
+    code, _, err = _run(capsys, *args, "--train-size", "4000", "--dev-size", "500", "--test-size", "2000")
+    assert code == 2 and "split sizes [4000, 500, 2000] need 6500 examples but the task has 2700" in err

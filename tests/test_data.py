@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import Encoded, collate, make_splits, stratified_split, train_batches
+from harness.data import DEFAULT_SIZES, Encoded, auto_sizes, collate, make_splits, stratified_split, train_batches
 from harness.errors import HarnessError
 from harness.tasks import TaskData
 
@@ -79,3 +79,36 @@ def test_length_grouped_epoch_covers_every_example_once_and_is_seeded():
     plain = [b["index"].tolist() for b in train_batches(data, 16, torch.Generator().manual_seed(1), 0, False)]
     plain_padding = sum(len(batch) * max(data.lengths[batch]) for batch in plain)
     assert grouped_padding < plain_padding
+
+
+# ---- sizes chosen from the data (RunConfig sizes of None) ------------------------------------
+
+def test_sizes_left_to_the_data_are_the_defaults_when_they_fit():
+    s = make_splits(_task(n=6600), None, None, None, split_seed=0)
+    assert s.sizes() == DEFAULT_SIZES
+
+
+def test_a_small_data_set_is_split_70_10_20():
+    s = make_splits(_task(n=2700), None, None, None, split_seed=0)
+    assert s.sizes() == {"train": 1890, "dev": 270, "test": 540}
+    # a given size is kept, the others share the rest in proportion
+    s = make_splits(_task(n=2700), 2000, None, None, split_seed=0)
+    assert s.sizes() == {"train": 2000, "dev": 233, "test": 466}
+    assert auto_sizes(3, {"train": None, "dev": None, "test": None}) == {"train": 1, "dev": 1, "test": 1}
+
+
+def test_given_sizes_that_do_not_fit_are_still_one_clear_error():
+    with pytest.raises(HarnessError, match=r"split sizes \[4000, 500, 2000\] need 6500 examples but the task has 2700"):
+        make_splits(_task(n=2700), 4000, 500, 2000, split_seed=0)
+    with pytest.raises(HarnessError, match="split sizes train 4000 leave 0 of the task's 2700 examples for dev/test"):
+        make_splits(_task(n=2700), 4000, None, None, split_seed=0)
+    with pytest.raises(HarnessError, match="the task has 2 example"):
+        auto_sizes(2, {"train": None, "dev": None, "test": None})
+
+
+def test_predefined_splits_left_to_the_data_take_what_each_has():
+    train = ([f"tr {i}" for i in range(800)], [i % 2 for i in range(800)])
+    dev = ([f"dv {i}" for i in range(300)], [i % 2 for i in range(300)])
+    task = TaskData("clue", train[0] + dev[0], train[1] + dev[1], ["0", "1"], None, {"train": train, "dev": dev}, {})
+    s = make_splits(task, None, None, None, split_seed=0)
+    assert s.sizes() == {"train": 700, "dev": 100, "test": 300}  # CLUE dev is our test

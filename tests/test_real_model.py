@@ -47,3 +47,29 @@ def test_real_finetune_and_theseus_run_and_repeat_exactly(real_config):
                       log=lambda *_: None)
     assert theseus["predecessor"]["trained_now"]
     assert len(theseus["epochs"][0]["replaced_per_module"]) == 4  # embeddings + 3 layers
+
+
+def test_real_english_model_takes_an_english_clue_directory_and_refuses_a_chinese_one(real_config, tmp_path):
+    """CLUE's format is used for English data too: the language is read from the text."""
+    import json
+
+    from harness.errors import HarnessError
+    from harness.tasks import load_task
+
+    rt = load_task("rt-polarity")
+
+    def clue(folder, texts, labels):
+        folder.mkdir()
+        for name, part in (("train", slice(0, 72)), ("dev", slice(72, 96))):
+            (folder / f"{name}.json").write_text("".join(
+                json.dumps({"sentence": t, "label": str(y)}, ensure_ascii=False) + "\n"
+                for t, y in zip(texts[part], labels[part])), encoding="utf-8")
+        return f"clue:{folder}"
+
+    english = clue(tmp_path / "en", rt.texts[:96], rt.labels[:96])
+    record = execute(real_config.replace(task=english, train_size=None, dev_size=None, test_size=None),
+                     log=lambda *_: None)
+    assert record["task"]["split_sizes"] == {"train": 63, "dev": 9, "test": 24}
+    chinese = clue(tmp_path / "zh", ["股市今天大幅上涨", "球队昨晚夺得冠军", "新片周末全国上映"] * 32, [0, 1, 2] * 32)
+    with pytest.raises(HarnessError, match="is Chinese but model 'minilm-l6' is English-only"):
+        execute(real_config.replace(task=chinese), log=lambda *_: None)

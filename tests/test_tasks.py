@@ -289,3 +289,34 @@ def test_real_rt_polarity_and_trec():
     assert trec.label_names[trec.labels[0]] == "DESC"
     assert trec.texts[-1] == "What currency is used in Australia ?"
     assert len(load_task("trec-50").label_names) == 50
+
+
+# ---- language: from the text, not from the file format -----------------------------------------
+
+def test_detect_language_reads_the_letters():
+    assert tasks.detect_language(["a fine film", "dull and boring"]) == (None, 0.0)
+    lang, share = tasks.detect_language(["股市上涨 today", "球队夺冠"])
+    assert lang == "zh" and share > 0.5
+    assert tasks.detect_language(["今日はいい天気ですね"])[0] == "ja"
+    assert tasks.detect_language(["오늘 날씨가 좋네요"])[0] == "ko"
+    assert tasks.detect_language(["123 456", ""]) == (None, 0.0)
+    assert tasks.detect_language(["the 股 market is up", "a film about life"])[0] is None  # mostly English
+
+
+def test_an_english_clue_directory_is_not_taken_for_chinese(tmp_path):
+    folder = clue_dir(tmp_path, train=[{"sentence": "a fine film", "label": "1"},
+                                       {"sentence": "dull and boring", "label": "0"}],
+                      dev=[{"sentence": "great acting", "label": "1"}])
+    data = load_task(f"clue:{folder}")
+    assert data.language is None and data.source["language"] == {"detected": None, "cjk_share": 0.0}
+    (tmp_path / "zh").mkdir()
+    chinese = load_task(f"clue:{clue_dir(tmp_path / 'zh')}")
+    assert chinese.language == "zh" and chinese.source["language"]["detected"] == "zh"
+
+
+def test_user_files_get_their_language_from_their_text(tmp_path):
+    path = tmp_path / "zh.csv"
+    path.write_text("text,label\n股市上涨,a\n球队夺冠,b\n", encoding="utf-8")
+    assert load_task(f"csv:{path}").language == "zh"
+    path = write_jsonl(tmp_path / "en.jsonl", [{"text": "good", "label": "a"}, {"text": "bad", "label": "b"}])
+    assert load_task(f"jsonl:{path}").language is None

@@ -1,0 +1,227 @@
+"""The sweep config schema: every key of a sweep TOML with its type, range and allowed values.
+
+[base] and an arm's `set` table hold RunConfig fields: each key's type comes from the field's
+annotation and its range from RunConfig.validated() run on that key alone, so a field added to
+RunConfig is covered the moment it exists. Top-level and arm keys are declared in TOP and ARM.
+Every problem is one HarnessError naming the file, the table and the key; an unknown key is
+refused, never ignored (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import RunConfig
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key: its TOML type, for a list the type of its items, and the allowed values."""
+
+    type: type
+    minimum: int | None = None
+    item: type | None = None         # lists: the type of every item (minimum applies to items)
+    choices: tuple | None = None
+    pattern: str | None = None       # strings: a regular expression the whole value must match
+    what: str = ""                   # the rule in words, for the message
+
+
+TOP = {
+    "name": Key(str, pattern=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+                what="letters, digits, '.', '_' and '-' (it names results/<name> and report/<name>.md)"),
+    "description": Key(str),
+    "seeds": Key(int, minimum=1, what="the number of seeds 0..seeds-1"),
+    "seed_list": Key(list, item=int, minimum=0),
+    "student_seeds": Key(int, minimum=1),
+    "jobs": Key(int, minimum=1),
+    "threads": Key(int, minimum=0, what="torch threads per run; 0 = torch's default"),
+    "base": Key(dict),
+    "tasks": Key(list, item=str),
+    "models": Key(list, item=str),
+    "successor_layers": Key(list, item=int, minimum=1),
+    "budgets": Key(list, item=int, minimum=1, what="student optimizer steps per run"),
+    "arms": Key(list, item=dict),
+}
+ARM = {
+    "strategy": Key(str),
+    "variant": Key(str),
+    "options": Key(dict),
+    "layers": Key(str, choices=("successor", "predecessor")),
+    "set": Key(dict),
+}
+# Set for every job by the sweep itself (from arms, seeds, tasks, ...): a value in [base] or in an
+# arm's `set` would be overridden without a word, so it is refused with the place it belongs.
+SET_BY_SWEEP = {"strategy": "an arm's strategy", "variant": "an arm's variant", "options": "an arm's options",
+                "seed": "seeds or seed_list", "student_seed": "student_seeds"}
+SET_BY_SWEEP_IN_ARM = {**SET_BY_SWEEP, "task": "tasks or [base] task", "model": "models or [base] model",
+                       "layers": "successor_layers, or the arm's layers = \"predecessor\"",
+                       "predecessor_layers": "[base] predecessor_layers", "budget": "budgets or [base] budget"}
+
+
+def _type_name(t: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table",
+            list: "a list", tuple: "a table"}.get(t, t.__name__)
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"  # as TOML spells it
+    else:
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a table",
+            list: "a list"}.get(type(value), type(value).__name__)
+    return f"{text} ({kind})"
+
+
+def _is(value, t: type) -> bool:
+    """TOML value `value` has type `t`; an integer is a number, a boolean is not an integer."""
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t is tuple:
+        return isinstance(value, dict)
+    return isinstance(value, t)
+
+
+def run_field_types() -> dict[str, type]:
+    """RunConfig field -> the one TOML type it takes (None is not expressible in TOML: a field
+    typed `int | None` takes an integer; leaving the key out gives the default)."""
+    hints = typing.get_type_hints(RunConfig)
+    out = {}
+    for field in dataclasses.fields(RunConfig):
+        hint = hints[field.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint = float if float in args else args[0]
+        out[field.name] = typing.get_origin(hint) or hint
+    return out
+
+
+class _Where:
+    def __init__(self, path: Path):
+        self.file = Path(path).name
+
+    def error(self, table: str, key: str | None, message: str) -> HarnessError:
+        place = f"{table} {key}" if key else table
+        return HarnessError(f"sweep config {self.file}: {place}: {message}")
+
+
+def _check_value(value, spec: Key, where: _Where, table: str, key: str) -> None:
+    if not _is(value, spec.type):
+        raise where.error(table, key, f"expected {_type_name(spec.type)}, got {_describe(value)}")
+    if spec.type is list:
+        if not value:
+            raise where.error(table, key, "is empty; give at least one value or leave the key out")
+        for i, item in enumerate(value, start=1):
+            if not _is(item, spec.item):
+                raise where.error(table, key, f"item {i} must be {_type_name(spec.item)}, got {_describe(item)}")
+            if spec.minimum is not None and item < spec.minimum:
+                raise where.error(table, key, f"item {i} is {item}; every item must be >= {spec.minimum}")
+            if spec.item is str and not item.strip():
+                raise where.error(table, key, f"item {i} is an empty string")
+        if spec.item is not dict:
+            repeated = sorted({repr(x) for x in value if value.count(x) > 1})
+            if repeated:
+                raise where.error(table, key, f"lists {', '.join(repeated)} more than once")
+        return
+    if spec.minimum is not None and value < spec.minimum:
+        rule = f" ({spec.what})" if spec.what else ""
+        raise where.error(table, key, f"must be >= {spec.minimum}{rule}, got {value}")
+    if spec.choices is not None and value not in spec.choices:
+        raise where.error(table, key, f"must be one of {', '.join(map(repr, spec.choices))}, got {_describe(value)}")
+    if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+        raise where.error(table, key, f"must be {spec.what or 'of the form ' + spec.pattern}, got {_describe(value)}")
+
+
+def _unknown(table_value: dict, known, where: _Where, table: str, hint: str) -> None:
+    unknown = sorted(set(table_value) - set(known))
+    if unknown:
+        also = f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""
+        raise where.error(table, unknown[0], f"unknown key{also}; {hint}: {', '.join(sorted(known))}")
+
+
+def _check_run_fields(fields: dict, where: _Where, table: str, refused: dict[str, str]) -> None:
+    """[base] or an arm's `set`: known RunConfig fields of the right type and range, one by one."""
+    kinds = run_field_types()
+    for key, value in fields.items():
+        if key in refused:
+            raise where.error(table, key, f"is set by the sweep for every run; use {refused[key]}")
+        if key not in kinds:
+            known = sorted(k for k in kinds if k not in refused)
+            raise where.error(table, key, f"unknown key; run settings: {', '.join(known)}")
+        if not _is(value, kinds[key]):
+            raise where.error(table, key, f"expected {_type_name(kinds[key])}, got {_describe(value)}")
+        if isinstance(value, str) and not value.strip():
+            raise where.error(table, key, "is an empty string")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise where.error(table, key, f"must be a finite number, got {value}")
+        if key == "task":
+            _check_task(value, where, table, key)
+        if key == "options":
+            continue
+        try:  # the range and allowed values of RunConfig itself, this key alone
+            RunConfig(**{key: value}).validated()
+        except HarnessError as exc:
+            raise where.error(table, key, str(exc)) from None
+
+
+def _check_task(spec: str, where: _Where, table: str, key: str) -> None:
+    """A built-in task name or a source spec (its files are read when the first run starts)."""
+    from harness.tasks import SOURCE_PREFIXES, TASKS
+
+    kind, colon, arg = spec.partition(":")
+    if spec not in TASKS and not (colon and arg and kind in {p.split(":")[0] for p in SOURCE_PREFIXES}):
+        raise where.error(table, key, f"unknown task {_describe(spec)}; built-in tasks: {', '.join(TASKS)}; "
+                                      f"or a source: {', '.join(SOURCE_PREFIXES)}")
+
+
+def check_sweep(raw: dict, path: Path) -> None:
+    """Validate a parsed sweep config against the schema; raise one HarnessError line on the first
+    problem. Checks each key alone, then the cross-key rules (RunConfig of [base], arm options)."""
+    from harness.strategies import get_strategy
+
+    where = _Where(path)
+    _unknown(raw, TOP, where, "top level", "sweep keys")
+    for key, value in raw.items():
+        _check_value(value, TOP[key], where, "top level", key)
+    if "seeds" in raw and "seed_list" in raw:
+        raise where.error("top level", "seed_list", "give seeds or seed_list, not both")
+    for number, task in enumerate(raw.get("tasks", []), start=1):
+        _check_task(task, where, "top level", f"tasks (item {number})")
+    base = raw.get("base", {})
+    _check_run_fields(base, where, "[base]", SET_BY_SWEEP)
+    if "budgets" in raw and "budget" in base:
+        raise where.error("[base]", "budget", "give budgets or [base] budget, not both")
+    try:
+        RunConfig.from_dict(dict(base))
+    except HarnessError as exc:
+        raise where.error("[base]", None, str(exc)) from None
+    arms = raw.get("arms")
+    if not arms:
+        raise where.error("top level", "arms", "no [[arms]]: a sweep needs at least one arm")
+    for number, arm in enumerate(arms, start=1):
+        table = f"[[arms]] #{number}" + (f" ({arm['strategy']})" if isinstance(arm.get("strategy"), str) else "")
+        _unknown(arm, ARM, where, table, "arm keys")
+        if "strategy" not in arm:
+            raise where.error(table, "strategy", "missing; every arm names its strategy")
+        for key, value in arm.items():
+            _check_value(value, ARM[key], where, table, key)
+        _check_run_fields(arm.get("set", {}), where, f"{table} set", SET_BY_SWEEP_IN_ARM)
+        for key, check in (("strategy", lambda: get_strategy(arm["strategy"])),
+                           ("variant", lambda: get_strategy(arm["strategy"]).resolve(arm.get("variant", ""), {})),
+                           ("options", lambda: get_strategy(arm["strategy"]).resolve(arm.get("variant", ""),
+                                                                                     arm.get("options", {})))):
+            try:
+                check()
+            except HarnessError as exc:
+                raise where.error(table, key, str(exc)) from None
