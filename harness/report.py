@@ -1,7 +1,12 @@
 """The markdown report, the CSV tables and the report index (SPEC section 6).
 
-Consumes stats.analyze and plots.plot_all; computes nothing of its own beyond formatting and the
-join of our means with the seed's fixed reference numbers (SPEC section 7).
+Consumes analysis.analyze (harness.stats + harness.claims) and plots.plot_all; computes nothing of
+its own beyond formatting, counting verdicts for the summary sentences, and the join of our means
+with the seed's fixed reference numbers (SPEC section 7).
+
+Order: the answers first (summary sentences and the claims table), then the figures behind them,
+one section per claim, the seed's numbers, and an appendix with everything per arm and pairwise
+(the CSVs under tables/ hold every pair and every sensitivity check at full precision).
 """
 
 from __future__ import annotations
@@ -14,17 +19,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import plots
-from harness.stats import Analysis, Group, analyze
+from harness import budget_plots, plots
+from harness.analysis import Analysis, Group, analyze
+from harness.budget import GROUP as BUDGET_GROUP, budget_summary, has_budget_axis, where_it_holds
+from harness.claims import CLAIMS, QUESTIONS
+from harness.stats import ALPHA, ASO_THRESHOLD, LEVEL_SDS, SENSITIVITY_COLUMNS
 
-SECTIONS = ("Summary", "Results by group", "Claims", "Reference numbers from the seed",
-            "Beyond the references", "Failed runs", "Provenance")
-GROUP_SUBSECTIONS = ("Variance", "Significance", "Stability", "Figures")
-CLAIM_TITLES = {1: "Claim 1: Theseus vs direct fine-tuning of the first L_s layers",
-                2: "Claim 2: proportional add is more stable than binary random choice",
-                3: "Claim 3: two-stage extraction is worse than Theseus",
-                4: "Claim 4: collapse to fine-tuning level and replacement counts"}
-CLAIM_FIGURE = {1: "forest", 2: "std", 3: "forest", 4: "replacements"}
+SECTIONS = ("Summary", "Figures", "Claims", "Reference numbers from the seed", "Appendix",
+            "Failed runs", "Provenance")
+APPENDIX_SUBSECTIONS = ("Per arm: accuracy, failures, fine-tuning level",
+                        "Sensitivity checks of the claims' mean comparisons",
+                        "Expected best-of-n accuracy (Dodge et al.)", "Seeds for 80% power",
+                        "Variance components", "More figures")
+SUMMARY_FIGURES = {"accuracy": "test accuracy per arm, every run a dot (crosses: degenerate runs)",
+                   "profile": "performance profile: share of runs at or above each accuracy",
+                   "claims": "claims: every comparison's estimate and interval, coloured by verdict",
+                   "stability": "failures per arm and spread of the non-degenerate runs"}
+MORE_FIGURES = {"forest": "mean and 95% t interval per arm",
+                "significance": "pairwise raw p (exploratory) and ASO eps_min",
+                "dev_curves": "successor-only dev accuracy per epoch",
+                "replacements": "replacements per module per epoch (red: degenerate runs)",
+                "expected_max": "expected test accuracy of the best-by-dev run among n seeds"}
 
 # SPEC section 7: the seed's numbers, CLUE iflytek dev accuracy (%) with bert-base-chinese (12 layers)
 SEED_REFERENCE = pd.DataFrame([
@@ -34,7 +49,8 @@ SEED_REFERENCE = pd.DataFrame([
     ("Theseus (proportional add)", 2, 6, 59.7),
     ("Theseus (proportional add)", 4, 3, 59.5),
 ], columns=["setting", "compression_ratio", "layers", "dev_accuracy"])
-TABLES = ("variance", "pairwise", "expected_max", "power", "variance_components", "claims", "runs")
+TABLES = ("claims", "variance", "pairwise", "sensitivity", "expected_max", "profile", "power",
+          "variance_components", "runs")
 
 
 # ---------------------------------------------------------------- formatting
@@ -49,7 +65,7 @@ def _cell(col: str, v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if isinstance(v, (int, float, np.integer, np.floating)):
-        if col.endswith("_p") or col.endswith("_holm") or col == "p":
+        if col.endswith("_p") or col.endswith("_holm") or col.endswith("p_adj") or col == "p":
             return "<0.001" if v < 0.001 else f"{v:.3f}"
         if INT_COLUMN.match(col) and float(v).is_integer():
             return str(int(v))
@@ -110,106 +126,236 @@ def _figure(infos: dict, group: Group, name: str, report_path: Path, caption: st
     return f"![{caption}]({_rel(info.paths[0], report_path)})\n"
 
 
-def _summary(a: Analysis) -> str:
+def _p(p: float) -> str:
+    return "—" if p is None or not np.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _num(x: float, d: int = 2, sign: bool = False) -> str:
+    if x is None or not np.isfinite(x):
+        return "—" if x is None or np.isnan(x) else ("∞" if x > 0 else "−∞")
+    return (f"{x:+.{d}f}" if sign else f"{x:.{d}f}").replace("-", "−")
+
+
+def _difference(r) -> str:
+    """'+1.03 (−0.07 to 2.13)' for one claims row, the unit and a non-95% level spelled out."""
+    if not np.isfinite(r.estimate):
+        return "—"
+    ratio = r.unit == "sd ratio"
+    d = 0 if r.unit == "percentage points" else 2
+    unit = {"points": "", "percentage points": " pp", "sd ratio": "×"}.get(r.unit, f" {r.unit}")
+    ci = (f" ({_num(r.ci_low, d, sign=not ratio and r.ci_low < 0)} to {_num(r.ci_high, d)}"
+          + ("" if r.ci_level == 0.95 else f", {r.ci_level:.0%} CI") + ")")
+    if not np.isfinite([r.ci_low, r.ci_high]).any():
+        ci = " (interval not bounded at this n)"
+    elif not np.isfinite([r.ci_low, r.ci_high]).all():
+        ci = ci.replace("—", "not bounded")
+    return f"{_num(r.estimate, d, sign=not ratio)}{unit}{ci}"
+
+
+def claims_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as the report shows it: claim, comparison, difference (CI), adjusted p,
+    verdict, n, seeds for 80% power, test."""
+    return pd.DataFrame({
+        "claim": table["claim"], "comparison": table["comparison"],
+        "difference": [_difference(r) for r in table.itertuples()],
+        "adjusted p": [_p(p) for p in table["p_adj"]], "verdict": table["verdict"], "n": table["n"],
+        "seeds for 80% power": ["—" if not np.isfinite(x) else f"{int(x)}" for x in table["seeds_for_power"]],
+        "test": table["decided_by"]})
+
+
+CLAIMS_NOTE = """_How to read the claims table._
+
+- One primary test per comparison (*test*). *Adjusted p*: Holm within the claim's family (1; 2a + 2b;
+  3a + 3b; 4a + 4b). A comparison shows the same adjusted p everywhere in this report and its CSVs.
+- *Difference*: A − B. Accuracy in points, with the 95% t interval of the seed-paired difference.
+  Shares of runs in percentage points (pp), with Newcombe's interval. Spread as an sd ratio, with the
+  interval of the permutation test. Claim 3b shows the 90% interval its TOST checks against ±{margin:g}.
+- *supported* / *contradicted*: adjusted p < {alpha}, estimate on / against the claimed side.
+  *inconclusive at n = …*: not significant, estimate on the claimed side. *not supported*: not
+  significant, estimate against it (3b: outside ±{margin:g}).
+- *Seeds for 80% power*: runs per arm (seed pairs for a paired t) the primary test needs at the
+  observed effect and alpha {alpha}, before Holm. — : no effect, not applicable, or over 10,000.
+- A *degenerate* run predicts one class for (nearly) every test example. The *fine-tuning level* is the
+  baseline's mean − {sds:g} sd.
+"""
+
+
+def _counts(values) -> str:
+    """'3 of 4 contradicted, 1 of 4 inconclusive' (sample-size notes dropped)."""
+    s = pd.Series(list(values), dtype=object).str.replace(r" at n = .*", "", regex=True)
+    return ", ".join(f"{n} of {len(s)} {v}" for v, n in s.value_counts().items())
+
+
+def _headlines(g: Group) -> list[str]:
+    """Short sentences with the group's headline facts and one per claim."""
+    v = g.variance.set_index("arm")
+    out = []
+    for role in ("predecessor", "baseline"):
+        x = g.variance[g.variance["role"] == role]
+        if len(x):
+            x = x.iloc[0]
+            out.append(f"The {role} {x['arm']} scores {_num(x['mean'])} (sd {_num(x['std'])}, n = {x['n']}).")
+    known = v[v["n_degenerate_known"] > 0]
+    if known.empty:
+        out.append("Which runs predict a single class is unknown here (no `degenerate` column).")
+    else:
+        deg = known[known["n_degenerate"] > 0]
+        for fam, d in deg.groupby("family", sort=False):
+            out.append(f"{int(d['n_degenerate'].sum())} of {int(d['n_degenerate_known'].sum())} {fam} runs "
+                       "predict a single class on test (" + ", ".join(
+                           f"{a} {int(r.n_degenerate)}/{int(r.n_degenerate_known)}" for a, r in d.iterrows()) + ").")
+        others = known[known["n_degenerate"] == 0]
+        if len(others):
+            out.append("No run of any other arm does." if len(deg) else "No run predicts a single class.")
+    students = g.variance[(g.variance["role"] != "predecessor") & (g.variance["n"] > 0)]
+    if len(students):
+        best = students.loc[students["mean"].idxmax()]
+        out.append(f"The highest mean below the predecessor: {best['arm']} {_num(best['mean'])}"
+                   + (f" ({_num(best['gap_to_baseline'], sign=True)} over the baseline)."
+                      if np.isfinite(best["gap_to_baseline"]) else "."))
+    if np.isfinite(g.level):
+        th = v[v["family"].isin(["theseus-binary", "theseus-add"])]
+        base = g.variance[g.variance["role"] == "baseline"].iloc[0]
+        out.append(f"Fine-tuning level = {_num(g.level)} ({base['arm']} mean − {LEVEL_SDS:g} sd): "
+                   f"{int(th['n_below_level'].sum())} of {int(th['n'].sum())} Theseus runs fall below it, "
+                   f"{int(base['n_below_level'])} of {int(base['n'])} {base['arm']} runs.")
+    return out
+
+
+def _claim_lines(g: Group) -> list[str]:
+    """One bullet per claim: its title and its verdicts counted over its comparisons."""
+    c, out = g.claims_table(), []
+    for claim in CLAIMS:
+        rows = c[c["claim"] == claim.id]
+        if rows.empty:
+            continue
+        if len(rows) == 1:
+            r = next(rows.itertuples())
+            what = r.verdict + (f" ({r.comparison}: {_difference(r)}, adjusted p {_p(r.p_adj)})"
+                                if np.isfinite(r.estimate) else "")
+        else:
+            what = _counts(rows["verdict"])
+        out.append(f"- **{claim.id}** {claim.title}: {what}.")
+    return out
+
+
+def dirty_commits(meta: dict | None) -> list[str]:
+    """The git commits of the runs (meta git_commits, provenance.git_commit) that carry the
+    "-dirty" suffix: made from a working tree with uncommitted changes."""
+    meta = meta or {}
+    commits = meta.get("git_commits") or []
+    commits = [commits] if isinstance(commits, str) else list(commits)
+    commits.append((meta.get("provenance") or {}).get("git_commit") or "")
+    commits.append(meta.get("git_commit") or "")
+    return sorted({str(c) for c in commits if str(c).endswith("-dirty")})
+
+
+def _summary(a: Analysis, meta: dict) -> str:
     r = a.runs
     ok = r[r["status"] == "ok"]
     per_arm = ok.groupby(["task", "model", "successor_layers", "arm"], dropna=False).size()
-    parts = [f"{len(ok)} successful runs ({int((r['status'] != 'ok').sum())} failed) over "
-             f"{r['arm'].nunique()} arms in {len(a.groups)} group(s); {per_arm.min() if len(per_arm) else 0}"
-             f"–{per_arm.max() if len(per_arm) else 0} seeds per arm. Accuracy is test accuracy (%) at the "
-             f"best-dev epoch."]
+    lo, hi = (int(per_arm.min()), int(per_arm.max())) if len(per_arm) else (0, 0)
+    out = [f"{len(ok)} successful runs ({int((r['status'] != 'ok').sum())} failed), {r['arm'].nunique()} arms, "
+           f"{lo if lo == hi else f'{lo}–{hi}'} seeds per arm, {len(a.groups)} group(s). Accuracy is test "
+           f"accuracy (%) at the best-dev epoch.\n"]
+    dirty = dirty_commits(meta)
+    if dirty:
+        out.append(f"**Provenance warning:** the runs were made from a dirty working tree "
+                   f"({', '.join(f'`{c}`' for c in dirty)}): the code that produced them is not a commit.\n")
     for g in a.groups:
-        v = g.variance.set_index("arm")
-        line = [f"**{g.label}**:"]
-        for role in ("predecessor", "baseline"):
-            x = g.variance[g.variance["role"] == role]
-            if len(x):
-                x = x.iloc[0]
-                line.append(f"{role} {x['arm']} {_cell('m', x['mean'])} ± {_cell('s', x['std'])} (n={x['n']});")
-        th = v[v["family"].isin(["theseus-binary", "theseus-add"]) & (v["n"] > 0)]
-        if len(th):
-            best = th["mean"].idxmax()
-            line.append(f"best Theseus arm {best} {_cell('m', th.loc[best, 'mean'])} "
-                        f"(gap to baseline {_cell('g', th.loc[best, 'gap_to_baseline'])} points, "
-                        f"n={th.loc[best, 'n']}).")
-        line.append("Claims: " + "; ".join(f"{c.number}: {_verdicts(c)}" for c in g.claims) + ".")
-        parts.append(" ".join(line))
-    return " ".join(parts) + "\n"
+        out.append(f"**{g.label}.** " + " ".join(_headlines(g)) + "\n")
+        out.append("\n".join(_claim_lines(g)) + "\n")
+        out.append(md_table(claims_display(g.claims_table())))
+    out.append(CLAIMS_NOTE.format(alpha=ALPHA, margin=a.margin, sds=LEVEL_SDS))
+    return "\n".join(out)
 
 
-def _verdicts(c) -> str:
-    """The overall verdict, spelled out per comparison when it is mixed."""
-    if c.verdict != "mixed":
-        return c.verdict
-    names = (c.table["arm"] if "arm" in c.table else c.table["a"] + " vs " + c.table["b"])
-    if len(names) > 4:  # a summary line, not the claim's table: count the verdicts
-        counts = c.table["verdict"].value_counts()
-        return (f"mixed over {len(names)} comparisons (" + ", ".join(f"{v}: {n}" for v, n in counts.items())
-                + f"; see claim {c.number})")
-    return "mixed (" + ", ".join(f"{n}: {v}" for n, v in zip(names, c.table["verdict"])) + ")"
+def _cell_text(row) -> str:
+    """mean ± sd (n) of one arm at one budget, then its degenerate and still-improving counts."""
+    sd = "" if not np.isfinite(row["std"]) else f" ± {row['std']:.2f}"
+    marks = []
+    if row["degenerate"]:
+        marks.append(f"{int(row['degenerate'])}/{int(row['n_degenerate_known'])} degenerate")
+    if row["still_improving"]:
+        marks.append(f"{int(row['still_improving'])}/{int(row['n_improving_known'])} improving")
+    return f"{row['mean']:.2f}{sd} (n={int(row['n'])})" + (f"; {', '.join(marks)}" if marks else "")
 
 
-VARIANCE_COLUMNS = {
-    "arm": "arm", "role": "role", "n": "n", "n_failed": "failed", "mean": "mean", "std": "std",
-    "sem": "SEM", "ci": "95% CI (BCa)", "median": "median", "iqr": "IQR", "min": "min", "max": "max",
-    "gap_to_predecessor": "gap to predecessor", "gap_to_baseline": "gap to finetune-L_s",
-    "retention_pct": "retention (%)", "collapse_pct": "collapse rate (%)",
-    "dev_accuracy": "dev-max acc", "test_macro_f1": "test macro-F1", "tested": "tested (n≥3)"}
-SIGNIFICANCE_COLUMNS = {
-    "a": "A", "b": "B", "n_a": "n_A", "n_b": "n_B", "n_paired": "n paired", "diff": "diff A−B",
-    "diff_ci": "95% CI of diff", "welch_p": "Welch p", "welch_p_holm": "Welch p (Holm)",
-    "mwu_p": "MWU p", "mwu_p_holm": "MWU p (Holm)", "paired_p": "paired t p",
-    "paired_p_holm": "paired t p (Holm)", "wilcoxon_p": "Wilcoxon p",
-    "wilcoxon_p_holm": "Wilcoxon p (Holm)", "aso_eps_min": "ASO eps_min", "hedges_g": "Hedges g",
-    "prob_improvement": "P(A>B)", "note": "note"}
-POWER_COLUMNS = {
-    "arm": "arm", "baseline": "against", "observed_gap": "observed gap", "std_arm": "std arm",
-    "std_baseline": "std baseline", "seeds_for_observed_gap": "seeds for observed gap",
-    "seeds_for_0.5pt_gap": "seeds for 0.5-point gap", "seeds_for_1pt_gap": "seeds for 1-point gap"}
-STABILITY_COLUMNS = {
-    "a": "A", "b": "B", "n_a": "n_A", "n_b": "n_B", "std_a": "std A", "std_b": "std B",
-    "std_ratio": "std ratio A/B", "ratio_ci": "95% CI of ratio", "bf_p": "Brown-Forsythe p",
-    "bf_p_holm": "BF p (Holm)", "levene_p": "Levene p", "levene_p_holm": "Levene p (Holm)"}
+def budget_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm, one column per budget: the cells of `_cell_text` (one group's summary)."""
+    wide = summary.assign(cell=summary.apply(_cell_text, axis=1)).pivot(index="arm", columns="budget",
+                                                                        values="cell")
+    wide.columns = [f"{int(b):,} steps" for b in wide.columns]
+    return wide.reset_index().fillna("—")
 
 
-def _group_section(g: Group, infos: dict, report_path: Path) -> str:
-    v = _ci(g.variance, "ci_low", "ci_high", "ci").assign(
-        retention_pct=g.variance["retention"] * 100, collapse_pct=g.variance["collapse_rate"] * 100)
-    t = _ci(_ci(g.pairwise, "diff_ci_low", "diff_ci_high", "diff_ci"),
-            "std_ratio_ci_low", "std_ratio_ci_high", "ratio_ci") if not g.pairwise.empty else g.pairwise
-    out = [f"### {g.label}\n",
-           f"#### Variance\n\nTest accuracy (%) over seeds, failed runs excluded; CSV keeps full precision. "
-           f"Collapse rate: share of runs at or below the finetune-L_s mean.\n",
-           md_table(v, VARIANCE_COLUMNS),
-           "#### Significance\n\nEvery pair of arms; raw p-values beside Holm-adjusted ones (family: "
-           "this table, per column). Paired tests pair runs by predecessor seed. eps_min < 0.5: A "
-           "almost stochastically dominates B. Pairs with n < 3 on either side are not tested.\n",
-           md_table(t, SIGNIFICANCE_COLUMNS),
-           "#### Stability\n\nStd of test accuracy over seeds per pair; ratio CI from a percentile "
-           "bootstrap; Brown-Forsythe = Levene with median centring.\n",
-           md_table(t, STABILITY_COLUMNS), "#### Figures\n"]
-    captions = {"accuracy": "test accuracy per arm", "forest": "mean and 95% CI per arm",
-                "significance": "pairwise significance matrix", "std": "std per arm with 95% CI",
-                "dev_curves": "successor-only dev accuracy per epoch",
-                "replacements": "replacements per module per epoch",
-                "expected_max": "expected max vs number of seeds"}
-    out += [_figure(infos, g, name, report_path, cap) for name, cap in captions.items()]
+def _budget_section(a: Analysis, infos: list, report_path: Path) -> str:
+    """The budget axis first: accuracy against budget per group, where each claim holds, the
+    verdicts by budget, and per group the arm x budget table with failure and convergence counts."""
+    summary = budget_summary(a.runs)
+    out = ["Every student arm ran at each budget (student optimizer steps: a Theseus phase and its "
+           "successor phase together); the predecessor trained once per seed at its own length and is "
+           "shared by every budget, so runs are paired by seed across arms and budgets. *degenerate*: "
+           "predicts one class for (nearly) every test example; *improving*: dev accuracy still rising "
+           "over the last 20% of the run's steps (a longer budget would likely help).\n"]
+    panel = next((i for i in infos if i.name == "accuracy_vs_budget_panels"), None)
+    if panel is not None and not panel.skipped:
+        out.append(f"![test accuracy against budget]({_rel(panel.paths[0], report_path)})\n")
+    sentences = where_it_holds(a.verdicts_by_budget())
+    if sentences:
+        out.append("**Where each claim holds** (verdict words as in the claims tables below):\n")
+        out += [f"- {x}" for x in sentences] + [""]
+    for key, g in summary.groupby(BUDGET_GROUP, sort=False):
+        task, model, ls = key
+        pred = a.runs[(a.runs["task"] == task) & (a.runs["model"] == model) & a.runs["budget"].isna()
+                      & (a.runs["status"] == "ok")]
+        ref = ""
+        if len(pred):
+            p = pred.groupby("arm")["test_accuracy"].agg(["mean", "std", "size"])
+            ref = " Predecessor (own fixed length): " + ", ".join(
+                f"{arm} " + _cell_text({**r, "n": r["size"], "degenerate": 0, "still_improving": 0})
+                for arm, r in p.iterrows()) + "."
+        out.append(f"**{task} / {model}, {ls:g} layers: test accuracy (%) by budget.**{ref}\n")
+        out.append(md_table(budget_table(g)))
+    flips = a.verdicts_by_budget()
+    if not flips.empty:
+        out.append("**Verdicts by training budget** (student optimizer steps). *flips*: the verdict differs "
+                   "across budgets.\n")
+        out.append(md_table(flips))
+    return "\n".join(out)
+
+
+def _figures_section(a: Analysis, infos: dict, report_path: Path) -> str:
+    out = []
+    for g in a.groups:
+        if len(a.groups) > 1:
+            out.append(f"### {g.label}\n")
+        out += [_figure(infos, g, name, report_path, cap) for name, cap in SUMMARY_FIGURES.items()]
     return "\n".join(out)
 
 
 def _claims_section(a: Analysis, infos: dict, report_path: Path) -> str:
+    """One subsection per Holm family (the README's question), each claim with its test in words
+    (its function's docstring), its comparisons with their counts, and its figures."""
     out = []
-    for number, title in CLAIM_TITLES.items():
-        out.append(f"### {title}\n")
+    for family in dict.fromkeys(c.family for c in CLAIMS):
+        members = [c for c in CLAIMS if c.family == family]
+        out.append(f"### Claim {family}: {QUESTIONS.get(family, members[0].title)}\n")
+        out.append(f"Holm family: every tested comparison of claim{'s' if len(members) > 1 else ''} "
+                   + ", ".join(c.id for c in members) + ".\n")
         for g in a.groups:
-            c = next(c for c in g.claims if c.number == number)
-            out += [f"**{g.label}**: {c.question} Verdict: **{c.verdict}**.\n", c.text + "\n",
-                    _figure(infos, g, CLAIM_FIGURE[number], report_path, f"figure for claim {number}")]
+            t = g.claims_table()
+            if len(a.groups) > 1:
+                out.append(f"**{g.label}**\n")
+            for claim in members:
+                rows = t[t["claim"] == claim.id]
+                out.append(f"*{claim.id}: {claim.title}.* {claim.test}\n")
+                out.append(md_table(claims_display(rows).assign(note=rows["note"].to_numpy()).drop(
+                    columns=["claim", "test"])))
+            for fig in dict.fromkeys(c.figure for c in members):
+                out.append(_figure(infos, g, fig, report_path, f"figure for claim {family}"))
         out.append("")
-    return "\n".join(out) + (
-        "_Verdicts: 'supported' / 'contradicted' need a Holm-adjusted p < 0.05 in / against the "
-        "claimed direction; otherwise 'inconclusive at n = ...' (estimate in the claimed direction) "
-        "or 'not supported' (estimate against it); n < 3 is never tested._\n")
+    return "\n".join(out)
 
 
 def reference_comparison(a: Analysis) -> pd.DataFrame:
@@ -261,86 +407,230 @@ def _reference_section(a: Analysis) -> str:
         md_table(reference_comparison(a), cols)])
 
 
-def _beyond_section(a: Analysis, infos: dict, report_path: Path) -> str:
-    out = ["Expected maximum test accuracy (%) when the best of n seeds is kept (Dodge et al. "
-           "2019, exact from the empirical CDF); seeds per arm needed for 80% power (two-sided "
-           "Welch t, alpha 0.05) against finetune-L_s for the observed gap and fixed gaps; "
-           "variance components when the sweep is factorial.\n"]
+VARIANCE_COLUMNS = {
+    "arm": "arm", "role": "role", "n": "n", "n_failed": "failed", "mean": "mean", "std": "std",
+    "ci": "95% CI (t)", "median": "median", "iqr": "IQR", "min": "min", "max": "max",
+    "gap_to_predecessor": "gap to predecessor", "gap_to_baseline": "gap to finetune-L_s",
+    "degenerate": "degenerate (95% CP CI)", "std_nondegenerate": "std, non-degenerate runs",
+    "below_level": "below fine-tuning level (95% CP CI)", "le_median_pct": "≤ baseline median (%)",
+    "dev_accuracy": "dev-max acc", "test_macro_f1": "test macro-F1"}
+SENSITIVITY_SHOWN = {
+    "claim": "claim", "a": "A", "b": "B", "claim_p_adj": "claim's adjusted p (primary)",
+    "primary_p": "primary p (raw)", "welch_p": "Welch p", "mwu_p": "Mann-Whitney p",
+    "wilcoxon_p": "Wilcoxon p", "aso_eps_min": "ASO eps_min A over B", "aso_eps_min_ba": "ASO eps_min B over A",
+    "hedges_g": "Hedges g", "prob_improvement": "P(A>B)"}
+POWER_COLUMNS = {
+    "arm": "arm", "baseline": "against", "test": "test", "observed_gap": "observed gap",
+    "sd": "sd of paired diffs", "seeds_for_observed_gap": "seeds for observed gap",
+    "seeds_for_0.5pt_gap": "seeds for 0.5-point gap", "seeds_for_1pt_gap": "seeds for 1-point gap"}
+
+
+def _count_ci(k, n, lo, hi) -> str:
+    if not np.isfinite(n) or n == 0 or not np.isfinite(k):
+        return "unknown"
+    return f"{int(k)}/{int(n)} ({100 * lo:.0f}–{100 * hi:.0f}%)"
+
+
+def variance_display(v: pd.DataFrame) -> pd.DataFrame:
+    """The per-arm table as the appendix shows it (counts with their exact intervals)."""
+    return _ci(v, "ci_low", "ci_high", "ci").assign(
+        degenerate=[_count_ci(r.n_degenerate, r.n_degenerate_known, r.degenerate_ci_low, r.degenerate_ci_high)
+                    for r in v.itertuples()],
+        below_level=[_count_ci(r.n_below_level, r.n, r.below_level_ci_low, r.below_level_ci_high)
+                     for r in v.itertuples()],
+        le_median_pct=v["share_le_baseline_median"] * 100)
+
+
+def claim_sensitivity(g: Group) -> pd.DataFrame:
+    """The pairwise rows of the claims' mean comparisons, in claim order and oriented as the claim
+    states them (A = the claim's first arm: ASO columns swapped, Hedges g negated, P(A>B)
+    complemented where the pairwise table has the pair the other way round)."""
+    pw = g.pairwise.set_index(["a", "b"])
+    rows = []
+    for r in g.claims:
+        if r.decided_by not in ("paired t", "Welch t") or not r.b:
+            continue
+        if (r.a, r.b) in pw.index:
+            row = pw.loc[(r.a, r.b)].to_dict()
+        elif (r.b, r.a) in pw.index:
+            row = pw.loc[(r.b, r.a)].to_dict()
+            row.update(aso_eps_min=row["aso_eps_min_ba"], aso_eps_min_ba=row["aso_eps_min"],
+                       hedges_g=-row["hedges_g"], prob_improvement=1 - row["prob_improvement"])
+        else:
+            continue
+        rows.append({**row, "claim": r.claim, "a": r.a, "b": r.b, "claim_p_adj": r.p_adj})
+    return pd.DataFrame(rows)
+
+
+def _appendix(a: Analysis, infos: dict, report_path: Path) -> str:
+    out = []
     for g in a.groups:
+        if len(a.groups) > 1:
+            out.append(f"### {g.label}\n")
+        h = "####" if len(a.groups) > 1 else "###"
+        base = g.variance[g.variance["role"] == "baseline"]
+        out += [f"{h} {APPENDIX_SUBSECTIONS[0]}\n",
+                "Test accuracy (%) over seeds, failed runs excluded; the CSV keeps full precision. *Degenerate*: "
+                "the run predicts one class on test (Clopper-Pearson interval). *Fine-tuning level*: "
+                + (f"{_num(g.level)} = the {base['arm'].iloc[0]} mean − {LEVEL_SDS:g} sd; the baseline's own row "
+                   "is the reference." if np.isfinite(g.level) else "not defined (no baseline with n ≥ 3).")
+                + " *≤ baseline median*: SPEC's descriptive share, about 50% for the baseline itself.\n",
+                md_table(variance_display(g.variance), VARIANCE_COLUMNS)]
+        sens = claim_sensitivity(g)
+        out += [f"{h} {APPENDIX_SUBSECTIONS[1]}\n",
+                "Sensitivity checks, raw p-values, not used for any verdict: the other tests of each pair a claim "
+                f"compares by its mean. ASO eps_min below {ASO_THRESHOLD:g} reads \"almost stochastically "
+                "better\" (deepsig's threshold). Every pair of arms, with Brown-Forsythe, Levene, Fisher and the "
+                "rest, is in `tables/pairwise.csv` and `tables/sensitivity.csv`.\n",
+                md_table(sens, SENSITIVITY_SHOWN)]
         em = g.expected_max
-        out.append(f"### {g.label}\n")
+        out.append(f"{h} {APPENDIX_SUBSECTIONS[2]}\n")
         if not em.empty:
-            show = sorted({n for n in (1, 2, 3, 5, 10, 20) if n <= em["n_seeds"].max()} |
-                          {int(em["n_seeds"].max())})
-            piv = em[em["n_seeds"].isin(show)].pivot(index="arm", columns="n_seeds",
-                                                     values="expected_max")
+            by = set(em["selected_by"])
+            out.append("Expected test accuracy (%) of the run kept when the best of n seeds is chosen *by dev "
+                       "accuracy* (Dodge et al. 2019; exact from the empirical distribution)"
+                       + ("" if by == {"dev"} else "; arms without dev scores are chosen by test (optimistic)")
+                       + ". The last column, the expected max of *test* accuracy over all N seeds, selects on the "
+                         "test set itself and is optimistic.\n")
+            show = sorted({n for n in (1, 2, 3, 5, 10, 20) if n <= em["n_seeds"].max()} | {int(em["n_seeds"].max())})
+            piv = em[em["n_seeds"].isin(show)].pivot(index="arm", columns="n_seeds", values="expected_max")
             piv.columns = [f"n={c}" for c in piv.columns]
-            out.append(md_table(piv.reset_index()))
-        out.append(_figure(infos, g, "expected_max", report_path, "expected max vs seeds"))
-        out.append("Seeds per arm for 80% power (— = undefined or > 10000):\n")
-        out.append(md_table(g.power, POWER_COLUMNS))
-        out.append("Variance components:\n")
-        out.append(md_table(g.components) if g.components is not None else
-                   "_Not a factorial design (one student seed per predecessor seed): no "
-                   "variance components._\n")
+            last = em.loc[em.groupby("arm")["n_seeds"].idxmax(), ["arm", "expected_max_test"]].set_index("arm")
+            out.append(md_table(piv.join(last.rename(columns={"expected_max_test": "max of test, n=N"})).reset_index()))
+        out += [f"{h} {APPENDIX_SUBSECTIONS[3]}\n",
+                "Seeds per arm (seed pairs for the paired t) the primary test needs for 80% power at alpha "
+                f"{ALPHA} against finetune-L_s, for the observed gap and fixed gaps (— = no gap or > 10,000).\n",
+                md_table(g.power, POWER_COLUMNS),
+                f"{h} {APPENDIX_SUBSECTIONS[4]}\n",
+                md_table(g.components) if g.components is not None else
+                "_Not a factorial design (one student seed per predecessor seed): no variance components._\n",
+                f"{h} {APPENDIX_SUBSECTIONS[5]}\n",
+                *[_figure(infos, g, name, report_path, cap) for name, cap in MORE_FIGURES.items()]]
     return "\n".join(out)
 
 
 def render_report(a: Analysis, infos: list, meta: dict, report_path: Path) -> str:
     """The whole markdown report as a string (figures linked relative to report_path)."""
     by = {(i.group, i.name): i for i in infos}
-    title = f"BERT-of-Theseus reproducibility report: {meta.get('sweep', 'runs') if meta else 'runs'}"
+    title = (meta or {}).get("title") or \
+        f"BERT-of-Theseus reproducibility report: {meta.get('sweep', 'runs') if meta else 'runs'}"
     produced = (meta or {}).get("produced_at") or datetime.now(timezone.utc).isoformat(timespec="seconds")
     failed = a.failed
-    parts = [f"# {title}\n", f"_Generated: {produced}_\n",
-             f"## {SECTIONS[0]}\n", _summary(a),
-             f"## {SECTIONS[1]}\n", *[_group_section(g, by, report_path) for g in a.groups],
+    dirty = dirty_commits(meta)
+    budget = [f"## Training budget\n", _budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []
+    parts = [f"# {title}\n", f"_Generated: {produced}_\n", *budget,
+             f"## {SECTIONS[0]}\n", _summary(a, meta),
+             f"## {SECTIONS[1]}\n", _figures_section(a, by, report_path),
              f"## {SECTIONS[2]}\n", _claims_section(a, by, report_path),
              f"## {SECTIONS[3]}\n", _reference_section(a),
-             f"## {SECTIONS[4]}\n", _beyond_section(a, by, report_path),
+             f"## {SECTIONS[4]}\n", _appendix(a, by, report_path),
              f"## {SECTIONS[5]}\n",
              md_table(failed) if len(failed) else "_No failed runs._\n",
+             *([f"Records skipped (unreadable, left out of every figure): {'; '.join(meta['skipped_records'])}\n"]
+               if (meta or {}).get("skipped_records") else []),
              f"## {SECTIONS[6]}\n",
-             f"Statistics: {a.n_boot} bootstrap resamples, seed {a.seed}; alpha 0.05.\n",
+             *([f"**Dirty working tree:** the runs carry git commit(s) {', '.join(f'`{c}`' for c in dirty)}: "
+                "they were made from uncommitted changes, so that commit alone does not reproduce them.\n"]
+               if dirty else []),
+             f"Statistics: permutation tests with {a.n_boot} resamples (exact when there are fewer splits), "
+             f"ASO with 1000 bootstrap resamples, seed {a.seed}; alpha {ALPHA}, Holm within each claim's family; "
+             f"equivalence margin ±{a.margin:g} point(s); fine-tuning level = baseline mean − {LEVEL_SDS:g} sd.\n",
              "\n".join(render_meta(meta or {})) + "\n"]
     return "\n".join(parts)
 
 
 # ---------------------------------------------------------------- entry points
 
+TABLES_README = """# Tables
+
+Generated from the runs table by `harness.analysis` (full precision; one row per group key first).
+
+- `claims.csv`: one row per claim comparison: estimate, interval (ci_level), raw p, p_adj (Holm
+  within the claim's family), verdict, n, seeds_for_power, decided_by (the primary test).
+- `variance.csv`: one row per arm: mean, std, t interval of the mean, chi-square interval of the
+  std, degenerate counts with Clopper-Pearson intervals, the spread of the non-degenerate runs,
+  runs below the fine-tuning level, gaps to the predecessor and the baseline.
+- `pairwise.csv`: every pair of arms, the primary test only (paired t, else Welch; raw p);
+  `claim` / `claim_p_adj` where the pair is one of a claim's comparisons.
+- `sensitivity.csv`: every pair of arms, the sensitivity checks, raw p-values, used for no
+  verdict: Welch, Mann-Whitney U, paired t, Wilcoxon, ASO eps_min (a_better: eps_min < 0.2),
+  Hedges' g, P(A > B), std ratio with Brown-Forsythe and Levene, degenerate counts with Fisher.
+- `expected_max.csv`: expected test accuracy of the best-by-dev run among n seeds (Dodge et al.),
+  and expected_max_test, the optimistic max of test accuracy.
+- `profile.csv`: share of runs at or above each accuracy threshold (performance profile).
+- `power.csv`: seeds for 80% power under the primary test against finetune-L_s.
+- `variance_components.csv`: predecessor vs student seed variance (factorial sweeps).
+- `verdicts_by_budget.csv` (sweeps with several budgets): every claim verdict per budget.
+- `runs.csv`: the input runs table.
+"""
+
+
 def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str, Path]:
-    """Every table as CSV at full precision; returns name -> path."""
+    """Every table as CSV at full precision (and tables/README.md describing them); returns
+    name -> path."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     comps = a.table("components")
-    frames = {"variance": a.table("variance"), "pairwise": a.table("pairwise"),
-              "expected_max": a.table("expected_max"), "power": a.table("power"),
+    pw = a.table("pairwise")
+    front = [c for c in pw.columns if c not in SENSITIVITY_COLUMNS]
+    keys = [c for c in pw.columns if c in ("task", "model", "predecessor_layers", "successor_layers",
+                                           "budget", "a", "b")]
+    frames = {"claims": a.claims_table(), "variance": a.table("variance"),
+              "pairwise": pw[front] if not pw.empty else pw,
+              "sensitivity": pw[keys + [c for c in SENSITIVITY_COLUMNS if c in pw]] if not pw.empty else pw,
+              "expected_max": a.table("expected_max"), "profile": a.table("profile"), "power": a.table("power"),
               "variance_components": comps if not comps.empty else pd.DataFrame(
                   columns=["task", "model", "predecessor_layers", "successor_layers", "arm", "design",
                            "var_predecessor", "var_student", "var_residual", "share_predecessor"]),
-              "claims": a.claims_table(), "runs": runs}
+              "runs": runs}
+    by_budget = a.verdicts_by_budget()
+    if not by_budget.empty:
+        frames["verdicts_by_budget"] = by_budget
     paths = {}
     for name, df in frames.items():
         paths[name] = tables_dir / f"{name}.csv"
         df.to_csv(paths[name], index=False)
+    (tables_dir / "README.md").write_text(TABLES_README, encoding="utf-8")
     return paths
 
 
 def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements: pd.DataFrame | None,
                   meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
-    report_path and the index README.md beside it.
+    report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
+    equivalence margin (points) of claim 3b.
 
     Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
     """
     results_dir, report_path = Path(results_dir), Path(report_path)
-    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed)
+    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin)
     tables = write_tables(a, runs, results_dir / "tables")
     infos = plots.plot_all(a, results_dir / "plots")
+    if has_budget_axis(a.runs):
+        infos += _budget_outputs(a, curves, results_dir)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(render_report(a, infos, meta or {}, report_path), encoding="utf-8")
     return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
             "index": update_index(report_path.parent)}
+
+
+def _budget_outputs(a: Analysis, curves: pd.DataFrame | None, results_dir: Path) -> list:
+    """tables/budget_summary.csv, the accuracy-against-budget figure (groups side by side) and per
+    group the dev curves by fraction of the run, when the runs hold several budgets."""
+    summary = budget_summary(a.runs)
+    summary.to_csv(results_dir / "tables" / "budget_summary.csv", index=False)
+    colors = plots.arm_colors(a.runs["arm"])
+    panels = []
+    for key, g in summary.groupby(BUDGET_GROUP, sort=False):
+        in_group = (a.runs[BUDGET_GROUP] == pd.Series(key, index=BUDGET_GROUP)).all(axis=1)
+        panels.append((f"{key[0]} / {key[1]}, {key[2]:g} layers", a.runs[in_group], g))
+    infos = [budget_plots.plot_budget_panels(panels, colors, results_dir / "plots" / "accuracy_vs_budget")]
+    if curves is not None and not curves.empty:
+        for label, runs, _ in panels:
+            c = curves[curves["run_id"].isin(runs["run_id"])]
+            infos.append(budget_plots.plot_dev_curves_by_fraction(
+                c, colors, results_dir / "plots" / f"{plots.slug(label)}_dev_curves_by_budget", label))
+    return infos
 
 
 def update_index(report_dir: Path) -> Path:

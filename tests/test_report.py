@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from harness import report, stats
+from harness.analysis import Analysis
+from harness.claims import CLAIMS
 
 N_BOOT = 1000
 
@@ -61,7 +63,7 @@ def fixture_replacements(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-META = {"sweep": "fixture", "produced_at": "2025-01-02T03:04:05+00:00", "git_commit": "abc123",
+META = {"sweep": "fixture", "produced_at": "2025-01-02T03:04:05+00:00", "git_commits": ["abc123-dirty"],
         "config": {"lr": 2e-5, "batch_size": 32, "strategies": ["finetune-6", "theseus-add"]},
         "versions": {"python": "3.11", "torch": "2.5.1"},
         "model": {"name": "all-MiniLM-L6-v2", "sha256": "deadbeef"},
@@ -84,19 +86,20 @@ def test_report_sections_and_figures(written):
     text = path.read_text()
     for h in report.SECTIONS:
         assert f"\n## {h}\n" in text, h
-    for h in report.GROUP_SUBSECTIONS:
-        assert f"\n#### {h}\n" in text, h
-    for title in report.CLAIM_TITLES.values():
-        assert f"\n### {title}\n" in text, title
+    for h in report.APPENDIX_SUBSECTIONS:
+        assert f"\n### {h}\n" in text, h
+    for claim in CLAIMS:
+        assert f"*{claim.id}: {claim.title}.*" in text, claim.id
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) >= 7
+    assert len(links) >= 9
     for link in links:
         assert not Path(link).is_absolute()
         target = (path.parent / link).resolve()
         assert target.exists(), link
         assert target.with_suffix(".svg").exists()
     assert all(i.skipped is None for i in out["plots"]), [(i.name, i.skipped) for i in out["plots"]]
-    for must in ("CUDA out of memory", "abc123", "deadbeef", "60.11", "iflytek", "Different task and model"):
+    for must in ("CUDA out of memory", "abc123-dirty", "deadbeef", "60.11", "iflytek", "Different task and model",
+                 "**Dirty working tree:**", "**Provenance warning:**"):
         assert must in text, must
     index = out["index"].read_text()
     assert "[fixture.md](fixture.md)" in index and "2025-01-02T03:04:05+00:00" in index
@@ -104,22 +107,26 @@ def test_report_sections_and_figures(written):
 
 def test_tables_full_precision(written):
     out, runs = written
-    a: stats.Analysis = out["analysis"]
+    a: Analysis = out["analysis"]
     for name in report.TABLES:
         assert out["tables"][name].exists(), name
     back = pd.read_csv(out["tables"]["variance"])
     np.testing.assert_array_equal(back["mean"].to_numpy(), a.table("variance")["mean"].to_numpy())
     np.testing.assert_array_equal(back["ci_low"].to_numpy(), a.table("variance")["ci_low"].to_numpy())
     pw = pd.read_csv(out["tables"]["pairwise"])
-    np.testing.assert_array_equal(pw["welch_p"].to_numpy(), a.table("pairwise")["welch_p"].to_numpy())
+    np.testing.assert_array_equal(pw["primary_p"].to_numpy(), a.table("pairwise")["primary_p"].to_numpy())
+    assert "welch_p" not in pw  # the sensitivity checks have their own table
+    sens = pd.read_csv(out["tables"]["sensitivity"])
+    np.testing.assert_array_equal(sens["welch_p"].to_numpy(), a.table("pairwise")["welch_p"].to_numpy())
     r = pd.read_csv(out["tables"]["runs"])
     np.testing.assert_array_equal(r["test_accuracy"].to_numpy(), runs["test_accuracy"].to_numpy())
-    claims = pd.read_csv(out["tables"]["claims"])
-    assert set(claims["claim"]) == {1, 2, 3, 4}
+    claims = pd.read_csv(out["tables"]["claims"], dtype={"claim": str})
+    assert set(claims["claim"]) == {c.id for c in CLAIMS}
+    assert (out["tables"]["claims"].parent / "README.md").exists()
 
 
 def test_fixture_statistics(written):
-    a: stats.Analysis = written[0]["analysis"]
+    a: Analysis = written[0]["analysis"]
     (g,) = a.groups
     v = g.variance.set_index("arm")
     assert v.loc["finetune-6", "n"] == 4 and v.loc["finetune-6", "n_failed"] == 1
@@ -131,13 +138,17 @@ def test_fixture_statistics(written):
 
 
 def test_claim_verdicts(written):
-    a: stats.Analysis = written[0]["analysis"]
-    claims = {c.number: c for c in a.claims}
-    assert claims[2].verdict == "supported"  # add std 0.1 vs binary std 3 over 8 seeds
-    c1 = claims[1].table.set_index("a")
-    assert c1.loc["theseus-binary/seed", "verdict"] in ("not supported", "inconclusive at n = 8")
-    assert c1.loc["theseus-binary/seed", "diff"] == pytest.approx(0, abs=1e-9)
-    assert claims[4].table.set_index("arm").loc["theseus-binary/seed", "n_with_replacements"] == 8
+    a: Analysis = written[0]["analysis"]
+    claims = {(c.claim, c.comparison): c for c in a.claims}
+    # no degenerate column: failures unknown, the spread then taken over all runs (add sd 0.1 vs 3)
+    assert claims[("2a", "theseus-add/convex vs theseus-binary/seed: share degenerate")].verdict == \
+        "not tested (degenerate runs unknown)"
+    assert claims[("2b", "theseus-add/convex vs theseus-binary/seed: sd of non-degenerate runs")].verdict == "supported"
+    c1 = claims[("1", "theseus-binary/seed vs finetune-3")]
+    assert c1.verdict in ("not supported", "inconclusive at n = 8")
+    assert c1.estimate == pytest.approx(0, abs=1e-9)
+    assert claims[("4b", "theseus-binary/seed: replacements, degenerate vs other runs")].verdict == \
+        "not tested (degenerate runs unknown)"
 
 
 def test_minimal_csv(tmp_path):
@@ -156,7 +167,7 @@ def test_minimal_csv(tmp_path):
     skipped = {i.name: i.skipped for i in out["plots"]}
     assert skipped["dev_curves"] == "no per-epoch data" and skipped["replacements"] == "no replacement counts"
     assert skipped["accuracy"] is None
-    assert [c.verdict for c in out["analysis"].claims if c.number == 4] == ["not tested (no replacement counts)"]
+    assert [c.verdict for c in out["analysis"].claims if c.claim == "4b"] == ["not tested (no replacement counts)"]
 
 
 def test_tiny_group_and_nan(tmp_path):
@@ -168,10 +179,88 @@ def test_tiny_group_and_nan(tmp_path):
                                results_dir=tmp_path / "r", report_path=tmp_path / "rep" / "tiny.md",
                                n_boot=N_BOOT)
     assert {c.verdict for c in out["analysis"].claims} <= {
-        stats.NOT_TESTED, "not tested (no such arms)", "not tested (no replacement counts)"}
+        stats.NOT_TESTED, "not tested (no such arms)", "not tested (no replacement counts)",
+        "not tested (degenerate runs unknown)", "not estimable (< 5 non-degenerate runs)",
+        "not tested (no fine-tuning level: baseline n < 3)"}
     assert "not tested" in out["report"].read_text()
     only_kd = pd.DataFrame({"task": "t", "strategy": "kd", "seed": [0, 1, 2], "test_accuracy": [1, 2, 3]})
     out = report.write_outputs(only_kd, None, None, None, results_dir=tmp_path / "k",
                                report_path=tmp_path / "rep" / "kd.md", n_boot=N_BOOT)
     assert "t / ?, ? -> ? layers" in out["report"].read_text()
     assert "kd.md" in (tmp_path / "rep" / "README.md").read_text()
+
+
+def _md_rows(text: str, header_start: str) -> list[dict]:
+    """Rows of every markdown table whose header starts with `header_start`, as dicts."""
+    rows, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(header_start):
+            names = [c.strip() for c in line.strip("|").split("|")]
+            for body in lines[i + 2:]:
+                if not body.startswith("|"):
+                    break
+                rows.append(dict(zip(names, [c.strip() for c in body.strip("|").split("|")])))
+    return rows
+
+
+def test_report_leads_with_the_claims_and_never_shows_two_adjusted_p(written):
+    text = written[0]["report"].read_text()
+    summary = text.split("\n## Summary\n", 1)[1].split("\n## ", 1)[0]
+    assert "| claim | comparison | difference | adjusted p | verdict | n | seeds for 80% power | test |" in summary
+    assert text.index("## Summary") < text.index("## Figures") < text.index("## Claims") < text.index("## Appendix")
+    assert "∞" not in text and not re.search(r"(?<![a-z])-?inf(?![a-z])", text.lower())
+    seen: dict[str, set] = {}
+    for row in _md_rows(text, "| claim | comparison |") + _md_rows(text, "| comparison | difference |"):
+        seen.setdefault(row["comparison"], set()).add(row["adjusted p"])
+    for row in _md_rows(text, "| claim | A | B |"):  # the sensitivity appendix repeats the claim's p
+        seen.setdefault(f"{row['A']} vs {row['B']}", set()).add(row["claim's adjusted p (primary)"])
+    assert seen and all(len(v) == 1 for v in seen.values()), {k: v for k, v in seen.items() if len(v) > 1}
+
+
+def test_analyze_a_csv_with_degenerate_runs(tmp_path, capsys):
+    """`analyze` on a user CSV with a boolean `degenerate` column: per-arm failure counts with
+    Clopper-Pearson intervals, Fisher's exact p between arms equal to scipy's, failure claims."""
+    from scipy import stats as st
+
+    from harness.cli import main
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for arm, base, k_deg in (("finetune-6", 0.80, 0), ("finetune-3", 0.74, 0), ("theseus-add", 0.75, 1),
+                             ("theseus-binary", 0.70, 7)):
+        for i in range(10):
+            deg = i < k_deg
+            rows.append({"task": "t", "strategy": arm, "seed": i, "degenerate": "true" if deg else "false",
+                         "test_accuracy": 0.578 if deg else base + rng.normal(0, 0.01)})
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "degenerate 7/10" in out and "degenerate 1/10" in out
+    var = pd.read_csv(tmp_path / "a" / "tables" / "variance.csv").set_index("arm")
+    assert var.loc["theseus-binary", "n_degenerate"] == 7 and var.loc["theseus-add", "n_degenerate"] == 1
+    ci = st.binomtest(7, 10).proportion_ci(method="exact")
+    assert var.loc["theseus-binary", "degenerate_ci_low"] == pytest.approx(ci.low)
+    sens = pd.read_csv(tmp_path / "a" / "tables" / "sensitivity.csv").set_index(["a", "b"])
+    assert sens.loc[("theseus-add", "theseus-binary"), "fisher_p"] == pytest.approx(
+        st.fisher_exact([[1, 9], [7, 3]]).pvalue, rel=1e-12)
+    claims = pd.read_csv(tmp_path / "a" / "tables" / "claims.csv", dtype={"claim": str})
+    two_a = claims[claims["claim"] == "2a"].iloc[0]
+    assert two_a["p"] == pytest.approx(st.fisher_exact([[1, 9], [7, 3]]).pvalue, rel=1e-12)
+    text = (tmp_path / "a" / "mine.md").read_text()
+    assert "7 of 10 theseus-binary runs predict a single class on test" in text
+
+
+def test_budgets_are_reported_side_by_side(tmp_path):
+    rng = np.random.default_rng(9)
+    rows = [dict(task="t", strategy="finetune-6", seed=i, test_accuracy=80 + rng.normal()) for i in range(6)]
+    for budget, shift in ((200, -2.0), (800, 2.0)):
+        rows += [dict(task="t", strategy=s, seed=i, budget=budget, test_accuracy=74 + d + rng.normal(0, 0.3))
+                 for s, d in (("finetune-3", 0.0), ("theseus-add", shift)) for i in range(6)]
+    from harness.analysis import analyze
+
+    a = analyze(pd.DataFrame(rows), n_boot=N_BOOT)  # no figures: the layout is what is tested here
+    text = report.render_report(a, [], {"sweep": "b"}, tmp_path / "rep" / "b.md")
+    assert "**Verdicts by training budget**" in text and "| budget 200 | budget 800 | flips |" in text
+    paths = report.write_tables(a, pd.DataFrame(rows), tmp_path / "r" / "tables")
+    assert paths["verdicts_by_budget"].exists() and len(a.groups) == 2

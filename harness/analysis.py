@@ -1,0 +1,186 @@
+"""One runs table -> every statistic and claim, group by group (SPEC section 4).
+
+A group is one (task, model, successor_layers) with successor_layers < predecessor_layers, split
+further by `budget` when that column holds more than one distinct value in it; the predecessor's
+rows (and runs without a budget) belong to every group they share a task and model with. Each
+group gets the tables of harness.stats and the claims of harness.claims (evaluated on the group's
+own rows: a pure function of them, so the verdicts of several budgets sit side by side in
+`Analysis.verdicts_by_budget`). plots.py and report.py only consume an Analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness import stats
+from harness.claims import ClaimResult, claims_frame, evaluate_claims
+
+
+@dataclass
+class Group:
+    """All statistics of one group; `runs` holds its rows plus the predecessor's, with the
+    columns `degenerate` (nullable boolean) and `below_level` (test accuracy below the
+    fine-tuning level `level`, stats.fine_tuning_level of the baseline)."""
+    task: str
+    model: str
+    successor_layers: float  # NaN when unknown (no finetune-k arm to infer it from)
+    predecessor_layers: float
+    budget: float  # student optimizer steps; NaN when the sweep has no budget axis
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    replacements: pd.DataFrame
+    level: float
+    variance: pd.DataFrame
+    pairwise: pd.DataFrame
+    expected_max: pd.DataFrame
+    profile: pd.DataFrame
+    power: pd.DataFrame
+    components: pd.DataFrame | None
+    claims: list[ClaimResult] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        lp, ls = (f"{x:g}" if np.isfinite(x) else "?" for x in (self.predecessor_layers,
+                                                               self.successor_layers))
+        budget = f", budget {self.budget:g} steps" if np.isfinite(self.budget) else ""
+        return f"{self.task} / {self.model}, {lp} -> {ls} layers{budget}"
+
+    @property
+    def key(self) -> dict:
+        return dict(task=self.task, model=self.model, predecessor_layers=self.predecessor_layers,
+                    successor_layers=self.successor_layers, budget=self.budget)
+
+    def claims_table(self) -> pd.DataFrame:
+        return claims_frame(self.claims)
+
+
+@dataclass
+class Analysis:
+    """Everything the report and the CLI need: normalised inputs, one Group per group, and the
+    settings behind the numbers (resamples, seed, equivalence margin)."""
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    replacements: pd.DataFrame
+    groups: list[Group]
+    n_boot: int
+    seed: int
+    margin: float = 1.0
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Concatenate one per-group table ("variance", "pairwise", "expected_max", "profile",
+        "power", "components") across groups, the group key in front."""
+        parts = [getattr(g, name).assign(**g.key) for g in self.groups
+                 if getattr(g, name) is not None and not getattr(g, name).empty]
+        if not parts:
+            return pd.DataFrame()
+        t = pd.concat(parts, ignore_index=True)
+        front = list(self.groups[0].key)
+        return t[front + [c for c in t.columns if c not in front]]
+
+    @property
+    def claims(self) -> list[ClaimResult]:
+        return [c for g in self.groups for c in g.claims]
+
+    def claims_table(self) -> pd.DataFrame:
+        """One row per (group, claim, comparison): the ClaimResult fields behind the group key."""
+        parts = [g.claims_table().assign(**g.key) for g in self.groups]
+        if not parts:
+            return claims_frame([])
+        t = pd.concat(parts, ignore_index=True)
+        front = list(self.groups[0].key)
+        return t[front + [c for c in t.columns if c not in front]]
+
+    def verdicts_by_budget(self) -> pd.DataFrame:
+        """Verdicts laid side by side per budget: one row per (task, model, successor_layers,
+        claim, comparison), one column per budget, and `flips` (True when the verdicts differ
+        across budgets, "inconclusive at n = ..." counted as one verdict). Empty when no group
+        has a budget."""
+        t = self.claims_table()
+        if t.empty or t["budget"].isna().all():
+            return pd.DataFrame()
+        keys = ["task", "model", "successor_layers", "claim", "comparison"]
+        wide = t.pivot_table(index=keys, columns="budget", values="verdict", aggfunc="first", sort=False)
+        wide.columns = [f"budget {b:g}" for b in wide.columns]
+        kinds = wide.apply(lambda r: {str(v).split(" at n")[0] for v in r.dropna()}, axis=1)
+        return wide.assign(flips=kinds.map(len) > 1).reset_index()
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        cols = [c for c in ("run_id", "task", "model", "arm", "seed", "student_seed",
+                            "successor_layers", "budget", "error") if c in self.runs]
+        return self.runs.loc[self.runs["status"] != "ok", cols]
+
+
+def _frame(x: pd.DataFrame | None) -> pd.DataFrame:
+    return pd.DataFrame() if x is None else x.copy()
+
+
+def _budgets(rows: pd.DataFrame) -> list[float]:
+    """The budgets to split a (task, model, successor_layers) group by: [NaN] unless its rows hold
+    more than one distinct budget."""
+    b = sorted(rows["budget"].dropna().unique())
+    return b if len(b) > 1 else [np.nan]
+
+
+def annotate_pairwise(pairwise: pd.DataFrame, results: list[ClaimResult]) -> pd.DataFrame:
+    """The pairwise table with `claim` and `claim_p_adj`: for a pair that is one of the claims'
+    mean comparisons (paired or Welch t, the pairwise table's primary test), the claim id and its
+    Holm-adjusted p, so the same comparison shows the same adjusted p wherever it appears."""
+    t = pairwise.copy()
+    t["claim"], t["claim_p_adj"] = "", np.nan
+    by_pair = {}
+    for r in results:
+        if r.decided_by in ("paired t", "Welch t") and r.b:
+            by_pair.setdefault(frozenset((r.a, r.b)), []).append(r)
+    for i, row in t.iterrows():
+        hits = by_pair.get(frozenset((row["a"], row["b"])), [])
+        if hits:
+            t.at[i, "claim"] = ", ".join(r.claim for r in hits)
+            t.at[i, "claim_p_adj"] = hits[0].p_adj
+    return t
+
+
+def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
+            replacements: pd.DataFrame | None = None, *, n_boot: int = 10_000, seed: int = 0,
+            margin: float = 1.0) -> Analysis:
+    """Normalise the runs table and compute every table and claim per group.
+
+    n_boot: resamples of the permutation tests (spread) and ASO's bootstrap is 1,000 whatever
+    it is; seed: their random seed; margin: the equivalence margin (points) of "no better".
+    """
+    r = stats.normalize_runs(runs)
+    ep = stats._to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
+    rep = _frame(replacements)
+    groups = []
+    for (task, model), tm in r.groupby(["task", "model"], sort=True):
+        lp = tm["predecessor_layers"].max()
+        sizes = sorted(tm["successor_layers"].dropna().unique())
+        sizes = [s for s in sizes if not np.isfinite(lp) or s < lp] or sizes
+        if tm["successor_layers"].isna().any():  # no finetune-k to infer the size from
+            sizes.append(np.nan)
+        pred = f"finetune-{int(lp)}" if np.isfinite(lp) else None
+        for ls in sizes:
+            same = tm["successor_layers"].isna() if np.isnan(ls) else tm["successor_layers"] == ls
+            for budget in _budgets(tm[same & (tm["arm"] != pred)]):
+                in_budget = tm["budget"].isna() | (tm["budget"] == budget) if np.isfinite(budget) else True
+                groups.append(_group(task, model, float(ls), float(lp), float(budget),
+                                     tm[(same & in_budget) | (tm["arm"] == pred)].copy(), ep, rep,
+                                     n_boot=n_boot, seed=seed, margin=margin))
+    return Analysis(r, ep, rep, groups, n_boot, seed, margin)
+
+
+def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin) -> Group:
+    var = stats.variance_table(g)
+    level = float(var["fine_tuning_level"].iloc[0]) if len(var) else np.nan
+    g["below_level"] = g["test_accuracy"] < level
+    ids = set(g["run_id"])
+    gep = ep[ep["run_id"].isin(ids)] if "run_id" in ep else ep.iloc[0:0]
+    grep = rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep.iloc[0:0]
+    results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot)
+    return Group(task, model, ls, lp, budget, g, gep, grep, level, var,
+                 annotate_pairwise(stats.pairwise_tests(g, seed=seed), results), stats.expected_max(g),
+                 stats.performance_profile(g), stats.power_table(g), stats.variance_components(g), results)
+
