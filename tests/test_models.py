@@ -76,3 +76,52 @@ def test_other_bert_family_encoders_slice_and_run(tiny_model_dir, tmp_path, fami
     logits = clf(ids, (ids != 0).long())
     assert logits.shape == (2, 3)
     torch.testing.assert_close(logits[:1], clf(ids[:1, :4], torch.ones(1, 4, dtype=torch.long)), atol=1e-5, rtol=1e-5)
+
+
+def test_honest_error_for_a_folder_that_is_not_a_model(tmp_path):
+    """A readable local folder is never blamed on the hub or on being offline."""
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(HarnessError) as info:
+        load_pretrained(str(tmp_path))
+    message = str(info.value)
+    assert "has no config.json" in message and "hub" not in message and "offline" not in message
+
+
+@pytest.mark.slow
+def test_real_mpnet_base_12_equals_its_own_forward(tmp_path, monkeypatch):
+    """The bundled 12-layer MPNet: fetched (or linked from the user cache), its harness path equals
+    its own forward, and a 12 -> 3 Theseus step at rate 1 is the 3-layer successor alone."""
+    from pathlib import Path
+
+    from transformers import AutoModel
+
+    from harness.strategies.theseus import BinaryChoice, RateSchedule, TheseusModel
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    entry = next((Path.home() / ".cache" / "theseus-harness").glob("mpnet-base-12-*"), None)
+    if entry is not None:  # reuse what `python -m harness fetch` put in the user cache
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache" / entry.name).symlink_to(entry)
+    pre = load_pretrained("mpnet-base-12")
+    assert pre.num_layers == 12 and pre.hidden_size == 768 and pre.identity["adapter"] == "mpnet"
+    assert pre.identity["fidelity"]["max_abs_difference"] <= pre.identity["fidelity"]["tolerance"]
+    assert len(pre.identity["weights_sha256"]["model.safetensors"]) == 64
+    tok = pre.tokenizer
+    batch = tok(["a gripping, beautifully acted film", "dull"], padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert tok.pad_token_id == 1 and not bool(mask.all())
+    reference = AutoModel.from_pretrained(pre.path, attn_implementation="eager").eval()
+    torch.manual_seed(0)
+    predecessor = build_classifier(pre, 12, 2).eval()
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = predecessor.embeddings(ids, mask)
+        inputs = predecessor.embeddings.layer_inputs(hidden, mask)
+        for layer in predecessor.layers:
+            hidden = layer(hidden, inputs.mask, position_bias=inputs.extras["position_bias"])[0]
+        torch.testing.assert_close(hidden[mask.bool()], expected[mask.bool()], rtol=0, atol=1e-5)
+        successor = build_classifier(pre, 3, 2)
+        successor.head = predecessor.head
+        mixer = BinaryChoice(4, RateSchedule(1.0), per_example=False, generator=torch.Generator().manual_seed(0))
+        theseus = TheseusModel(predecessor, successor.layers, successor.embeddings, mixer).eval()
+        torch.testing.assert_close(theseus(ids, mask), successor.eval()(ids, mask), rtol=0, atol=0)

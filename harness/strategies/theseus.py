@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.models import Classifier, layer_attention_mask, layer_indices, run_layer
+from harness.models import Classifier, layer_indices, run_layer
 from harness.strategies import Context, Plan, Strategy
 from harness.train import Phase
 
@@ -115,7 +115,14 @@ class ProportionalAdd:
 
 
 class TheseusModel(nn.Module):
-    """The Theseus training forward: predecessor blocks and successor modules mixed per module."""
+    """The Theseus training forward: predecessor blocks and successor modules mixed per module.
+
+    Encoder-level parameters that every layer needs (MPNet's relative attention bias, DeBERTa's
+    relative embeddings + LayerNorm) travel with an embeddings part (models.Embeddings). The
+    predecessor's blocks always use E_p's frozen copy. The successor's layers use E_s's own copy when
+    the embeddings are a replaceable module (the seed: it is trained with E_s), else E_p's frozen copy
+    (official: E_p shared), exactly as the successor alone computes at evaluation.
+    """
 
     def __init__(self, predecessor: Classifier, successor_layers: nn.ModuleList,
                  successor_embeddings: nn.Module | None, mixer):
@@ -131,29 +138,38 @@ class TheseusModel(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         """(batch, seq) -> logits (batch, classes), through the predecessor's frozen head H."""
-        P = self.predecessor
+        P, E_s = self.predecessor, self.successor_embeddings
         self.mixer.begin_step(input_ids.shape[0])
-        mask = layer_attention_mask(attention_mask)
-        if self.successor_embeddings is None:
-            hidden = P.embeddings(input_ids, token_type_ids)
+        if E_s is None:
+            hidden = P.embeddings(input_ids, attention_mask, token_type_ids)
             offset = 0
         else:
-            hidden = self.mixer.mix(0, lambda: P.embeddings(input_ids, token_type_ids),
-                                    lambda: self.successor_embeddings(input_ids, token_type_ids))
+            hidden = self.mixer.mix(0, lambda: P.embeddings(input_ids, attention_mask, token_type_ids),
+                                    lambda: E_s(input_ids, attention_mask, token_type_ids))
             offset = 1
+        # The mask and per-forward extras (MPNet's position bias, DeBERTa's relative embeddings) come
+        # from the part whose encoder-level parameters the layers were trained with: E_p's frozen copy
+        # for the predecessor blocks; E_s's own copy for the successor's layers when the embeddings are
+        # replaceable (trained with them), else E_p's. That is what the successor computes alone at
+        # evaluation, so a rate-1 step equals the successor alone.
+        pred_inputs = P.embeddings.layer_inputs(hidden, attention_mask)
+        succ_inputs = pred_inputs if E_s is None else E_s.layer_inputs(hidden, attention_mask)
         for i, layer in enumerate(self.successor_layers):
             block = P.layers[self.ratio * i: self.ratio * (i + 1)]
 
             def predecessor_fn(h=hidden, block=block):
                 for p_layer in block:
-                    h = run_layer(p_layer, h, mask)
+                    h = run_layer(p_layer, h, pred_inputs)
                 return h
 
-            hidden = self.mixer.mix(offset + i, predecessor_fn, lambda h=hidden, s=layer: run_layer(s, h, mask))
+            hidden = self.mixer.mix(offset + i, predecessor_fn,
+                                    lambda h=hidden, s=layer: run_layer(s, h, succ_inputs))
         return P.head(hidden)
 
 
 def _build_successor(ctx: Context, predecessor: Classifier) -> tuple[nn.ModuleList, nn.Module | None]:
+    """S's layers, and E_s when the embeddings are replaceable (a copy of the source's embeddings part,
+    with its encoder-level parameters: MPNet's relative bias, DeBERTa's relative embeddings)."""
     cfg, opts = ctx.config, ctx.options
     if opts["successor_init"] == "predecessor":  # official: copies of the fine-tuned P's layers
         source_layers, source_embeddings = predecessor.layers, predecessor.embeddings
