@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from harness.bench import computed_flops, forward_flops_per_token, format_report, run_bench, useful_flops
 
@@ -73,3 +75,217 @@ def test_the_warmup_pass_is_not_counted(results, tiny_model_dir, tiny_task):
     for name, row in results["train"].items():
         assert {k: row[k] for k in work} == {k: cold["train"][name][k] for k in work}, name
     assert {k: results["eval"][k] for k in work} == {k: cold["eval"][k] for k in work}
+
+
+# ---------------------------------------------------------------- bench --profile
+
+def test_op_families_put_each_op_under_its_family():
+    """A hand-built step whose ops are known: every family present gets time, backward ops follow the
+    forward op that made them, and the families add up to every op's self time."""
+    from torch.profiler import profile
+
+    from harness.bench import FAMILIES, OVERHEAD, op_families
+
+    torch.manual_seed(0)
+    lin, norm = torch.nn.Linear(16, 16), torch.nn.LayerNorm(16)
+    emb = torch.nn.Embedding(50, 16)
+    opt = torch.optim.AdamW([*lin.parameters(), *norm.parameters(), *emb.parameters()], fused=True)
+    ids, labels = torch.randint(0, 50, (4, 8)), torch.randint(0, 16, (4,))
+    with profile() as prof:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = norm(emb(ids))
+            q = F.dropout(F.gelu(lin(h)), 0.1).view(4, 2, 8, 8)
+            a = F.scaled_dot_product_attention(q, q, q, dropout_p=0.1).reshape(4, 8, 16)
+            loss = F.cross_entropy(a[:, 0].float(), labels)
+        loss.backward()
+        opt.step()
+    events = prof.events()
+    fam = op_families(events)
+    assert set(fam) == set(FAMILIES) - {OVERHEAD}
+    assert sum(fam.values()) == pytest.approx(sum(e.self_cpu_time_total for e in events))
+    for family in ("matmul/linear", "attention (sdpa, softmax)", "dropout + RNG", "dtype casts/copies", "layer norm",
+                   "GELU", "optimizer step", "embedding", "loss"):
+        assert fam[family] > 0, family
+    # every bernoulli_ (F.dropout's and SDPA's own) is dropout; a linear's backward mm is matmul
+    bernoulli = sum(e.self_cpu_time_total for e in events if e.name == "aten::bernoulli_")
+    assert bernoulli > 0 and fam["dropout + RNG"] >= bernoulli
+    backward_mm = sum(e.self_cpu_time_total for e in events if e.name == "aten::mm")
+    assert fam["matmul/linear"] >= backward_mm > 0
+
+
+def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
+    from harness.bench import FAMILIES, format_profile, run_profile
+
+    results = run_profile(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
+                          log=lambda *_: None)
+    cases = [(c["case"], c["precision"]) for c in results["cases"]]
+    assert cases == [("finetune-2", "bf16"), ("theseus 4->2", "bf16"), ("finetune-2", "fp32"), ("theseus 4->2", "fp32")]
+    for c in results["cases"]:
+        assert set(c["shares"]) == set(FAMILIES) and sum(c["shares"].values()) == pytest.approx(1.0)
+        assert min(c["shares"].values()) >= 0 and c["step_ms"] > 0 and c["steps_per_s"] > 0
+    assert "Python/framework overhead" in format_profile(results)
+    json.dumps(results)
+
+
+# ---------------------------------------------------------------- engines: bit-identical, and measured
+
+_ENGINE_CHILD = """
+import json, os, sys, torch
+from harness.config import RunConfig
+from harness.runner import execute
+out = {"records": [], "states": []}
+for d in json.loads(sys.stdin.read()):
+    record, model = execute(RunConfig.from_dict(d), log=lambda *_: None, return_model=True)
+    for key in ("wall_seconds", "provenance"):
+        record.pop(key)
+    for e in record["epochs"] + [record["predecessor"] or {}]:
+        for key in [k for k in e if "seconds" in k]:
+            e.pop(key)
+    # where this process's cache keeps the sources (model and data paths) is no result
+    out["records"].append(json.loads(json.dumps(record).replace(os.environ["HARNESS_CACHE"], "<cache>")))
+    out["states"].append({k: v.clone() for k, v in model.state_dict().items()})
+torch.save(out, os.environ["ENGINE_OUT"])
+"""
+
+
+def _runs_under(engine: str, configs: list, tmp_path, sources=None) -> dict:
+    """Whole runs (predecessor trained, both Theseus phases, dev/test evaluation) in a fresh process with
+    HARNESS_ENGINE=engine (keep_freed_memory holds for the rest of a process) and a cache of its own (each
+    engine trains its own predecessor), linking the fetched sources of `sources` (default: this session's)."""
+    import os
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    out, cache = tmp_path / f"{engine}.pt", tmp_path / f"cache-{engine}"
+    cache.mkdir()
+    for entry in Path(sources or os.environ["HARNESS_CACHE"]).glob("*-*"):  # sources: fetched and verified
+        (cache / entry.name).symlink_to(entry.resolve())
+    env = {**os.environ, "HARNESS_ENGINE": engine, "HARNESS_CACHE": str(cache), "ENGINE_OUT": str(out)}
+    done = subprocess.run([sys.executable, "-c", _ENGINE_CHILD], input=json.dumps([c.to_dict() for c in configs]),
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(out)
+
+
+def _differences(a, b, path="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str) for d in _differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    # losses per epoch, dev curve, test accuracy and predictions per class: every field but timings
+    assert not _differences(a["records"], b["records"])
+    for sa, sb in zip(a["states"], b["states"]):
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]), k
+
+
+def test_engines_give_bit_identical_runs(tiny_config, tmp_path):
+    """The speed-ups of engine "current" change no number: the same configs run under "previous" and
+    "current" give equal records and bit-identical weights, in fp32 and bf16, for direct fine-tuning and
+    both Theseus strategies (whose frozen predecessor the bf16 casts concern)."""
+    theseus = tiny_config.replace(strategy="theseus-binary", variant="seed",
+                                  options={"theseus_epochs": 2, "successor_epochs": 1})
+    add = tiny_config.replace(strategy="theseus-add", variant="seed", options={"theseus_epochs": 1,
+                                                                                 "successor_epochs": 1})
+    configs = [c.replace(precision=p) for p in ("bf16", "fp32")
+               for c in (tiny_config.replace(strategy="finetune"), theseus)] + [add.replace(precision="bf16")]
+    previous, current = _runs_under("previous", configs, tmp_path), _runs_under("current", configs, tmp_path)
+    assert len(current["records"]) == 5 and all(r["status"] == "ok" for r in current["records"])
+    _assert_identical(previous, current)
+
+
+@pytest.mark.slow
+def test_engines_give_bit_identical_runs_on_the_real_model(tmp_path):
+    """The same on MiniLM-L6 and rt-polarity (6 -> 3, short runs): the real shapes and kernels."""
+    from harness.config import RunConfig
+
+    base = RunConfig(task="rt-polarity", model="minilm-l6", layers=3, train_size=320, dev_size=64, test_size=64,
+                     epochs=1, predecessor_epochs=1, threads=1)
+    configs = [base.replace(strategy="finetune", precision="bf16"),
+               base.replace(strategy="theseus-binary", variant="seed", precision="bf16",
+                            options={"theseus_epochs": 1, "successor_epochs": 1}),
+               base.replace(strategy="theseus-binary", variant="seed", precision="fp32",
+                            options={"theseus_epochs": 1, "successor_epochs": 0})]
+    from pathlib import Path
+
+    sources = Path.home() / ".cache" / "theseus-harness"  # what `python -m harness fetch` put there
+    _assert_identical(_runs_under("previous", configs, tmp_path, sources),
+                      _runs_under("current", configs, tmp_path, sources))
+
+
+def test_frozen_casts_give_linears_the_values_autocast_would(tmp_path):
+    from harness.train import FrozenCasts
+
+    torch.manual_seed(0)
+    frozen, trained = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+    net = torch.nn.Sequential(frozen, torch.nn.GELU(), trained)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    own = {name: p for name, p in net.named_parameters()}
+    casts = FrozenCasts(net, {id(p) for p in trained.parameters()}, torch.bfloat16)
+    assert casts.linears == [frozen]
+    x = torch.randn(4, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = net(x)
+        with casts:
+            assert frozen.weight.dtype == torch.bfloat16 and trained.weight.dtype == torch.float32
+            cached = net(x)
+    assert torch.equal(plain, cached)
+    (ga,) = torch.autograd.grad(plain.float().sum(), x)
+    (gb,) = torch.autograd.grad(cached.float().sum(), x)
+    assert torch.equal(ga, gb)
+    assert {name: p for name, p in net.named_parameters()} == own  # the very same parameters back
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    with torch.no_grad():  # a frozen weight changed in place is cast again
+        frozen.weight.mul_(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = net(x)
+        with casts:
+            assert torch.equal(net(x), plain)
+
+
+def test_compare_engines_measures_both_and_checks_identity(tiny_model_dir, tiny_task):
+    from harness.bench import compare_engines, format_engines
+
+    results = compare_engines(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
+                              precisions=("bf16",), rounds=1, log=lambda *_: None)
+    assert [(c["case"], c["precision"]) for c in results["cases"]] == [("finetune-2", "bf16"), ("theseus 4->2", "bf16")]
+    assert {r["engine"] for r in results["runs"]} == {"previous", "current"}
+    for c in results["cases"]:
+        assert c["identical"] and c["ratio_cpu"] > 0 and c["ratio_wall"] > 0
+        assert c["ratio_cpu"] == pytest.approx(c["current_steps_per_cpu_s"] / c["previous_steps_per_cpu_s"])
+    assert "identical" in format_engines(results)
+
+
+# ---------------------------------------------------------------- prototypes (never used by runs)
+
+def test_prototypes_run_and_report_speedups_against_their_baseline(tiny_model_dir, tiny_task):
+    from harness.bench import PROTOTYPES, format_prototypes, run_prototypes
+
+    results = run_prototypes(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
+                             precisions=("bf16",), rounds=1, log=lambda *_: None)
+    rows = {r["kind"]: r for r in results["prototypes"]}
+    assert set(rows) == set(PROTOTYPES) and rows["baseline"]["speedup"] == 1.0
+    assert all(r["cpu_step_ms"] > 0 for r in rows.values())
+    (check,) = results["eval_batches"]
+    assert check["examples"] > 0 and isinstance(check["identical_predictions"], bool)
+    assert "lockstep-2" in format_prototypes(results)
+
+
+def test_cheap_dropout_keeps_the_expected_share_and_scales():
+    from harness.bench import cheap_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = cheap_dropout(x, 0.1)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    assert cheap_dropout(x, 0.1, training=False) is x
