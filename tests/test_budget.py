@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -122,6 +123,15 @@ def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task
     table = runs_table(records)
     assert sorted(table["budget"].dropna().unique().tolist()) == [5, 12]
     assert {"degenerate", "still_improving", "max_class_share", "steps"} <= set(table.columns)
+    # the report leads with the budget axis: figure, where each claim holds, arm x budget table
+    report = sweep_mod.build_report(out, report_dir=tmp_path / "report", say=lambda *_: None)
+    text = report.read_text()
+    assert text.index("## Training budget") < text.index("## Summary")
+    assert "accuracy_vs_budget.png" in text and (out / "plots" / "accuracy_vs_budget.png").exists()
+    assert "| arm | 5 steps | 12 steps |" in text
+    summary = pd.read_csv(out / "tables" / "budget_summary.csv")
+    assert set(summary["budget"]) == {5, 12} and (summary["n"] == 1).all()
+    assert list(out.glob("plots/*dev_curves_by_budget.png"))
 
 
 def test_length_dependent_schedules_scale_with_the_budget(tiny_model_dir, tiny_config):
@@ -197,4 +207,51 @@ def test_records_without_curves_use_the_epoch_evaluations(tmp_path):
     (tmp_path / "runs" / "old.json").write_text(json.dumps(record))
     row = runs_table(read_records(tmp_path)).iloc[0]
     assert bool(row["still_improving"]) is True and bool(row["degenerate"]) is False
-    assert row["steps"] == 189 and row["budget"] is pytest.importorskip("pandas").NA
+    assert row["steps"] == 189 and row["budget"] is pd.NA
+
+
+def test_budget_summary_counts_failures_and_unfinished_runs_per_arm_and_budget():
+    from harness.budget import budget_summary, has_budget_axis
+
+    rows = []
+    for budget, accs, deg, imp in [(100, [0.578, 0.578, 0.70], [True, True, False], [False, False, True]),
+                                   (400, [0.77, 0.78, 0.79], [False, False, False], [False, None, False])]:
+        for seed, (a, d, i) in enumerate(zip(accs, deg, imp)):
+            rows.append({"task": "t", "model": "m", "successor_layers": 3, "arm": "theseus-binary/seed",
+                         "budget": budget, "seed": seed, "status": "ok", "test_accuracy": a, "degenerate": d,
+                         "still_improving": i, "steps": budget, "wall_seconds": 1.0})
+    runs = pd.DataFrame(rows)
+    assert has_budget_axis(runs) and not has_budget_axis(runs[runs["budget"] == 100])
+    s = budget_summary(runs).set_index("budget")
+    assert s.loc[100, "degenerate"] == 2 and s.loc[100, "still_improving"] == 1
+    assert s.loc[400, "degenerate"] == 0 and s.loc[400, "n_improving_known"] == 2
+    assert abs(s.loc[400, "mean"] - 0.78) < 1e-12 and abs(s.loc[400, "std"] - 0.01) < 1e-12
+    # the t interval: mean +- t(0.975, 2) * sd / sqrt(3)
+    assert abs(s.loc[400, "ci_high"] - (0.78 + 4.302652729911275 * 0.01 / 3 ** 0.5)) < 1e-9
+
+
+def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
+    from harness.budget import where_it_holds
+
+    def row(task, claim, comparison, *verdicts):
+        return {"task": task, "model": "m", "successor_layers": 3.0, "claim": claim, "comparison": comparison,
+                **dict(zip(["budget 189", "budget 567", "budget 1512"], verdicts))}
+
+    verdicts = pd.DataFrame([
+        row("rt", "1", "a vs b", "contradicted", "inconclusive at n = 5", "supported"),
+        row("trec", "1", "a vs b", "contradicted", "contradicted", "contradicted"),
+        row("rt", "2a", "c vs d", "supported", "supported", "supported"),
+        row("trec", "2a", "c vs d", "supported", "supported", "supported")])
+    sentences = where_it_holds(verdicts)
+    assert sentences[0] == ("Claim 1 (a vs b): rt: contradicted at 189 steps, inconclusive at 567 steps, "
+                            "supported at 1,512 steps (changes 189 steps -> 567 steps; 567 steps -> 1,512 steps); "
+                            "trec: contradicted at 189 steps, contradicted at 567 steps, contradicted at 1,512 steps "
+                            "(same at every budget).")
+    assert sentences[1] == "Claim 2a (c vs d): supported at every budget and task."
+    one_task = where_it_holds(verdicts[verdicts["task"] == "rt"])
+    assert one_task[1] == "Claim 2a (c vs d): supported at every budget."
+    partial = verdicts.assign(**{"budget 567": None, "budget 1512": None})
+    assert where_it_holds(partial)[1] == ("Claim 2a (c vs d): supported at 189 steps (not compared at 567 steps, "
+                                          "1,512 steps: no runs there).")
+    placeholder = pd.DataFrame([row("rt", "3b", "—", "not tested (n < 3)", "not tested (n < 3)", None)])
+    assert where_it_holds(placeholder) == []
