@@ -17,7 +17,8 @@ from harness.plots import PlotInfo, _save  # noqa: E402
 def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: dict, path: Path,
                             label: str, ax=None) -> PlotInfo:
     """Test accuracy against budget (log x) for one group: per arm the mean and its 95% t band,
-    every run a faint dot (jittered along x within the arm's slot), degenerate runs drawn as x.
+    every run a faint dot (jittered along x within the arm's slot), degenerate runs drawn as x; the
+    predecessor (trained at its own fixed length) as a dashed line.
 
     runs: the group's tidy runs (one task, model, successor size; accuracy in percent, as
     harness.stats.normalize_runs gives it); summary: budget.budget_summary of the same runs. With
@@ -45,6 +46,11 @@ def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: d
         deg = r["degenerate"].fillna(False).astype(bool).to_numpy() if "degenerate" in r else np.zeros(len(r), bool)
         ax.scatter(x[~deg], y[~deg], s=9, color=color, alpha=0.35, lw=0)
         ax.scatter(x[deg], y[deg], s=22, color=color, alpha=0.8, marker="x", lw=1.0)
+    fixed = runs[(runs["status"] == "ok") & runs["budget"].isna()]  # the predecessor: its own length
+    for arm, acc in fixed.groupby("arm")["test_accuracy"]:
+        ax.axhline(acc.mean(), color="black", ls="--", lw=0.9, alpha=0.7)
+        ax.annotate(f"{arm} (own length), mean {acc.mean():.1f}", (0.01, acc.mean()),
+                    xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 3), fontsize=7)
     budgets = sorted(summary["budget"].unique())
     ax.set_xscale("log")
     ax.set_xticks(budgets)

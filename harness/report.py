@@ -219,7 +219,26 @@ def _headlines(g: Group) -> list[str]:
         out.append(f"Fine-tuning level = {_num(g.level)} ({base['arm']} mean − {LEVEL_SDS:g} sd): "
                    f"{int(th['n_below_level'].sum())} of {int(th['n'].sum())} Theseus runs fall below it, "
                    f"{int(base['n_below_level'])} of {int(base['n'])} {base['arm']} runs.")
+    out += _budget_warning(g)
     return out
+
+
+def _budget_warning(g: Group) -> list[str]:
+    """A sentence when the budget looks short of convergence: a quarter or more of the student runs
+    were still improving when training stopped (harness.diagnostics.still_improving)."""
+    if "still_improving" not in g.runs:
+        return []
+    predecessor = set(g.variance.loc[g.variance["role"] == "predecessor", "arm"])
+    r = g.runs[(g.runs["status"] == "ok") & ~g.runs["arm"].isin(predecessor)]
+    known = r["still_improving"].dropna().astype(bool)
+    if len(known) == 0 or known.mean() < 0.25:
+        return []
+    per_arm = r.assign(imp=r["still_improving"]).dropna(subset=["imp"]).groupby("arm")["imp"].agg(
+        lambda s: f"{int(s.astype(bool).sum())}/{len(s)}")
+    return [f"**Short budget:** {int(known.sum())} of {len(known)} student runs were still improving when "
+            f"training stopped (dev accuracy up by more than half a point over the last 20% of steps: "
+            + ", ".join(f"{a} {c}" for a, c in per_arm.items()) + "), so the verdicts below hold at this "
+            "budget only; a sweep with `budgets = [...]` shows where they change."]
 
 
 def _claim_lines(g: Group) -> list[str]:
@@ -622,7 +641,9 @@ def _budget_outputs(a: Analysis, curves: pd.DataFrame | None, results_dir: Path)
     colors = plots.arm_colors(a.runs["arm"])
     panels = []
     for key, g in summary.groupby(BUDGET_GROUP, sort=False):
-        in_group = (a.runs[BUDGET_GROUP] == pd.Series(key, index=BUDGET_GROUP)).all(axis=1)
+        r = a.runs
+        in_group = (r["task"] == key[0]) & (r["model"] == key[1]) & (  # + the predecessor (no budget)
+            (r["successor_layers"] == key[2]) | r["budget"].isna())
         panels.append((f"{key[0]} / {key[1]}, {key[2]:g} layers", a.runs[in_group], g))
     infos = [budget_plots.plot_budget_panels(panels, colors, results_dir / "plots" / "accuracy_vs_budget")]
     if curves is not None and not curves.empty:

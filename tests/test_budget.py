@@ -255,3 +255,21 @@ def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
                                           "1,512 steps: no runs there).")
     placeholder = pd.DataFrame([row("rt", "3b", "—", "not tested (n < 3)", "not tested (n < 3)", None)])
     assert where_it_holds(placeholder) == []
+
+
+@pytest.mark.parametrize("improving, warned", [(4, True), (1, False)])
+def test_report_warns_when_the_budget_is_short_of_convergence(tmp_path, improving, warned):
+    import numpy as np
+
+    from harness import report
+    from harness.analysis import analyze
+
+    rng = np.random.default_rng(0)
+    rows = [dict(task="t", strategy="finetune-6", seed=i, test_accuracy=0.8 + 0.01 * rng.normal()) for i in range(5)]
+    rows += [dict(task="t", strategy=s, seed=i, test_accuracy=0.74 + 0.01 * rng.normal(), still_improving=i < improving)
+             for s in ("finetune-3", "kd") for i in range(5)]
+    a = analyze(pd.DataFrame(rows), n_boot=200)
+    text = report.render_report(a, [], {"sweep": "s"}, tmp_path / "s.md")
+    assert ("**Short budget:**" in text) is warned
+    if warned:
+        assert "8 of 10 student runs were still improving" in text and "finetune-3 4/5, kd 4/5" in text
