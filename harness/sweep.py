@@ -211,6 +211,19 @@ def _parallel_context(backend: str, scheduler: str | None):
     raise HarnessError(f"unknown backend {backend!r}; choose loky, dask or ray")
 
 
+def job_waves(pending: list[RunConfig]) -> list[list[RunConfig]]:
+    """Wave 1: runs that need no predecessor, predecessors first; wave 2: the runs that reuse them.
+    A predecessor is then trained exactly once, and no core idles while the last ones train. With
+    budgets, wave 1 keeps only the smallest budget's runs besides the predecessors: the rest wait in
+    wave 2, which keeps `pending`'s order (budget by budget), so a stopped sweep holds whole budgets
+    of every arm rather than every budget of the baseline."""
+    from harness.strategies import get_strategy
+
+    smallest = min((c.budget for c in pending if c.budget is not None), default=None)
+    first = [not get_strategy(c.strategy).needs_predecessor and c.budget in (None, smallest) for c in pending]
+    return [[c for c, f in zip(pending, first) if f], [c for c, f in zip(pending, first) if not f]]
+
+
 def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs: int, backend: str = "loky",
                  scheduler: str | None = None, say=print) -> list[dict]:
     """Run the pending jobs in two waves so each seed's predecessor is trained exactly once."""
@@ -227,12 +240,7 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
         return results
     started = time.perf_counter()
     bar = tqdm(total=len(configs), initial=done, unit="run", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    # Wave 1: runs that need no predecessor, predecessors first; wave 2: the runs that reuse them.
-    # A predecessor is then trained exactly once, and no core idles while the last ones train.
-    from harness.strategies import get_strategy
-
-    needs = [get_strategy(c.strategy).needs_predecessor for c in pending]
-    waves = [[c for c, n in zip(pending, needs) if not n], [c for c, n in zip(pending, needs) if n]]
+    waves = job_waves(pending)
     with _parallel_context(backend, scheduler):
         # results as they finish where the backend can stream them (loky, dask); ray's joblib backend
         # cannot, so there every run of a wave reports when the wave ends (each record is still

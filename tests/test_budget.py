@@ -104,6 +104,10 @@ def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task
     assert len(configs) == 1 + 6 * 2
     assert configs[0].budget is None and sweep_mod.is_predecessor(configs[0])
     assert [c.budget for c in configs[1:]] == sorted(c.budget for c in configs[1:])  # whole budgets first
+    # wave 1: the predecessor and the smallest budget's baseline; wave 2 goes budget by budget
+    first, second = sweep_mod.job_waves(configs)
+    assert [(c.strategy, c.budget) for c in first] == [("finetune", None), ("finetune", 5)]
+    assert [c.budget for c in second] == [5] * 5 + [12] * 6
     out = tmp_path / "store"
     results = sweep_mod.execute_jobs(configs, out, "tiny-budget", jobs=1, say=lambda *_: None)
     assert all(r["status"] == "ok" for r in results), results
