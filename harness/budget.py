@@ -58,8 +58,9 @@ def budget_summary(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
 
 def _head(verdict: str) -> str:
-    """The verdict's word without its sample-size note ("inconclusive at n = 5" -> "inconclusive")."""
-    return str(verdict).split(" at n")[0].split(" (")[0]
+    """The verdict's word without its note ("inconclusive at n = 5" -> "inconclusive", "not
+    testable: 5 of 5 runs degenerate" -> "not testable")."""
+    return str(verdict).split(" at n")[0].split(" (")[0].split(":")[0]
 
 
 def _budget_text(column: str) -> str:
