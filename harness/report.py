@@ -320,7 +320,8 @@ def _budget_section(a: Analysis, infos: list, report_path: Path) -> str:
     panel = next((i for i in infos if i.name == "accuracy_vs_budget_panels"), None)
     if panel is not None and not panel.skipped:
         out.append(f"![test accuracy against budget]({_rel(panel.paths[0], report_path)})\n")
-    sentences = where_it_holds(a.verdicts_by_budget())
+    flips = a.verdicts_by_budget()
+    sentences = where_it_holds(flips)
     if sentences:
         out.append("**Where each claim holds** (verdict words as in the claims tables below):\n")
         out += [f"- {x}" for x in sentences] + [""]
@@ -336,7 +337,6 @@ def _budget_section(a: Analysis, infos: list, report_path: Path) -> str:
                 for arm, r in p.iterrows()) + "."
         out.append(f"**{task} / {model}, {ls:g} layers: test accuracy (%) by budget.**{ref}\n")
         out.append(md_table(budget_table(g)))
-    flips = a.verdicts_by_budget()
     if not flips.empty:
         out.append("**Verdicts by training budget** (student optimizer steps). *flips*: the verdict differs "
                    "across budgets.\n")
