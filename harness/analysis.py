@@ -105,7 +105,13 @@ class Analysis:
         wide = t.pivot_table(index=keys, columns="budget", values="verdict", aggfunc="first", sort=False)
         wide.columns = [f"budget {b:g}" for b in wide.columns]
         kinds = wide.apply(lambda r: {str(v).split(" at n")[0] for v in r.dropna()}, axis=1)
-        return wide.assign(flips=kinds.map(len) > 1).reset_index()
+        wide = wide.assign(flips=kinds.map(len) > 1).reset_index()
+        # A budget where a claim's arms did not run gives a placeholder row ("—", "not tested"): it
+        # says nothing where the claim has real comparisons at other budgets (their cell is "—").
+        placeholder = wide["comparison"] == "—"
+        real = wide.loc[~placeholder, keys[:4]].drop_duplicates()
+        covered = wide[keys[:4]].merge(real, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        return wide[~(placeholder.to_numpy() & covered)].reset_index(drop=True)
 
     @property
     def failed(self) -> pd.DataFrame:

@@ -225,7 +225,8 @@ def _headlines(g: Group) -> list[str]:
 
 def _budget_warning(g: Group) -> list[str]:
     """A sentence when the budget looks short of convergence: a quarter or more of the student runs
-    were still improving when training stopped (harness.diagnostics.still_improving)."""
+    were still improving when training stopped (harness.diagnostics.still_improving). Arms with half
+    or more of their runs still improving are named as under-trained at this budget."""
     if "still_improving" not in g.runs:
         return []
     predecessor = set(g.variance.loc[g.variance["role"] == "predecessor", "arm"])
@@ -233,12 +234,16 @@ def _budget_warning(g: Group) -> list[str]:
     known = r["still_improving"].dropna().astype(bool)
     if len(known) == 0 or known.mean() < 0.25:
         return []
-    per_arm = r.assign(imp=r["still_improving"]).dropna(subset=["imp"]).groupby("arm")["imp"].agg(
-        lambda s: f"{int(s.astype(bool).sum())}/{len(s)}")
+    share = r.dropna(subset=["still_improving"]).groupby("arm")["still_improving"].agg(
+        lambda s: (int(s.astype(bool).sum()), len(s)))
+    under = [a for a, (k, n) in share.items() if 2 * k >= n]
     return [f"**Short budget:** {int(known.sum())} of {len(known)} student runs were still improving when "
             f"training stopped (dev accuracy up by more than half a point over the last 20% of steps: "
-            + ", ".join(f"{a} {c}" for a, c in per_arm.items()) + "), so the verdicts below hold at this "
-            "budget only; a sweep with `budgets = [...]` shows where they change."]
+            + ", ".join(f"{a} {k}/{n}" for a, (k, n) in share.items()) + "). "
+            + (f"Under-trained at this budget: {', '.join(under)} (half or more of their runs still "
+               "improving); their verdicts may move with more steps. " if under else "")
+            + "The verdicts below hold at this budget only; a sweep with `budgets = [...]` shows where they "
+            "change (`python -m harness run-all --preset budget`, committed as `report/budget.md`)."]
 
 
 def _claim_lines(g: Group) -> list[str]:

@@ -105,6 +105,7 @@ def provenance(device: torch.device) -> dict:
         "torch_threads": torch.get_num_threads(), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "cpu_count": os.cpu_count(), "host": platform.node(), "git_commit": git_commit(),
+        "engine": LoopSettings().engine,  # $HARNESS_ENGINE: "previous" turns the bit-identical speed-ups off
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return info

@@ -133,9 +133,10 @@ _ENGINE_CHILD = """
 import json, os, sys, torch
 from harness.config import RunConfig
 from harness.runner import execute
-out = {"records": [], "states": []}
+out = {"records": [], "states": [], "engines": []}
 for d in json.loads(sys.stdin.read()):
     record, model = execute(RunConfig.from_dict(d), log=lambda *_: None, return_model=True)
+    out["engines"].append(record["provenance"]["engine"])
     for key in ("wall_seconds", "provenance"):
         record.pop(key)
     for e in record["epochs"] + [record["predecessor"] or {}]:
@@ -198,6 +199,7 @@ def test_engines_give_bit_identical_runs(tiny_config, tmp_path):
                for c in (tiny_config.replace(strategy="finetune"), theseus)] + [add.replace(precision="bf16")]
     previous, current = _runs_under("previous", configs, tmp_path), _runs_under("current", configs, tmp_path)
     assert len(current["records"]) == 5 and all(r["status"] == "ok" for r in current["records"])
+    assert set(previous["engines"]) == {"previous"} and set(current["engines"]) == {"current"}  # provenance
     _assert_identical(previous, current)
 
 

@@ -261,7 +261,7 @@ def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
     assert where_it_holds(placeholder) == []
 
 
-@pytest.mark.parametrize("improving, warned", [(4, True), (1, False)])
+@pytest.mark.parametrize("improving, warned", [(4, True), (1, False), (2, True)])
 def test_report_warns_when_the_budget_is_short_of_convergence(tmp_path, improving, warned):
     import numpy as np
 
@@ -275,5 +275,8 @@ def test_report_warns_when_the_budget_is_short_of_convergence(tmp_path, improvin
     a = analyze(pd.DataFrame(rows), n_boot=200)
     text = report.render_report(a, [], {"sweep": "s"}, tmp_path / "s.md")
     assert ("**Short budget:**" in text) is warned
-    if warned:
+    if improving == 2:  # 4 of 10 still improving: warned, but no arm has half of its runs still improving
+        assert "Under-trained" not in text
+    elif warned:
         assert "8 of 10 student runs were still improving" in text and "finetune-3 4/5, kd 4/5" in text
+        assert "Under-trained at this budget: finetune-3, kd" in text

@@ -198,15 +198,22 @@ def test_claims_per_budget_side_by_side():
             strategy, _, variant = arm.partition("/")
             rows += [dict(task="t", strategy=strategy, variant=variant, seed=i, budget=budget,
                           test_accuracy=v) for i, v in enumerate(values)]
+    # a third budget where only the baseline ran (a stopped budget sweep): its claims are not tested
+    rows += [dict(task="t", strategy="finetune-3", variant="", seed=i, budget=1600, test_accuracy=v)
+             for i, v in enumerate(FT3)]
     rows += [dict(task="t", strategy="finetune-6", variant="", seed=i, budget=None, test_accuracy=v)
              for i, v in enumerate(FT6)]
     a = analyze(pd.DataFrame(rows), n_boot=200)
-    assert [g.budget for g in a.groups] == [100, 400]
+    assert [g.budget for g in a.groups] == [100, 400, 1600]
     assert all((g.runs["arm"] == "finetune-6").sum() == 10 for g in a.groups)
     assert a.groups[1].label.endswith("budget 400 steps")
     wide = a.verdicts_by_budget().set_index(["claim", "comparison"])
     row = wide.loc[("1", "theseus-add/seed vs finetune-3")]
     assert (row["budget 100"], row["budget 400"], row["flips"]) == ("contradicted", "supported", True)
+    assert pd.isna(row["budget 1600"])
+    # no placeholder row ("—": no such arms at 1600) beside claim 1's real comparison
+    assert "—" not in wide.loc["1"].index
+    assert a.groups[2].claims_table()["comparison"].eq("—").all()
     # evaluate_claims is a pure function of one budget's rows: the same numbers from the rows alone
     alone = evaluate_claims(a.groups[0].runs)
     assert [(r.comparison, r.p_adj) for r in alone] == [(r.comparison, r.p_adj) for r in a.groups[0].claims]
