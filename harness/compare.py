@@ -1,6 +1,11 @@
 """`python -m harness compare A B`: did a change (precision, library version, hardware, code) move
 the results? Two sweeps' runs are paired arm by arm and seed by seed.
 
+Training budgets: when either side holds more than one budget (a budget study), runs are paired
+within each budget as well (a budget-less predecessor with a budget-less one), never averaged over
+budgets. When each side has at most one, its runs are paired across them, as for any other change
+of setting, and the report says which training lengths it compares.
+
 Per arm, over the seeds both sides ran (runs of other seeds are counted as left out): paired
 mean difference B - A with its paired t 95% CI, paired t and Wilcoxon
 (Holm-adjusted over the arms of the comparison), the two stds with Brown-Forsythe, the share of
@@ -61,9 +66,14 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
     a, b = normalize_runs(a), normalize_runs(b)
+    budgets_a, budgets_b = _budgets(a), _budgets(b)
+    by_budget = len(budgets_a) > 1 or len(budgets_b) > 1
+    keys = GROUP + ["budget_key"] if by_budget else GROUP
+    # -1: no budget (a predecessor, or a sweep without a budget axis); matches only the same on the other side
+    a, b = (t.assign(budget_key=t["budget"].fillna(-1.0)) for t in (a, b))
     rows = []
-    for key, ga in a.groupby(GROUP, sort=True):
-        gb = b[(b[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
+    for key, ga in a.groupby(keys, sort=True):
+        gb = b[(b[keys] == pd.Series(key, index=keys)).all(axis=1)]
         for arm in arm_order(set(ga["arm"]) & set(gb["arm"])):
             side_b = gb[gb["arm"] == arm].assign(arm=f"{arm} [{label_b}]")
             side_a = ga[ga["arm"] == arm].assign(arm=f"{arm} [{label_a}]")
@@ -79,7 +89,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
             common = pa.index.intersection(pb.index)
             rows.append({
                 # pairwise_tests ran (B, A): its "_a" fields are B's and its "_b" fields A's
-                **dict(zip(GROUP, key)), "arm": arm, "n_a": t["n_b"], "n_b": t["n_a"], "n_paired": t["n_paired"],
+                **dict(zip(GROUP, key)), "budget": key[-1] if by_budget and key[-1] >= 0 else np.nan, "arm": arm, "n_a": t["n_b"], "n_b": t["n_a"], "n_paired": t["n_paired"],
                 "left_out": left_out,
                 "mean_a": t["mean_b"], "mean_b": t["mean_a"], "diff": t["paired_diff"],
                 "diff_ci_low": t["diff_ci_low"], "diff_ci_high": t["diff_ci_high"],
@@ -98,8 +108,26 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
         out.insert(out.columns.get_loc(c) + 1, f"{c}_holm", holm(out[c].astype(float)))
     out["wall_ratio"] = out["wall_a"] / out["wall_b"]
     out["verdict"] = [_verdict(r, margin) for _, r in out.iterrows()]
-    out.attrs.update(label_a=label_a, label_b=label_b, metric=metric, margin=margin)
+    out.attrs.update(label_a=label_a, label_b=label_b, metric=metric, margin=margin, by_budget=by_budget,
+                     budgets_a=budgets_a, budgets_b=budgets_b)
     return out
+
+
+def _budgets(runs: pd.DataFrame) -> list[float]:
+    """The distinct student budgets (optimizer steps) of a runs table; [] when it has none."""
+    return sorted(runs["budget"].dropna().unique().tolist())
+
+
+def _lengths(at: dict) -> str:
+    """A sentence on the training lengths compared ('' when both sides have the same)."""
+    if at.get("by_budget"):
+        return "Runs are paired within each training budget (student optimizer steps; column *budget*)."
+    a, b = at.get("budgets_a", []), at.get("budgets_b", [])
+    if a == b:
+        return ""
+    say = (lambda x: f"{x[0]:,.0f} student optimizer steps" if x else "each arm's epochs (no budget)")
+    return (f"**Training lengths differ:** A ran at {say(a)}, B at {say(b)}; the comparison measures "
+            "that change together with any other.")
 
 
 def _verdict(r: pd.Series, margin: float) -> str:
@@ -134,7 +162,9 @@ def render(table: pd.DataFrame, source_a: str, source_b: str) -> str:
         f"*equivalent within ±{at['margin']:g}* when the whole 95% CI lies inside ±{at['margin']:g} points; "
         f"else *inconclusive*.", "",
         "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in verdicts.items()) + ". " + _wall(total_a, total_b), "",
-        md_table(t, {"task": "task", "model": "model", "successor_layers": "L_s", "arm": "arm",
+        *([_lengths(at), ""] if _lengths(at) else []),
+        md_table(t, {"task": "task", "model": "model", "successor_layers": "L_s",
+                     **({"budget": "budget"} if at.get("by_budget") else {}), "arm": "arm",
                      "n_paired": "n paired", "left_out": "runs left out (unpaired seeds)",
                      "mean_a": f"mean {la}", "mean_b": f"mean {lb}",
                      "diff": f"diff {lb}−{la}", "ci": "95% CI of diff", "paired_p": "paired t p",

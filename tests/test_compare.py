@@ -64,6 +64,30 @@ def test_a_sweep_with_more_seeds_is_compared_on_the_shared_seeds_only():
     assert "300 s summed over A's runs, 150 s over B's (B is 2.00x as fast)" in text
 
 
+def test_budgets_are_paired_within_a_budget_study_and_named_when_they_differ():
+    """Two budget studies: each (arm, budget) is its own comparison, never averaged over budgets, and a
+    budget-less predecessor pairs with the budget-less one. One budget against none: paired across,
+    and the report says the training lengths differ."""
+    from harness.compare import render
+
+    def study(shift_at_400: float) -> pd.DataFrame:
+        low = _table({"finetune-3": 74.0}).assign(budget=100)
+        high = _table({"finetune-3": 76.0}, seed=3).assign(budget=400)
+        high["test_accuracy"] += shift_at_400
+        return pd.concat([low, high, _table({"finetune-6": 80.0}, seed=5)], ignore_index=True)
+
+    t = compare_runs(study(0.0), study(3.0))
+    assert len(t) == 3 and t["n_paired"].eq(6).all()
+    by = t.set_index(["arm", t["budget"].fillna(0)])
+    assert by.loc[("finetune-3", 100.0), "diff"] == 0 and by.loc[("finetune-6", 0.0), "diff"] == 0
+    assert by.loc[("finetune-3", 400.0), "diff"] == pytest.approx(3.0)   # not 1.5: no averaging over budgets
+    assert "| budget |" in render(t, "a", "b")
+    one = compare_runs(_table(ARMS), _table(ARMS).assign(budget=567))
+    assert len(one) == 3 and one["diff"].eq(0).all()
+    assert "A ran at each arm's epochs (no budget), B at 567 student optimizer steps" in render(one, "a", "b")
+    assert "Training lengths differ" not in render(compare_runs(_table(ARMS), _table(ARMS)), "a", "b")
+
+
 def test_small_noise_within_margin_is_equivalent_and_large_noise_is_inconclusive():
     a = _table(ARMS, n=8)
     close = compare_runs(a, _table(ARMS, n=8, jitter=0.1))
