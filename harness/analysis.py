@@ -109,8 +109,8 @@ class Analysis:
         # A budget where a claim's arms did not run gives a placeholder row ("—", "not tested"): it
         # says nothing where the claim has real comparisons at other budgets (their cell is "—").
         placeholder = wide["comparison"] == "—"
-        real = wide.loc[~placeholder, keys[:4]].drop_duplicates()
-        covered = wide[keys[:4]].merge(real, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        claim_of = pd.MultiIndex.from_frame(wide[keys[:4]])
+        covered = claim_of.isin(claim_of[~placeholder.to_numpy()])
         return wide[~(placeholder.to_numpy() & covered)].reset_index(drop=True)
 
     @property

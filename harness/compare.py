@@ -162,7 +162,7 @@ def render(table: pd.DataFrame, source_a: str, source_b: str) -> str:
         f"*equivalent within ±{at['margin']:g}* when the whole 95% CI lies inside ±{at['margin']:g} points; "
         f"else *inconclusive*.", "",
         "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in verdicts.items()) + ". " + _wall(total_a, total_b), "",
-        *([_lengths(at), ""] if _lengths(at) else []),
+        *(lambda line: [line, ""] if line else [])(_lengths(at)),
         md_table(t, {"task": "task", "model": "model", "successor_layers": "L_s",
                      **({"budget": "budget"} if at.get("by_budget") else {}), "arm": "arm",
                      "n_paired": "n paired", "left_out": "runs left out (unpaired seeds)",
