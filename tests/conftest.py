@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,3 +71,32 @@ def tiny_config(tiny_model_dir, tiny_task):
 
     return RunConfig(task=tiny_task, model=tiny_model_dir, layers=2, train_size=160, dev_size=60,
                      test_size=60, epochs=2, lr=3e-3, batch_size=16, max_length=16, threads=1)
+
+
+# Tiny sweep configs (TOML) for the tests that run or load a whole sweep.
+PREDECESSOR_AND_BASELINE = ({"strategy": "finetune", "layers": "predecessor"}, {"strategy": "finetune"})
+
+
+def _toml(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
+def write_tiny_sweep(path, model: str, task: str, *, arms=PREDECESSOR_AND_BASELINE, base: dict | None = None,
+                     **top) -> Path:
+    """A sweep config of tiny sizes over the tiny model and task, written to `path`: `top` holds the
+    top-level keys (name "tiny", 1 seed, 1 thread, successor size 2 unless given), `base` overrides
+    the [base] sizes, `arms` is a sequence of arm tables (dicts)."""
+    top = {"name": "tiny", "seeds": 1, "threads": 1, "successor_layers": [2], **top}
+    base = {"task": task, "model": model, "train_size": 80, "dev_size": 30, "test_size": 30, "max_length": 16,
+            "batch_size": 16, "epochs": 1, "lr": 3e-3, **(base or {})}
+    lines = [f"{k} = {_toml(v)}" for k, v in top.items()] + ["", "[base]"]
+    lines += [f"{k} = {_toml(v)}" for k, v in base.items()]
+    for arm in arms:
+        lines += ["", "[[arms]]"] + [f"{k} = {_toml(v)}" for k, v in arm.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import PREDECESSOR_AND_BASELINE, write_tiny_sweep
 from harness import sweep as sweep_mod
 from harness.config import RunConfig, run_key, stable_hash
 from harness.diagnostics import is_degenerate, single_class_from_metrics, still_improving
@@ -43,58 +44,15 @@ def test_eval_steps_are_evenly_spaced_and_include_phase_ends():
 
 
 def _sweep_config(tmp_path, model, task, budgets):
-    path = tmp_path / "budget.toml"
-    path.write_text(f"""
-name = "tiny-budget"
-seeds = 1
-jobs = 1
-threads = 1
-successor_layers = [2]
-budgets = {budgets}
-
-[base]
-task = "{task}"
-model = "{model}"
-train_size = 120
-dev_size = 40
-test_size = 40
-max_length = 16
-batch_size = 16
-epochs = 1
-lr = 3e-3
-eval_points = 4
-
-[[arms]]
-strategy = "finetune"
-layers = "predecessor"
-
-[[arms]]
-strategy = "finetune"
-
-[[arms]]
-strategy = "theseus-binary"
-variant = "seed"
-options = {{ theseus_epochs = 2, successor_epochs = 1 }}
-
-[[arms]]
-strategy = "theseus-binary"
-variant = "official"
-options = {{ theseus_epochs = 3 }}
-
-[[arms]]
-strategy = "theseus-add"
-variant = "seed"
-options = {{ theseus_epochs = 2, successor_epochs = 1 }}
-
-[[arms]]
-strategy = "two-stage"
-variant = "predecessor-1x"
-options = {{ epochs = 3 }}
-
-[[arms]]
-strategy = "kd"
-""")
-    return path
+    two_plus_one = {"theseus_epochs": 2, "successor_epochs": 1}
+    arms = PREDECESSOR_AND_BASELINE + (
+        {"strategy": "theseus-binary", "variant": "seed", "options": two_plus_one},
+        {"strategy": "theseus-binary", "variant": "official", "options": {"theseus_epochs": 3}},
+        {"strategy": "theseus-add", "variant": "seed", "options": two_plus_one},
+        {"strategy": "two-stage", "variant": "predecessor-1x", "options": {"epochs": 3}},
+        {"strategy": "kd"})
+    return write_tiny_sweep(tmp_path / "budget.toml", model, task, name="tiny-budget", jobs=1, budgets=budgets,
+                            base={"train_size": 120, "dev_size": 40, "test_size": 40, "eval_points": 4}, arms=arms)
 
 
 def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task, tmp_path):

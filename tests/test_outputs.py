@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from conftest import write_tiny_sweep
 from harness import sweep as sweep_mod
 from harness.cli import main
 
@@ -30,33 +31,7 @@ def _package_files() -> dict[str, int]:
 
 
 def _tiny_sweep(tmp_path: Path, model: str, task: str) -> Path:
-    path = tmp_path / "config" / "tiny.toml"
-    path.parent.mkdir()
-    path.write_text(f"""
-name = "tiny"
-seeds = 1
-threads = 1
-successor_layers = [2]
-
-[base]
-task = "{task}"
-model = "{model}"
-train_size = 80
-dev_size = 30
-test_size = 30
-max_length = 16
-batch_size = 16
-epochs = 1
-lr = 3e-3
-
-[[arms]]
-strategy = "finetune"
-layers = "predecessor"
-
-[[arms]]
-strategy = "finetune"
-""")
-    return path
+    return write_tiny_sweep(tmp_path / "config" / "tiny.toml", model, task)
 
 
 def test_presets_ship_in_the_package_and_are_found_from_any_directory(tmp_path, monkeypatch, capsys):

@@ -6,35 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import write_tiny_sweep
 from harness import sweep as sweep_mod
 from harness.cli import main
 from harness.records import read_records
 
 
 def _sweep(tmp_path: Path, model: str, task: str) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(f"""
-name = "tiny"
-seeds = 2
-threads = 1
-successor_layers = [2]
-[base]
-task = "{task}"
-model = "{model}"
-train_size = 80
-dev_size = 30
-test_size = 30
-max_length = 16
-batch_size = 16
-epochs = 1
-lr = 3e-3
-[[arms]]
-strategy = "finetune"
-layers = "predecessor"
-[[arms]]
-strategy = "finetune"
-""")
-    return path
+    return write_tiny_sweep(tmp_path / "tiny.toml", model, task, seeds=2)
 
 
 def test_read_records_names_every_file_it_cannot_use(tmp_path):

@@ -13,52 +13,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import PREDECESSOR_AND_BASELINE, write_tiny_sweep
 from harness import sweep as sweep_mod
 from harness.errors import HarnessError
 
 VOLATILE = ["wall_seconds", "sweep"]
 
 
-def _write_config(tmp_path: Path, model: str, task: str, seeds: int = 2, jobs: int = 1, extra_arms: str = "") -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(f"""
-name = "tiny"
-description = "test sweep"
-seeds = {seeds}
-jobs = {jobs}
-threads = 1
-successor_layers = [2]
+THESEUS_ARMS = ({"strategy": "theseus-binary", "variant": "seed", "options": {"theseus_epochs": 1, "successor_epochs": 1}},
+                {"strategy": "theseus-add", "variant": "seed", "options": {"theseus_epochs": 1, "successor_epochs": 1}})
 
-[base]
-task = "{task}"
-model = "{model}"
-train_size = 120
-dev_size = 40
-test_size = 40
-max_length = 16
-batch_size = 16
-epochs = 2
-lr = 3e-3
 
-[[arms]]
-strategy = "finetune"
-layers = "predecessor"
-
-[[arms]]
-strategy = "finetune"
-
-[[arms]]
-strategy = "theseus-binary"
-variant = "seed"
-options = {{ theseus_epochs = 1, successor_epochs = 1 }}
-
-[[arms]]
-strategy = "theseus-add"
-variant = "seed"
-options = {{ theseus_epochs = 1, successor_epochs = 1 }}
-{extra_arms}
-""")
-    return path
+def _write_config(tmp_path: Path, model: str, task: str, seeds: int = 2, jobs: int = 1) -> Path:
+    return write_tiny_sweep(tmp_path / "tiny.toml", model, task, description="test sweep", seeds=seeds, jobs=jobs,
+                            base={"train_size": 120, "dev_size": 40, "test_size": 40, "epochs": 2},
+                            arms=PREDECESSOR_AND_BASELINE + THESEUS_ARMS)
 
 
 def _table(out: Path) -> pd.DataFrame:
