@@ -13,6 +13,8 @@ import pandas as pd  # noqa: E402
 
 from harness.plots import PlotInfo, _save  # noqa: E402
 
+LEGEND = "mean and 95% CI per arm; dots = runs, x = degenerate (one class)"
+
 
 def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: dict, path: Path,
                             label: str, ax=None) -> PlotInfo:
@@ -58,7 +60,8 @@ def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: d
     ax.minorticks_off()
     ax.set_xlabel("budget (student optimizer steps, log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{label}: mean and 95% CI per arm; dots = runs, x = degenerate (one class)", fontsize=9)
+    ax.set_title(f"{label}: {LEGEND}" if own else label, fontsize=9)
+    ax.margins(y=0.08)  # room above the predecessor's line for its label
     ax.grid(alpha=0.3)
     if own:
         ax.legend(fontsize=7, loc="lower right", ncol=2)
@@ -74,10 +77,13 @@ def plot_budget_panels(panels: list[tuple[str, pd.DataFrame, pd.DataFrame]], col
     if not panels:
         info.skipped = "no runs with a budget"
         return info
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.2), squeeze=False)
     for ax, (label, runs, summary) in zip(axes[0], panels):
         plot_accuracy_vs_budget(runs, summary, colors, path, label, ax=ax)
-    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.suptitle(f"Test accuracy against training budget: {LEGEND}", fontsize=10)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), fontsize=8, loc="lower center", ncol=min(len(handles), 4))
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(handles) - 1) // 4), 1, 0.96))
     info.paths = _save(fig, Path(path))
     return info
 
