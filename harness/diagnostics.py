@@ -4,8 +4,9 @@ degenerate       the evaluated model predicts one class for (nearly) every test 
                  of its most predicted class is >= DEGENERATE_SHARE. Such a run has learnt nothing
                  usable, whatever its accuracy (which is then about that class's share of test).
 still_improving  the dev accuracy of the evaluated model was still rising when training stopped:
-                 the best dev accuracy measured in the last LATE_FRACTION of the run's steps beats
-                 the best one before it by more than MIN_GAIN. A longer budget would likely help.
+                 the best dev accuracy measured in the last LATE_FRACTION of the last phase's steps
+                 beats the best one before it in that phase by more than MIN_GAIN. A longer budget
+                 would likely help.
 """
 
 from __future__ import annotations
@@ -42,11 +43,24 @@ def single_class_from_metrics(accuracy: float, macro_f1: float, num_classes: int
 
 
 def still_improving(curve: list[dict], total_steps: int) -> bool | None:
-    """curve: [{"step": int, "dev_accuracy": float}, ...] of the evaluated model. True when the best
-    dev accuracy after (1 - LATE_FRACTION) * total_steps exceeds the best before it by > MIN_GAIN;
-    None when the curve has no point on one side of that line (nothing to compare)."""
-    cut = (1 - LATE_FRACTION) * total_steps
+    """curve: [{"step": int, "phase": str, "dev_accuracy": float}, ...] of the evaluated model. The
+    window is the run's last phase (the whole run for a one-phase arm): True when the best dev
+    accuracy in the last LATE_FRACTION of that phase's steps exceeds the best earlier in the phase
+    by > MIN_GAIN; None when the phase has no point on one side of that line (nothing to compare).
+
+    Only the last phase counts because a phase change resets what is trained: a Theseus arm's
+    successor is evaluated alone throughout, and when its own phase starts its accuracy jumps. Over
+    the whole run that jump would mark a run whose successor phase has long levelled off as still
+    improving."""
     points = [p for p in curve or [] if p.get("dev_accuracy") is not None]
+    if not points:
+        return None
+    last_phase, start = points[-1].get("phase"), 0
+    for p in points:
+        if p.get("phase") != last_phase:
+            start = p["step"]  # the last point of an earlier phase: where the last phase starts
+    points = [p for p in points if p["step"] > start]
+    cut = start + (1 - LATE_FRACTION) * (total_steps - start)
     early = [p["dev_accuracy"] for p in points if p["step"] <= cut]
     late = [p["dev_accuracy"] for p in points if p["step"] > cut]
     if not early or not late:

@@ -154,6 +154,16 @@ def test_still_improving_on_crafted_curves():
     assert still_improving(_curve([0.6, 0.78, 0.8, 0.8, 0.803], 100), 100) is False  # +0.3 points: noise
     assert still_improving(_curve([0.6, 0.8, 0.8, 0.8, 0.7], 100), 100) is False    # falling at the end
     assert still_improving([{"step": 100, "dev_accuracy": 0.7}], 100) is None        # nothing before the end
+    # a Theseus arm (2:1 split): its successor, evaluated alone, jumps when its own phase starts (step
+    # 67) and levels off from step 81 on: not improving, though the whole run's last 20% beats all before
+    theseus = [{"step": s, "phase": "theseus", "dev_accuracy": 0.58} for s in (20, 40, 60, 67)]
+    flat = theseus + [{"step": s, "phase": "successor", "dev_accuracy": v}
+                      for s, v in ((70, 0.756), (81, 0.766), (90, 0.766), (100, 0.762))]
+    assert still_improving(flat, 100) is False
+    rising = theseus + [{"step": s, "phase": "successor", "dev_accuracy": v}
+                        for s, v in ((70, 0.70), (81, 0.74), (90, 0.76), (100, 0.78))]
+    assert still_improving(rising, 100) is True
+    assert still_improving(theseus + [{"step": 100, "phase": "successor", "dev_accuracy": 0.78}], 100) is None
     table = runs_table([_record(_curve([0.6, 0.7, 0.75, 0.78, 0.8], 100), [500, 500]),
                         {**_record(_curve([0.6, 0.78, 0.8, 0.8, 0.8], 100), [500, 500]), "run_id": "y"}])
     assert table.set_index("run_id")["still_improving"].to_dict() == {"x": True, "y": False}
@@ -238,3 +248,20 @@ def test_report_warns_when_the_budget_is_short_of_convergence(tmp_path, improvin
     elif warned:
         assert "8 of 10 student runs were still improving" in text and "finetune-3 4/5, kd 4/5" in text
         assert "Under-trained at this budget: finetune-3, kd" in text
+
+
+def test_report_names_an_under_trained_arm_even_when_few_runs_are_improving(tmp_path):
+    import numpy as np
+
+    from harness import report
+    from harness.analysis import analyze
+
+    rng = np.random.default_rng(0)
+    rows = [dict(task="t", strategy="finetune-6", seed=i, test_accuracy=0.8 + 0.01 * rng.normal()) for i in range(5)]
+    rows += [dict(task="t", strategy=s, seed=i, test_accuracy=0.74 + 0.01 * rng.normal(),
+                  still_improving=s == "finetune-3" and i < 3)
+             for s in ("finetune-3", "kd", "two-stage") for i in range(5)]
+    a = analyze(pd.DataFrame(rows), n_boot=200)
+    text = report.render_report(a, [], {"sweep": "s"}, tmp_path / "s.md")  # 3 of 15 improving, 3 of 5 in one arm
+    assert "3 of 15 student runs were still improving" in text
+    assert "Under-trained at this budget: finetune-3 (half" in text
