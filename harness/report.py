@@ -241,8 +241,8 @@ def _budget_warning(g: Group) -> list[str]:
     if not under and known.mean() < 0.25:
         return []
     return [f"**Short budget:** {int(known.sum())} of {len(known)} student runs were still improving when "
-            f"training stopped (dev accuracy up by more than half a point over the last 20% of the last phase's "
-            f"steps: "
+            "training stopped (dev accuracy up by more than half a point over the last 20% of the last "
+            "phase's steps: "
             + ", ".join(f"{a} {k}/{n}" for a, (k, n) in share.items()) + "). "
             + (f"Under-trained at this budget: {', '.join(under)} (half or more of their runs still "
                "improving); their verdicts may move with more steps. " if under else "")
