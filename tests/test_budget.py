@@ -265,3 +265,31 @@ def test_report_names_an_under_trained_arm_even_when_few_runs_are_improving(tmp_
     text = report.render_report(a, [], {"sweep": "s"}, tmp_path / "s.md")  # 3 of 15 improving, 3 of 5 in one arm
     assert "3 of 15 student runs were still improving" in text
     assert "Under-trained at this budget: finetune-3 (half" in text
+
+
+def test_seed_12_budget_check_reuses_seed_12s_predecessors_and_reruns_its_12_to_3_arms():
+    """seed-12-budget answers "is seed-12's 12 -> 3 verdict a budget artefact?" only while it stays
+    seed-12 at another length: the same predecessor run (so the cache serves it) and, at 189 steps,
+    the same 12 -> 3 training as seed-12's 3 epochs (2 + 1 for Theseus, 63 steps per epoch)."""
+    from harness.runner import key_of
+    from harness.sweep import expand
+
+    def configs(name):
+        sweep = sweep_mod.load_sweep(name)
+        sweep.seeds = [0, 1]
+        return expand(sweep)
+
+    seed12, check = configs("seed-12"), configs("seed-12-budget")
+    predecessors = {key_of(c) for c in seed12 if sweep_mod.is_predecessor(c)}
+    assert predecessors and predecessors == {key_of(c) for c in check if sweep_mod.is_predecessor(c)}
+    assert {c.budget for c in check if not sweep_mod.is_predecessor(c)} == {189, 567}
+    steps_per_epoch = -(-seed12[0].train_size // seed12[0].batch_size)
+
+    def arm(c):
+        return c.strategy, c.variant, c.seed, c.layers, c.lr, c.options
+
+    three_epochs = {arm(c) for c in seed12 if c.layers == 3}
+    at_189 = [c for c in check if c.budget == 189]
+    assert at_189 and all(arm(c) in three_epochs for c in at_189)
+    assert 3 * steps_per_epoch == 189
+    assert all(c.train_size == seed12[0].train_size and c.batch_size == seed12[0].batch_size for c in check)
