@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.diagnostics import is_degenerate, max_class_share, single_class_from_metrics, still_improving
+from harness.tuning import effective_lr
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -153,6 +154,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "dev_accuracy": final.get("dev_accuracy"), "dev_macro_f1": final.get("dev_macro_f1"),
             "best_epoch": r.get("best_epoch"), "epochs": len(r.get("epochs") or []),
             "wall_seconds": r.get("wall_seconds"), "precision": cfg.get("precision"),
+            "lr": effective_lr(cfg) if cfg.get("lr") is not None else None,
             **run_diagnostics(r),
         })
     df = pd.DataFrame(rows)

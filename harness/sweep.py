@@ -41,6 +41,18 @@ class Sweep:
     arms: list[dict]
     budgets: list  # student optimizer steps per run; [None] = each arm's epochs (no budget axis)
     source: dict  # the config as loaded, for provenance
+    tuning: "Tuning | None" = None  # a tuning stage before the evaluation seeds (None: every arm as declared)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A tuning stage (README "Equal tuning budget"): every student arm tries every learning rate of
+    `lrs` (the same trials for every arm) on `seeds`, which are disjoint from the evaluation seeds;
+    each arm's learning rate is then the one with the best mean dev accuracy over those seeds
+    (select_settings), and the evaluation seeds run each arm at it, and at the declared (shared)
+    setting as the sensitivity row."""
+    seeds: list[int]
+    lrs: list[float]
 
 
 def list_presets() -> dict[str, str]:
@@ -76,6 +88,10 @@ def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sw
     base = dict(raw.get("base", {}))
     seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", 5))))
     arms = raw["arms"]
+    tuning = None
+    if "tuning" in raw:
+        tuning = Tuning(seeds=list(raw["tuning"]["seeds"]), lrs=[float(x) for x in raw["tuning"]["lrs"]])
+        _check_disjoint(tuning, seeds, config_path.name)
     return Sweep(
         name=raw.get("name", config_path.stem), description=raw.get("description", ""), seeds=seeds,
         student_seeds=int(raw.get("student_seeds", 1)), jobs=int(raw.get("jobs", 1)),
@@ -83,8 +99,16 @@ def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sw
         tasks=list(raw.get("tasks", [base.get("task", RunConfig.task)])),
         models=list(raw.get("models", [base.get("model", RunConfig.model)])),
         successor_layers=list(raw.get("successor_layers", [base.get("layers", RunConfig.layers)])),
-        arms=arms, source=raw, budgets=list(raw.get("budgets") or [base.get("budget")]),
+        arms=arms, source=raw, budgets=list(raw.get("budgets") or [base.get("budget")]), tuning=tuning,
     )
+
+
+def _check_disjoint(tuning: Tuning, seeds: list[int], where: str) -> None:
+    """Selecting and evaluating on the same seeds inflates the winner: refuse any overlap."""
+    shared = sorted(set(tuning.seeds) & set(seeds))
+    if shared:
+        raise HarnessError(f"sweep config {where}: [tuning] seeds {', '.join(map(str, shared))} are also "
+                           f"evaluation seeds; tuning seeds must be disjoint from the evaluation seeds")
 
 
 # ------------------------------------------------------------------ jobs
@@ -97,13 +121,19 @@ def _predecessor_layers(sweep: Sweep, model: str) -> int:
     return load_pretrained(model).num_layers
 
 
-def expand(sweep: Sweep) -> list[RunConfig]:
+def expand(sweep: Sweep, seeds: list[int] | None = None, trials=None) -> list[RunConfig]:
     """Every (task, model, successor size, budget, arm, seed, student seed) as one RunConfig,
     deduplicated (the predecessor arm is shared by every successor size and every budget: it trains
     at its own fixed length). Predecessor runs come first, then budget by budget, smallest first, so
-    a sweep stopped early holds whole budgets."""
+    a sweep stopped early holds whole budgets.
+
+    seeds: the seeds to expand (default: the sweep's evaluation seeds). trials: a function
+    (arm, task, model, successor_layers, budget) -> a list of run-field overrides, one run per item
+    (default: the arm as declared); the tuning stage uses it (tuning_configs, evaluation_configs)."""
     jobs: dict[str, RunConfig] = {}
     from harness.runner import key_of
+
+    seeds = sweep.seeds if seeds is None else seeds
 
     for task in sweep.tasks:
         for model in sweep.models:
@@ -111,7 +141,8 @@ def expand(sweep: Sweep) -> list[RunConfig]:
             for ls in sweep.successor_layers:
                 for budget, arm in ((b, a) for b in sweep.budgets for a in sweep.arms):
                     is_pred = arm.get("layers") == "predecessor"
-                    for seed in sweep.seeds:
+                    changes = [{}] if is_pred or trials is None else trials(arm, task, model, ls, budget)
+                    for seed, change in ((s, c) for s in seeds for c in changes):
                         # the predecessor arm has one run per seed; other arms may add student seeds
                         students = [None] if is_pred else \
                             [None] + [seed * 1000 + j for j in range(1, sweep.student_seeds)]
@@ -121,12 +152,68 @@ def expand(sweep: Sweep) -> list[RunConfig]:
                                       "options": arm.get("options", {}), "layers": lp if is_pred else ls,
                                       "predecessor_layers": lp, "seed": seed, "student_seed": student,
                                       "budget": None if is_pred else budget}
+                            fields.update(change)
                             if sweep.threads:
                                 fields["threads"] = sweep.threads
                             config = RunConfig.from_dict(fields)
                             jobs.setdefault(key_of(config), config)
     ordered = sorted(jobs.values(), key=lambda c: (not is_predecessor(c), c.budget or 0, c.seed))
     return ordered
+
+
+def _arm_name(arm: dict, successor_layers: int) -> str:
+    from harness.strategies import get_strategy
+    from harness.tuning import arm_name
+
+    return arm_name(arm, successor_layers, get_strategy(arm["strategy"]).default_variant)
+
+
+def _declared_lr(sweep: Sweep, arm: dict) -> float:
+    """The rate an arm trains at as declared: its resolved `lr` option (variant < options), else
+    the run's lr ([base] < the arm's `set`)."""
+    from harness.strategies import get_strategy
+
+    option = get_strategy(arm["strategy"]).resolve(arm.get("variant", ""), arm.get("options", {}))["lr"]
+    return float(option or {**sweep.base, **arm.get("set", {})}.get("lr", RunConfig.lr))
+
+
+def shared_lrs(sweep: Sweep) -> dict[str, float]:
+    """Each student arm's declared (shared) learning rate, by its runs-table name."""
+    return {_arm_name(a, ls): _declared_lr(sweep, a)
+            for a in sweep.arms if a.get("layers") != "predecessor" for ls in sweep.successor_layers}
+
+
+def tuning_configs(sweep: Sweep) -> list[RunConfig]:
+    """The tuning stage: every student arm at every grid rate on every tuning seed (the same trials
+    for every arm), with the tuning seeds' predecessors."""
+    from harness.tuning import lr_setting
+
+    def trials(arm, task, model, ls, budget):
+        return [lr_setting(arm, lr, _declared_lr(sweep, arm)) for lr in sweep.tuning.lrs]
+
+    return expand(sweep, seeds=sweep.tuning.seeds, trials=trials)
+
+
+def evaluation_configs(sweep: Sweep, selected) -> list[RunConfig]:
+    """The evaluation seeds at the declared (shared) settings and at each arm's selected rate
+    (selected: tuning.select_settings's table); a run at a selected rate equal to the declared one is
+    the same run, listed once."""
+    import pandas as pd
+
+    from harness.tuning import lr_setting
+
+    chosen = {(r.task, r.model, int(r.successor_layers), None if pd.isna(r.budget) else int(r.budget), r.arm): r.lr
+              for r in selected.itertuples()}
+
+    def trials(arm, task, model, ls, budget):
+        lr = chosen.get((task, model, ls, budget, _arm_name(arm, ls)))
+        return [] if lr is None else [lr_setting(arm, lr, _declared_lr(sweep, arm))]
+
+    shared = expand(sweep)
+    tuned = expand(sweep, trials=trials)
+    from harness.runner import key_of
+
+    return list({key_of(c): c for c in shared + tuned}.values())
 
 
 def is_predecessor(config: RunConfig) -> bool:
@@ -281,13 +368,32 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
         raise HarnessError(f"jobs must be >= 1, got {sweep.jobs}")
     if limit_strategies:
         sweep.arms = [a for a in sweep.arms if a["strategy"] in limit_strategies or a.get("layers") == "predecessor"]
+    if sweep.tuning:
+        _check_disjoint(sweep.tuning, sweep.seeds, f"{sweep.name} (with --seeds)")
     out_dir, report_dir = output_dirs(sweep.name, out, report_dir)
-    configs = expand(sweep)
     from harness.records import atomic_write_text
     from harness.runner import key_of
 
     started = time.perf_counter()
-    results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+    if sweep.tuning is None:
+        configs = expand(sweep)
+        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+    else:  # tuning seeds first; the evaluation seeds' settings follow from their dev accuracy
+        configs = tuning_configs(sweep)
+        say(f"tuning stage: {len(sweep.tuning.lrs)} learning rates x every student arm on tuning seeds "
+            f"{', '.join(map(str, sweep.tuning.seeds))}")
+        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        selected, missing = _selected(sweep, out_dir)
+        if missing:
+            say(f"tuning incomplete ({missing}); the evaluation stage waits: run the sweep again")
+        else:
+            for r in selected.itertuples():
+                say(f"selected: {r.task} {r.arm} lr {r.lr:g} (mean dev {100 * r.dev_mean:.2f} over "
+                    f"{len(sweep.tuning.seeds)} tuning seeds){'  AT THE GRID EDGE' if r.at_edge else ''}")
+            stage2 = evaluation_configs(sweep, selected)
+            say("evaluation stage: the evaluation seeds at the selected and at the shared settings")
+            results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+            configs = list({key_of(c): c for c in configs + stage2}.values())
     elapsed = time.perf_counter() - started
     manifest_path = out_dir / "sweep.json"
     previous = _read_manifest(out_dir, say) or {}
@@ -310,6 +416,31 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     for name in unreadable:  # execute_jobs re-ran every unreadable record: this one is a store fault
         say(f"unreadable record: {name}")
     return 1 if failed or unreadable else 0
+
+
+def _selected(sweep: Sweep, out_dir: Path):
+    """(select_settings table, what is missing as text or ""): the tuning stage read from the store."""
+    from harness.records import read_records, runs_table
+    from harness.runner import key_of
+    from harness.tuning import select_settings
+
+    wanted = {key_of(c) for c in tuning_configs(sweep)}
+    runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in wanted])
+    if runs.empty:
+        return None, "no tuning run stored"
+    failed = int((runs["status"] != "ok").sum())
+    selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds)
+    expected = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
+        len([a for a in sweep.arms if a.get("layers") != "predecessor"])
+    incomplete = int((~selected["complete"]).sum()) + expected - len(selected)
+    missing = []
+    if len(runs) < len(wanted):
+        missing.append(f"{len(wanted) - len(runs)} tuning run(s) not stored")
+    if failed:
+        missing.append(f"{failed} tuning run(s) failed")
+    if incomplete and not missing:
+        missing.append(f"{incomplete} arm(s) without every trial")
+    return selected, "; ".join(missing)
 
 
 def _read_manifest(results_dir: Path, say=print) -> dict | None:

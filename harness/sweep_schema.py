@@ -49,6 +49,11 @@ TOP = {
     "successor_layers": Key(list, item=int, minimum=1),
     "budgets": Key(list, item=int, minimum=1, what="student optimizer steps per run"),
     "arms": Key(list, item=dict),
+    "tuning": Key(dict, what="a tuning stage: seeds (disjoint from the evaluation seeds) and lrs"),
+}
+TUNING = {
+    "seeds": Key(list, item=int, minimum=0, what="tuning seeds, disjoint from the evaluation seeds"),
+    "lrs": Key(list, item=float, what="the learning-rate grid every student arm tries"),
 }
 ARM = {
     "strategy": Key(str),
@@ -185,6 +190,17 @@ def _check_task(spec: str, where: _Where, table: str, key: str) -> None:
                                       f"or a source: {', '.join(SOURCE_PREFIXES)}")
 
 
+def _check_tuning(tuning: dict, where: _Where) -> None:
+    _unknown(tuning, TUNING, where, "[tuning]", "tuning keys")
+    for key, spec in TUNING.items():
+        if key not in tuning:
+            raise where.error("[tuning]", key, f"missing; a tuning stage needs {spec.what}")
+        _check_value(tuning[key], spec, where, "[tuning]", key)
+    for i, lr in enumerate(tuning["lrs"], start=1):
+        if not (math.isfinite(lr) and lr > 0):
+            raise where.error("[tuning]", "lrs", f"item {i} is {lr}; every learning rate must be > 0")
+
+
 def check_sweep(raw: dict, path: Path) -> None:
     """Validate a parsed sweep config against the schema; raise one HarnessError line on the first
     problem. Checks each key alone, then the cross-key rules (RunConfig of [base], arm options)."""
@@ -196,6 +212,8 @@ def check_sweep(raw: dict, path: Path) -> None:
         _check_value(value, TOP[key], where, "top level", key)
     if "seeds" in raw and "seed_list" in raw:
         raise where.error("top level", "seed_list", "give seeds or seed_list, not both")
+    if "tuning" in raw:
+        _check_tuning(raw["tuning"], where)
     for number, task in enumerate(raw.get("tasks", []), start=1):
         _check_task(task, where, "top level", f"tasks (item {number})")
     base = raw.get("base", {})

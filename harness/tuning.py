@@ -1,0 +1,97 @@
+"""The tuning stage of a sweep: the same learning-rate trials for every arm, on tuning seeds.
+
+A verdict reached at one shared learning rate holds at that rate only: the method under test and
+the baseline may have different best rates (Dodge et al. 2019: which of two models looks better can
+flip with the number of trials). A sweep with a `[tuning]` table therefore runs, before its
+evaluation seeds, every student arm at every learning rate of one grid on its tuning seeds (disjoint
+from the evaluation seeds: selecting and evaluating on the same seeds inflates the winner,
+Bouthillier et al. 2021), selects each arm's rate by its mean dev accuracy over the tuning seeds,
+and runs the evaluation seeds at the selected rate; the declared (shared) setting runs on the
+evaluation seeds too, as the sensitivity row.
+
+Pure functions of a sweep's arms and of the runs table (torch-free): `lr_setting` says which run
+fields carry an arm's learning rate, `effective_lr` reads it back from a run, `select_settings`
+picks each arm's rate, `annotate` adds the `stage`, `selected` and `shared` columns to a runs table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+GROUP = ["task", "model", "successor_layers", "budget", "arm"]
+
+
+def arm_name(arm: dict, successor_layers: int, default_variant: str = "") -> str:
+    """The runs table's name of a declared student arm ("finetune-3", "theseus-add/seed")."""
+    if arm["strategy"] == "finetune":
+        return f"finetune-{successor_layers}"
+    variant = arm.get("variant") or default_variant
+    return f"{arm['strategy']}/{variant}" if variant else arm["strategy"]
+
+
+def lr_setting(arm: dict, lr: float, declared: float) -> dict:
+    """The run fields that train `arm` at learning rate `lr` and change nothing else.
+
+    Every strategy has an `lr` option (0 = the run's lr) that sets its student's rate and nothing
+    else: the predecessor trains at the run's lr (or `predecessor_lr`), so every trial of a seed
+    starts from the same predecessor. `declared`: the arm's rate as declared (its resolved `lr`
+    option, else the run's lr). At the declared rate nothing changes, so that run keeps the declared
+    run's key (and a study's record at that setting is reused)."""
+    if lr == declared:
+        return {}
+    return {"options": {**arm.get("options", {}), "lr": lr}}
+
+
+def effective_lr(config: dict) -> float:
+    """The learning rate a stored run trained its student at: its strategy's `lr` option when set
+    (two-stage), else the run's lr (strategies.Context.lr reads it the same way)."""
+    return float((config.get("options") or {}).get("lr") or config.get("lr"))
+
+
+def select_settings(runs: pd.DataFrame, lrs: list[float], tuning_seeds: list[int]) -> pd.DataFrame:
+    """Each arm's selected learning rate from its tuning runs.
+
+    runs: the runs table (columns task, model, successor_layers, budget, arm, seed, lr, status,
+    dev_accuracy), predecessor rows and evaluation seeds included or not: only ok runs on
+    `tuning_seeds` at a grid rate count. Returns one row per (task, model, successor_layers,
+    budget, arm): lr (selected: the best mean dev accuracy over the tuning seeds; ties go to the
+    smaller rate), dev_mean (its mean), trials (grid rates with a run on every tuning seed),
+    complete (every rate on every tuning seed), at_edge (the selected rate is the grid's smallest or
+    largest: the grid may have been too narrow), and dev_by_lr (rate -> mean dev, for the report).
+    """
+    cols = GROUP + ["lr", "dev_mean", "trials", "complete", "at_edge", "dev_by_lr"]
+    grid = sorted(float(x) for x in lrs)
+    tune = runs[runs["seed"].isin(tuning_seeds) & (runs["status"] == "ok") & runs["lr"].isin(grid)]
+    tune = tune[~tune["arm"].str.fullmatch(r"finetune-(\d+)") | (tune["successor_layers"] != tune["predecessor_layers"])]
+    rows = []
+    for key, g in tune.groupby(GROUP, dropna=False, sort=True):
+        per_lr = g.groupby("lr")["dev_accuracy"].agg(["mean", "count"])
+        full = per_lr[per_lr["count"] == len(tuning_seeds)]
+        if full.empty:
+            continue
+        best = full["mean"].max()
+        lr = float(min(full.index[np.isclose(full["mean"], best, rtol=0, atol=1e-12)]))
+        rows.append({**dict(zip(GROUP, key)), "lr": lr, "dev_mean": float(best), "trials": len(full),
+                     "complete": len(full) == len(grid), "at_edge": lr in (grid[0], grid[-1]),
+                     "dev_by_lr": {float(k): float(v) for k, v in per_lr["mean"].items()}})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def annotate(runs: pd.DataFrame, selected: pd.DataFrame, tuning_seeds: list[int],
+             shared_lr: dict[str, float]) -> pd.DataFrame:
+    """The runs table with `stage` ("tune" on a tuning seed, else "evaluate"), `selected` (an
+    evaluation run at its arm's selected rate) and `shared` (an evaluation run at its arm's declared
+    rate, `shared_lr`: arm -> rate); the predecessor's runs are both (no arm of theirs is tuned).
+    One run may be both selected and shared: where tuning selects the declared rate, the two
+    settings are one run."""
+    out = runs.copy()
+    out["stage"] = np.where(out["seed"].isin(tuning_seeds), "tune", "evaluate")
+    chosen = {tuple(r[c] for c in GROUP): r["lr"] for _, r in selected.iterrows()}
+    is_pred = (out["successor_layers"] == out["predecessor_layers"]) & out["arm"].str.startswith("finetune-")
+    evaluate = out["stage"] == "evaluate"
+    sel = [bool(p) or chosen.get(tuple(row[c] for c in GROUP)) == row["lr"]
+           for p, (_, row) in zip(is_pred, out.iterrows())]
+    out["selected"] = evaluate & np.array(sel, dtype=bool)
+    out["shared"] = evaluate & (is_pred | np.array([shared_lr.get(a) == lr for a, lr in zip(out["arm"], out["lr"])]))
+    return out
