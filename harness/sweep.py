@@ -82,8 +82,14 @@ def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sw
         raise HarnessError(f"sweep config {config_path} cannot be read: {str(exc).splitlines()[0]}") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"sweep config {config_path} is not valid TOML: {exc}") from None
+    return sweep_from_raw(raw, config_path)
+
+
+def sweep_from_raw(raw: dict, config_path: Path) -> Sweep:
+    """A parsed sweep config (a TOML file's, or the copy a store's sweep.json keeps), validated."""
     from harness.sweep_schema import check_sweep
 
+    config_path = Path(config_path)
     check_sweep(raw, config_path)  # every key's type, range and allowed values (and arms'): one error line
     base = dict(raw.get("base", {}))
     seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", 5))))
@@ -540,7 +546,15 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
                               if only_csv else "run `python -m harness run-all` first"))
     report_dir = Path(report_dir) if report_dir else default_report_dir(results_dir, name)
     runs = runs_table(records)
-    runs.to_csv(results_dir / "runs.csv", index=False)
+    tuning = _tuning_view(runs, manifest.get("config"), name)
+    if tuning is not None:
+        runs, selected = tuning
+        runs.to_csv(results_dir / "runs.csv", index=False)
+        say(f"tuning: {int((runs['stage'] == 'tune').sum())} tuning run(s); the analysis uses the "
+            f"{int(runs['selected'].sum())} evaluation run(s) at each arm's selected rate")
+        runs = runs[runs["selected"]].reset_index(drop=True)
+    else:
+        runs.to_csv(results_dir / "runs.csv", index=False)
     meta = {**_meta(records, {**manifest, "name": name}), **({"skipped_records": skipped} if skipped else {})}
     curves = curves_table(records)
     if not curves.empty:
@@ -549,6 +563,18 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves)
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
+
+
+def _tuning_view(runs, config: dict | None, name: str):
+    """For a store of a sweep with a tuning stage: (the runs table with stage / selected / shared
+    columns, the select_settings table); None for any other store."""
+    if not isinstance(config, dict) or "tuning" not in config:
+        return None
+    from harness.tuning import annotate, select_settings
+
+    sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
+    selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds)
+    return annotate(runs, selected, sweep.tuning.seeds, shared_lrs(sweep)), selected
 
 
 def analyze_csv(csv_path: Path, out: Path | None = None, report_dir: Path | None = None, say=print) -> Path:

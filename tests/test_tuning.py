@@ -1,0 +1,135 @@
+"""The tuning stage: the same trials for every arm, tuning seeds never evaluated, selection by dev."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import sweep as sweep_mod
+from harness.errors import HarnessError
+from harness.runner import key_of
+from harness.tuning import annotate, effective_lr, lr_setting, select_settings
+from conftest import write_tiny_sweep
+
+
+def _tune_rows(dev: dict[float, list[float]], arm="theseus-add/seed", seeds=(100, 101)) -> list[dict]:
+    return [{"task": "t", "model": "m", "successor_layers": 3, "predecessor_layers": 6, "budget": 567, "arm": arm,
+             "seed": s, "lr": lr, "status": "ok", "dev_accuracy": d}
+            for lr, ds in dev.items() for s, d in zip(seeds, ds)]
+
+
+def test_selection_takes_the_best_mean_dev_and_flags_the_grid_edge():
+    grid = [2e-5, 5e-5, 1e-4, 3e-4]
+    runs = pd.DataFrame(_tune_rows({2e-5: [0.5, 0.6], 5e-5: [0.80, 0.70], 1e-4: [0.74, 0.77], 3e-4: [0.7, 0.7]})
+                        + _tune_rows({2e-5: [0.5, 0.5], 5e-5: [0.6, 0.6], 1e-4: [0.7, 0.7], 3e-4: [0.8, 0.7]},
+                                     arm="finetune-3"))
+    sel = select_settings(runs, grid, [100, 101]).set_index("arm")
+    assert sel.loc["theseus-add/seed", "lr"] == 1e-4  # mean 0.755 beats 5e-5's 0.75 (max of one seed is 0.80)
+    assert not sel.loc["theseus-add/seed", "at_edge"]
+    assert sel.loc["finetune-3", "lr"] == 3e-4 and sel.loc["finetune-3", "at_edge"]
+    assert sel["complete"].all() and (sel["trials"] == 4).all()
+
+
+def test_selection_breaks_ties_toward_the_smaller_rate_and_needs_every_tuning_seed():
+    grid = [1e-5, 1e-4, 1e-3]
+    runs = pd.DataFrame(_tune_rows({1e-5: [0.5, 0.5], 1e-4: [0.7, 0.8], 1e-3: [0.8, 0.7]}))
+    assert select_settings(runs, grid, [100, 101])["lr"].item() == 1e-4
+    # a rate with one tuning seed missing (or failed) is not a trial: it can be neither chosen nor counted
+    partial = pd.DataFrame(_tune_rows({1e-5: [0.5, 0.5], 1e-4: [0.7, 0.7]}) + _tune_rows({1e-3: [0.99]}))
+    sel = select_settings(partial, grid, [100, 101])
+    assert sel["lr"].item() == 1e-4 and sel["trials"].item() == 2 and not sel["complete"].item()
+    # evaluation seeds never select
+    leak = pd.DataFrame(_tune_rows({1e-5: [0.5, 0.5], 1e-4: [0.7, 0.7]}) + _tune_rows({1e-3: [0.9, 0.9]}, seeds=(0, 1)))
+    assert select_settings(leak, grid, [100, 101])["lr"].item() == 1e-4
+
+
+def test_a_trial_sets_only_the_students_rate():
+    arm = {"strategy": "two-stage", "variant": "predecessor-1x", "options": {"epochs": 3, "lr": 5e-5}}
+    assert lr_setting(arm, 5e-5, declared=5e-5) == {}  # the declared setting keeps its run key
+    assert lr_setting(arm, 1e-4, declared=5e-5) == {"options": {"epochs": 3, "lr": 1e-4}}
+    assert effective_lr({"lr": 1e-4, "options": {"lr": 3e-4}}) == 3e-4
+    assert effective_lr({"lr": 1e-4, "options": {"lr": 0.0}}) == 1e-4
+
+
+def test_tuned_preset_gives_every_arm_the_same_trials_on_seeds_it_never_evaluates():
+    from harness.predecessor import predecessor_key
+    from harness.runner import CODE_VERSION
+
+    sweep = sweep_mod.load_sweep("tuned")
+    assert not set(sweep.tuning.seeds) & set(sweep.seeds)
+    lrs = sweep.tuning.lrs
+    assert len(lrs) >= 4 and max(lrs) / min(lrs) >= 10 and 2e-5 in lrs
+    trials = sweep_mod.tuning_configs(sweep)
+    students = [c for c in trials if c.budget is not None]
+    assert {c.seed for c in trials} == set(sweep.tuning.seeds)
+    per_arm = pd.Series([(c.task, c.strategy, c.variant, c.seed) for c in students]).value_counts()
+    assert (per_arm == len(lrs)).all() and len(per_arm) == 2 * 6 * 2  # tasks x arms x tuning seeds
+    rates = {(c.task, c.strategy, c.variant, c.seed): set() for c in students}
+    for c in students:
+        rates[(c.task, c.strategy, c.variant, c.seed)].add(effective_lr(c.to_dict()))
+    assert all(r == set(lrs) for r in rates.values())
+    # every trial of a (task, seed) starts from the one predecessor: no trial moves it
+    assert len({(c.task, c.seed, predecessor_key(c, 6, CODE_VERSION)) for c in students}) == 2 * 2
+    # the shared setting is the budget study's 567-step runs, key for key
+    budget = sweep_mod.load_sweep("budget")
+    budget_keys = {key_of(c) for c in sweep_mod.expand(budget) if c.budget in (None, 567)}
+    assert {key_of(c) for c in sweep_mod.expand(sweep)} <= budget_keys
+
+
+def test_tuning_seeds_must_not_be_evaluation_seeds(tmp_path, tiny_model_dir, tiny_task):
+    bad = write_tiny_sweep(tmp_path / "bad.toml", tiny_model_dir, tiny_task, seeds=2,
+                           tuning={"seeds": [1, 7], "lrs": [1e-3, 3e-3]})
+    with pytest.raises(HarnessError, match="tuning.*seeds 1 are also evaluation seeds"):
+        sweep_mod.load_sweep(config_path=bad)
+    for tuning, message in (({"seeds": [7]}, r"\[tuning\] lrs: missing"),
+                            ({"seeds": [7], "lrs": [1e-3, -1.0]}, "item 2 is -1.0"),
+                            ({"seeds": [7], "lrs": [1e-3], "grid": 1}, "unknown key")):
+        cfg = write_tiny_sweep(tmp_path / "bad2.toml", tiny_model_dir, tiny_task, tuning=tuning)
+        with pytest.raises(HarnessError, match=message):
+            sweep_mod.load_sweep(config_path=cfg)
+
+
+def test_a_tuned_sweep_tunes_then_evaluates_at_the_selected_and_the_shared_rate(tmp_path, tiny_model_dir, tiny_task):
+    arms = ({"strategy": "finetune", "layers": "predecessor"}, {"strategy": "finetune"},
+            {"strategy": "two-stage", "variant": "random-1x", "options": {"epochs": 1, "lr": 3e-3}})
+    cfg = write_tiny_sweep(tmp_path / "tuned.toml", tiny_model_dir, tiny_task, arms=arms, seeds=2,
+                           tuning={"seeds": [50], "lrs": [3e-4, 3e-3]})
+    out, lines = tmp_path / "store", []
+    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert {"stage", "lr", "selected", "shared"} <= set(runs.columns)
+    tune = runs[runs["stage"] == "tune"]
+    assert set(tune["seed"]) == {50} and set(runs.loc[runs["stage"] == "evaluate", "seed"]) == {0, 1}
+    students = tune[tune["arm"] != "finetune-4"]
+    assert all(sorted(g["lr"]) == [3e-4, 3e-3] for _, g in students.groupby("arm"))
+    for arm, g in students.groupby("arm"):
+        best = g.loc[g["dev_accuracy"] == g["dev_accuracy"].max(), "lr"].min()  # ties: the smaller rate
+        chosen = runs[(runs["arm"] == arm) & runs["selected"]]
+        assert len(chosen) == 2 and (chosen["lr"] == best).all()  # both evaluation seeds at the selected rate
+    shared = runs[runs["shared"] & (runs["arm"] != "finetune-4")]
+    assert len(shared) == 4 and np.allclose(shared["lr"], 3e-3)  # the declared rate on both evaluation seeds
+    assert any(line.startswith("selected: ") for line in lines)
+    # run again: nothing trains
+    lines.clear()
+    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert sum("0 to run" in line for line in lines) == 2
+
+
+def test_annotate_marks_stage_and_settings():
+    runs = pd.DataFrame([
+        {"task": "t", "model": "m", "successor_layers": 6, "predecessor_layers": 6, "budget": pd.NA,
+         "arm": "finetune-6", "seed": 0, "lr": 1e-4},
+        {"task": "t", "model": "m", "successor_layers": 3, "predecessor_layers": 6, "budget": 567,
+         "arm": "finetune-3", "seed": 0, "lr": 1e-4},
+        {"task": "t", "model": "m", "successor_layers": 3, "predecessor_layers": 6, "budget": 567,
+         "arm": "finetune-3", "seed": 0, "lr": 3e-4},
+        {"task": "t", "model": "m", "successor_layers": 3, "predecessor_layers": 6, "budget": 567,
+         "arm": "finetune-3", "seed": 100, "lr": 3e-4},
+    ])
+    selected = pd.DataFrame([{"task": "t", "model": "m", "successor_layers": 3, "budget": 567, "arm": "finetune-3",
+                              "lr": 3e-4}])
+    out = annotate(runs, selected, [100], {"finetune-3": 1e-4})
+    assert out["stage"].tolist() == ["evaluate", "evaluate", "evaluate", "tune"]
+    assert out["selected"].tolist() == [True, False, True, False]
+    assert out["shared"].tolist() == [True, True, False, False]
