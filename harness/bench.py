@@ -240,8 +240,10 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
     layers = layers or pretrained.num_layers  # build_classifier refuses more layers than the model has
     arch = transformers.AutoConfig.from_pretrained(pretrained.path)
     hidden, inter = arch.hidden_size, arch.intermediate_size
+    # budget None: every loop times whole epochs of its own `steps` (not the runs' default budget)
     config = RunConfig(task=task, model=model, layers=layers, train_size=train_size or n, dev_size=dev_size,
-                       test_size=1, batch_size=batch_size, max_length=max_length, lr=lr, precision=precision)
+                       test_size=1, batch_size=batch_size, max_length=max_length, lr=lr, precision=precision,
+                       budget=None)
     setup = {"torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
              "threads": torch.get_num_threads(), "precision": precision, "load_average": _load(),
@@ -528,7 +530,7 @@ def student_setup(task: str, model: str, steps: int, batch_size: int, max_length
     layers = pretrained.num_layers
     student = max(1, layers // 2)
     config = RunConfig(task=task, model=model, layers=student, train_size=n, dev_size=None, test_size=1,
-                       batch_size=batch_size, max_length=max_length, lr=lr)
+                       batch_size=batch_size, max_length=max_length, lr=lr, budget=None)  # epochs of `steps`
     _, splits, encoded = prepare_data(config, pretrained)
     cases = [(f"finetune-{student}", "finetune", "", {"epochs": 1})]
     if layers % student == 0 and student < layers:

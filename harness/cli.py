@@ -30,10 +30,19 @@ def _parse_option(text: str) -> tuple[str, str]:
     return key.strip().replace("-", "_"), value.strip()
 
 
+# The run settings a named set of defaults decides (config.DEFAULTS); their flags default to None,
+# so the chosen set fills in only what the user did not give.
+PROFILE_FLAGS = {"lr": "--lr", "epochs": "--epochs", "budget": "--budget", "eval_points": "--eval-points"}
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    from harness.config import RunConfig
+    from harness.config import DEFAULT_PROFILE, DEFAULTS, RunConfig
 
     d = RunConfig()
+    p.add_argument("--defaults", default=DEFAULT_PROFILE, choices=list(DEFAULTS), metavar="NAME",
+                   help=f"the defaults of --lr, --epochs, --budget and --eval-points: "
+                        + "; ".join(f"{x.name}: {x.summary()}" for x in DEFAULTS.values())
+                        + f" (default: {DEFAULT_PROFILE})")
     p.add_argument("--task", default=d.task, help="built-in task, or clue:DIR, csv:FILE, jsonl:FILE, hf:NAME")
     p.add_argument("--model", default=d.model, help="bundled model name, local folder or hub id")
     p.add_argument("--strategy", default=d.strategy)
@@ -45,12 +54,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", default=d.head, choices=["cls", "pooler"])
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--student-seed", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--budget", type=int, default=d.budget, metavar="STEPS",
-                   help="student optimizer steps for the whole run (all phases); default: --epochs")
-    p.add_argument("--eval-points", type=int, default=d.eval_points, metavar="N",
-                   help="dev evaluations at N evenly spaced steps; default 0: after every epoch")
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="the predecessor's length; given without --budget, the student's too (no budget)")
+    p.add_argument("--budget", type=int, default=None, metavar="STEPS",
+                   help="student optimizer steps for the whole run (all phases)")
+    p.add_argument("--eval-points", type=int, default=None, metavar="N",
+                   help="dev evaluations at N evenly spaced steps; 0: after every epoch")
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--max-length", type=int, default=d.max_length)
     p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
@@ -72,19 +82,30 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(a) -> "RunConfig":
-    from harness.config import RunConfig
+    from harness.config import configured
 
-    return RunConfig(
-        task=a.task, model=a.model, strategy=a.strategy, variant=a.variant,
+    given = {k: getattr(a, k) for k in PROFILE_FLAGS if getattr(a, k) is not None}
+    return configured(
+        a.defaults, task=a.task, model=a.model, strategy=a.strategy, variant=a.variant,
         options=tuple(sorted(dict(_parse_option(o) for o in a.option).items())),
         layers=a.layers, predecessor_layers=a.predecessor_layers, head=a.head, seed=a.seed,
         student_seed=a.student_seed, train_size=a.train_size, dev_size=a.dev_size, test_size=a.test_size,
         split_seed=a.split_seed, max_length=a.max_length, text_column=a.text_column,
-        label_column=a.label_column, epochs=a.epochs, budget=a.budget, eval_points=a.eval_points, lr=a.lr,
-        batch_size=a.batch_size, warmup_ratio=a.warmup_ratio, predecessor_epochs=a.predecessor_epochs,
-        predecessor_lr=a.predecessor_lr, precision=a.precision, device=a.device, threads=a.threads,
-        force=a.force,
-    ).validated()
+        label_column=a.label_column, batch_size=a.batch_size, warmup_ratio=a.warmup_ratio,
+        predecessor_epochs=a.predecessor_epochs, predecessor_lr=a.predecessor_lr, precision=a.precision,
+        device=a.device, threads=a.threads, force=a.force, **given,
+    )
+
+
+def defaults_line(a) -> str:
+    """The run summary's line naming the defaults used and the flags that overrode them."""
+    from harness.config import DEFAULTS
+
+    used = DEFAULTS[a.defaults]
+    given = [flag for k, flag in PROFILE_FLAGS.items() if getattr(a, k) is not None]
+    overridden = f"; given instead: {', '.join(given)}" if given else ""
+    others = "".join(f"; --defaults {x.name}: {x.what}" for x in DEFAULTS.values() if x is not used)
+    return f"defaults: {used.name} ({used.what}): {used.summary()}{overridden}{others}"
 
 
 def cmd_list(a) -> int:
@@ -114,6 +135,13 @@ def cmd_list(a) -> int:
     print("presets:")
     for name, desc in list_presets().items():
         print(f"  {name:<14} {desc}")
+    from harness.config import DEFAULT_PROFILE, DEFAULTS
+
+    print("defaults (run --defaults NAME):")
+    for x in DEFAULTS.values():
+        mark = " (default)" if x.name == DEFAULT_PROFILE else ""
+        print(f"  {x.name:<14} {x.what}{mark}: {x.summary()}")
+        print(f"  {'':<14} {x.why}")
     return 0
 
 
@@ -155,6 +183,7 @@ def cmd_run(a) -> int:
         p = record["predecessor"]
         print(f"predecessor ({'trained now' if p['trained_now'] else 'from cache'}): "
               f"test acc {p['test_accuracy']:.4f}")
+    print(defaults_line(a))
     print(f"record: {Path(a.out) / 'runs' / (record['run_id'] + '.json')}")
     return 0
 

@@ -69,8 +69,10 @@ def tiny_task(tmp_path_factory):
 def tiny_config(tiny_model_dir, tiny_task):
     from harness.config import RunConfig
 
+    # epochs, not the default budget; dev after every epoch (the seed's defaults)
     return RunConfig(task=tiny_task, model=tiny_model_dir, layers=2, train_size=160, dev_size=60,
-                     test_size=60, epochs=2, lr=3e-3, batch_size=16, max_length=16, threads=1)
+                     test_size=60, epochs=2, budget=None, eval_points=0, lr=3e-3, batch_size=16, max_length=16,
+                     threads=1)
 
 
 # Tiny sweep configs (TOML) for the tests that run or load a whole sweep.
@@ -92,7 +94,7 @@ def write_tiny_sweep(path, model: str, task: str, *, arms=PREDECESSOR_AND_BASELI
     the [base] sizes, `arms` is a sequence of arm tables (dicts)."""
     top = {"name": "tiny", "seeds": 1, "threads": 1, "successor_layers": [2], **top}
     base = {"task": task, "model": model, "train_size": 80, "dev_size": 30, "test_size": 30, "max_length": 16,
-            "batch_size": 16, "epochs": 1, "lr": 3e-3, **(base or {})}
+            "batch_size": 16, "epochs": 1, "eval_points": 0, "lr": 3e-3, **(base or {})}
     lines = [f"{k} = {_toml(v)}" for k, v in top.items()] + ["", "[base]"]
     lines += [f"{k} = {_toml(v)}" for k, v in base.items()]
     for arm in arms:

@@ -166,7 +166,7 @@ def test_rate_one_theseus_equals_the_successor_alone(family_dirs, family, replac
 def family_run(tiny_task, tmp_path):
     def config(model_dir, **kw):
         return RunConfig(task=tiny_task, model=model_dir, **{
-            "layers": 2, "train_size": 32, "dev_size": 16, "test_size": 16, "epochs": 1, "lr": 3e-3,
+            "layers": 2, "train_size": 32, "dev_size": 16, "test_size": 16, "epochs": 1, "budget": None, "lr": 3e-3,
             "batch_size": 16, "max_length": 16, "threads": 1, **kw})
     return config
 

@@ -209,7 +209,7 @@ def test_engines_give_bit_identical_runs_on_the_real_model(tmp_path):
     from harness.config import RunConfig
 
     base = RunConfig(task="rt-polarity", model="minilm-l6", layers=3, train_size=320, dev_size=64, test_size=64,
-                     epochs=1, predecessor_epochs=1, threads=1)
+                     epochs=1, budget=None, predecessor_epochs=1, threads=1)
     configs = [base.replace(strategy="finetune", precision="bf16"),
                base.replace(strategy="theseus-binary", variant="seed", precision="bf16",
                             options={"theseus_epochs": 1, "successor_epochs": 1}),

@@ -11,8 +11,9 @@ import torch
 
 from conftest import PREDECESSOR_AND_BASELINE, write_tiny_sweep
 from harness import sweep as sweep_mod
-from harness.config import RunConfig, run_key, stable_hash
+from harness.config import DEFAULTS, LATER_DEFAULTS, RunConfig, configured, run_key, stable_hash
 from harness.diagnostics import is_degenerate, single_class_from_metrics, still_improving
+from harness.errors import HarnessError
 from harness.models import build_classifier, load_pretrained
 from harness.records import read_records, runs_table
 from harness.strategies import Context, get_strategy, split_budget
@@ -20,13 +21,28 @@ from harness.train import eval_steps
 
 
 def test_budget_and_eval_points_reach_the_key_and_old_keys_stay():
-    base = RunConfig()
+    base = RunConfig(**DEFAULTS["seed"].values)  # no budget, dev after every epoch: as before they existed
     assert len({run_key(base.replace(budget=b), "v") for b in (None, 100, 300)}) == 3
     assert run_key(base.replace(eval_points=10), "v") != run_key(base, "v")
     # a run without a budget keeps the key it had before the field existed
     legacy = {k: v for k, v in base.to_dict().items()
               if k not in ("device", "threads", "force", "budget", "eval_points")}
     assert run_key(base, "v") == stable_hash({"config": legacy, "code": "v"})
+
+
+def test_the_run_defaults_are_the_studied_ones_and_the_seeds_keep_the_old_keys():
+    studied, seed = DEFAULTS["studied"].values, DEFAULTS["seed"].values
+    assert {k: getattr(RunConfig(), k) for k in studied} == studied == {
+        "lr": 1e-4, "budget": 567, "eval_points": 10, "epochs": 3}
+    # the seed's defaults are the settings before the change, and the key leaves out exactly those values
+    assert seed == {"lr": 5e-5, "budget": None, "eval_points": 0, "epochs": 3}
+    assert {k: seed[k] for k in LATER_DEFAULTS} == LATER_DEFAULTS
+    assert configured("seed") == RunConfig(lr=5e-5, epochs=3, budget=None, eval_points=0)
+    assert configured() == RunConfig()
+    # epochs given without a budget: a run of that many epochs; with one, the budget
+    assert configured(epochs=5).budget is None and configured(epochs=5, budget=100).budget == 100
+    with pytest.raises(HarnessError, match="unknown defaults 'x'; defaults: studied, seed"):
+        configured("x")
 
 
 def test_split_budget_keeps_the_proportion_and_the_total():

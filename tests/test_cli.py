@@ -39,6 +39,7 @@ def _csv(tmp_path, text):
     (["--model", "/nonexistent/model"], "could not load model"),
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--train-size", "100000"], "split sizes"),
+    (["--defaults", "bogus"], "argument --defaults: invalid choice: 'bogus' (choose from 'studied', 'seed')"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, base, tmp_path, extra, message):
     code, out, err = _run(capsys, *base, *extra)
@@ -184,3 +185,40 @@ def test_a_small_user_csv_trains_without_size_flags_and_the_summary_shows_the_si
             "--train-size, --dev-size and --test-size set them)") in out
     code, _, err = _run(capsys, *args, "--train-size", "4000", "--dev-size", "500", "--test-size", "2000")
     assert code == 2 and "split sizes [4000, 500, 2000] need 6500 examples but the task has 2700" in err
+
+
+# ---- the defaults a user meets first: the budget study's converged settings ------------------------
+
+PROFILE_KEYS = ("lr", "budget", "eval_points", "epochs")
+
+
+def _run_record(capsys, out, *argv):
+    code, text, err = _run(capsys, *argv, "--out", str(out))
+    assert code == 0, err
+    (path,) = (out / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    return record, {k: record["config"][k] for k in PROFILE_KEYS}, text
+
+
+def test_run_with_no_optional_flags_trains_the_studied_defaults_and_names_them(capsys, tmp_path, tiny_model_dir):
+    """The issue's case on a small two-class CLUE folder: `run --task clue:DIR --strategy finetune --layers 3`.
+    The seed's settings (3 epochs at 5e-5: 12 steps of 105 examples) end predicting one class; the
+    defaults (567 steps at 1e-4, however small the data) learn the task."""
+    from conftest import make_texts
+
+    args = ["run", "--task", _write_clue(tmp_path / "clue", *make_texts(160)), "--model", tiny_model_dir,
+            "--strategy", "finetune", "--layers", "3"]
+    record, used, text = _run_record(capsys, tmp_path / "studied", *args)
+    assert used == {"lr": 1e-4, "budget": 567, "eval_points": 10, "epochs": 3}
+    assert record["final"]["steps"] == 567 and not record["final"]["degenerate"]
+    assert ("defaults: studied (the budget study's converged settings): lr 1e-4, 567 student optimizer steps "
+            "(the predecessor 3 epochs), dev at 10 evenly spaced steps; --defaults seed: the seed's settings") in text
+    record, used, text = _run_record(capsys, tmp_path / "seed", *args, "--defaults", "seed")
+    assert used == {"lr": 5e-5, "budget": None, "eval_points": 0, "epochs": 3}
+    assert record["final"]["steps"] == 3 * 4 and record["final"]["degenerate"]
+    assert "defaults: seed (the seed's settings): lr 5e-5, 3 epochs, dev after every epoch;" in text
+    # --epochs alone is a run of that many epochs (no budget); a flag given is named in the summary
+    record, used, text = _run_record(capsys, tmp_path / "given", *args, "--epochs", "1", "--lr", "3e-3")
+    assert used == {"lr": 3e-3, "budget": None, "eval_points": 10, "epochs": 1} and record["final"]["steps"] == 4
+    assert "defaults: studied (the budget study's converged settings): lr 1e-4, " in text
+    assert "; given instead: --lr, --epochs;" in text

@@ -25,7 +25,7 @@ def real_config(tmp_path, monkeypatch):
             (tmp_path / "cache").mkdir(exist_ok=True)
             (tmp_path / "cache" / entry.name).symlink_to(entry)
     return RunConfig(task="rt-polarity", model="minilm-l6", layers=3, train_size=48, dev_size=24, test_size=24,
-                     epochs=1, threads=2)
+                     epochs=1, budget=None, eval_points=0, threads=2)
 
 
 def test_real_model_is_a_6_layer_384_bert_and_slices_exactly(real_config):

@@ -169,3 +169,35 @@ def test_analyze_a_users_csv(tmp_path, capsys):
     path.write_text("task,seed\nt,1\n")
     assert main(["analyze", str(path)]) == 2
     assert "lacks column(s) strategy, test_accuracy" in capsys.readouterr().err
+
+
+# ---- committed studies: a change of defaults (or of anything a run key hashes) must not re-key them ----
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED_STUDIES = ["default", "budget", "seed-12", "seed-12-budget"]
+
+
+@pytest.mark.parametrize("name", COMMITTED_STUDIES)
+def test_every_committed_study_keeps_its_run_keys(name, monkeypatch):
+    """The preset, expanded over the seeds its manifest records, names exactly the committed run
+    records: a preset that relied on a default that changed (or a key that hashes something new) would
+    name runs the store does not hold, and `run-all` would retrain them. Offline and fast: the model's
+    layer count and what "auto" precision resolved to are taken from the records."""
+    from types import SimpleNamespace
+
+    from harness import models, train
+    from harness.runner import key_of
+
+    store = REPO / "results" / name
+    manifest = json.loads((store / "sweep.json").read_text())
+    records = {p.stem: json.loads(p.read_text()) for p in (store / "runs").glob("*.json")
+               if not p.name.startswith(".")}  # not a write in progress
+    (precision,) = {r["config"]["precision"] for r in records.values()}
+    layers = {r["config"]["model"]: r["predecessor_layers"] for r in records.values()}
+    monkeypatch.setattr(train, "native_precision", lambda device="auto": precision)
+    monkeypatch.setattr(models, "load_pretrained", lambda model: SimpleNamespace(num_layers=layers[model]))
+    sweep = sweep_mod.load_sweep(name)
+    sweep.seeds = manifest["seeds"]
+    keys = [key_of(config) for config in sweep_mod.expand(sweep)]
+    assert len(keys) == len(set(keys)) == len(records) == len(manifest["run_ids"])
+    assert set(keys) == set(records) == set(manifest["run_ids"])
