@@ -113,6 +113,8 @@ def test_list_names_every_strategy_and_task(capsys):
                  "thucnews-10", "minilm-l6", "variant official", "clue:DIR"):
         assert name in out, name
     assert "Chinese" in out or "zh" in out
+    assert "\n  studied        the budget study's converged settings (default): lr 1e-4, 567 student" in out
+    assert "\n  seed           the seed's settings: lr 5e-5, 3 epochs, dev after every epoch\n" in out
 
 
 # ---- the user's own data: language from the text, sizes from the data ---------------------------
