@@ -101,15 +101,15 @@ class Analysis:
         t = self.claims_table()
         if t.empty or t["budget"].isna().all():
             return pd.DataFrame()
-        keys = ["task", "model", "successor_layers", "claim", "comparison"]
+        keys = ["task", "model", "successor_layers", "claim", "role", "comparison"]
         wide = t.pivot_table(index=keys, columns="budget", values="verdict", aggfunc="first", sort=False)
         wide.columns = [f"budget {b:g}" for b in wide.columns]
-        kinds = wide.apply(lambda r: {str(v).split(" at n")[0] for v in r.dropna()}, axis=1)
+        kinds = wide.apply(lambda r: {str(v).split(" (")[0] for v in r.dropna()}, axis=1)
         wide = wide.assign(flips=kinds.map(len) > 1).reset_index()
         # A budget where a claim's arms did not run gives a placeholder row ("—", "not tested"): it
         # says nothing where the claim has real comparisons at other budgets (their cell is "—").
         placeholder = wide["comparison"] == "—"
-        claim_of = pd.MultiIndex.from_frame(wide[keys[:4]])
+        claim_of = pd.MultiIndex.from_frame(wide[keys[:5]])
         covered = claim_of.isin(claim_of[~placeholder.to_numpy()])
         return wide[~(placeholder.to_numpy() & covered)].reset_index(drop=True)
 
@@ -160,7 +160,7 @@ def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
     r = stats.normalize_runs(runs)
     ep = stats._to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
     rep = _frame(replacements)
-    groups = []
+    specs = []
     for (task, model), tm in r.groupby(["task", "model"], sort=True):
         lp = tm["predecessor_layers"].max()
         sizes = sorted(tm["successor_layers"].dropna().unique())
@@ -172,20 +172,26 @@ def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
             same = tm["successor_layers"].isna() if np.isnan(ls) else tm["successor_layers"] == ls
             for budget in _budgets(tm[same & (tm["arm"] != pred)]):
                 in_budget = tm["budget"].isna() | (tm["budget"] == budget) if np.isfinite(budget) else True
-                groups.append(_group(task, model, float(ls), float(lp), float(budget),
-                                     tm[(same & in_budget) | (tm["arm"] == pred)].copy(), ep, rep,
-                                     n_boot=n_boot, seed=seed, margin=margin))
+                specs.append((task, model, float(ls), float(lp), float(budget),
+                              tm[(same & in_budget) | (tm["arm"] == pred)].copy()))
+    # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
+    groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs))
+              for spec in specs]
     return Analysis(r, ep, rep, groups, n_boot, seed, margin)
 
 
-def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin) -> Group:
+def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1) -> Group:
     var = stats.variance_table(g)
     level = float(var["fine_tuning_level"].iloc[0]) if len(var) else np.nan
     g["below_level"] = g["test_accuracy"] < level
+    base = (g["arm"] == stats.roles(g)[1]) & (g["status"] == "ok") & g["test_accuracy"].notna()
+    if np.isfinite(level) and base.any():  # the baseline's own runs: against the other baseline runs' level
+        x = g.loc[base, "test_accuracy"].to_numpy(float)
+        g.loc[base, "below_level"] = [x[i] < stats.fine_tuning_level(np.delete(x, i)) for i in range(len(x))]
     ids = set(g["run_id"])
     gep = ep[ep["run_id"].isin(ids)] if "run_id" in ep else ep.iloc[0:0]
     grep = rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep.iloc[0:0]
-    results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot)
+    results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot, groups=n_groups)
     return Group(task, model, ls, lp, budget, g, gep, grep, level, var,
                  annotate_pairwise(stats.pairwise_tests(g, seed=seed), results), stats.expected_max(g),
                  stats.performance_profile(g), stats.power_table(g), stats.variance_components(g), results)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from harness import inference, stats
+
 GROUP = ["task", "model", "successor_layers"]
 
 
@@ -68,7 +70,41 @@ def _budget_text(column: str) -> str:
     return f"{int(float(column.split()[-1])):,} steps"
 
 
-def where_it_holds(verdicts: pd.DataFrame) -> list[str]:
+def interactions(runs: pd.DataFrame, claims: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The budget x arm interaction of every primary mean comparison, paired by seed.
+
+    runs: the normalised runs table (budget column); claims: Analysis.claims_table(). For each
+    (task, model, successor_layers, claim) whose primary compares means (unit "points") and each
+    pair of adjacent budgets, d_B(seed) = a - b at budget B: the mean over seeds of
+    d_B1 - d_B2 with its t interval and p (inference.paired_interaction). One Holm family: every
+    interaction test of the table (they decide "the verdict changes with the budget", nothing else).
+    Columns: task, model, successor_layers, claim, comparison, budgets ("189 -> 567"), estimate,
+    ci_low, ci_high, p, p_adj, n."""
+    cols = GROUP + ["claim", "comparison", "budgets", "estimate", "ci_low", "ci_high", "p", "p_adj", "n"]
+    prim = claims[(claims["role"] == "primary") & (claims["unit"] == "points") & claims["budget"].notna()]
+    rows = []
+    for (task, model, ls, claim), g in prim.groupby(GROUP + ["claim"], sort=False):
+        a, b = g["a"].iloc[0], g["b"].iloc[0]
+        budgets = sorted(g["budget"].unique())
+        here = runs[(runs["task"] == task) & (runs["model"] == model) & (runs["status"] == "ok")]
+
+        def diffs(budget):
+            at = here[(here["budget"] == budget) | here["budget"].isna()]
+            return stats.arm_runs(at, a).per_seed() - stats.arm_runs(at, b).per_seed()
+        for b1, b2 in zip(budgets, budgets[1:]):
+            d1, d2 = diffs(b1).dropna(), diffs(b2).dropna()
+            seeds = sorted(set(d1.index) & set(d2.index))
+            r = inference.paired_interaction(d1.loc[seeds].to_numpy(), d2.loc[seeds].to_numpy(), alpha)
+            rows.append({"task": task, "model": model, "successor_layers": ls, "claim": claim,
+                         "comparison": g["comparison"].iloc[0], "budgets": f"{b1:g} -> {b2:g}",
+                         "estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.p, "n": r.n})
+    out = pd.DataFrame(rows, columns=[c for c in cols if c != "p_adj"])
+    out["p_adj"] = stats.holm(out["p"].to_numpy(float)) if len(out) else []
+    return out[cols]
+
+
+def where_it_holds(verdicts: pd.DataFrame, interaction: pd.DataFrame | None = None,
+                   alpha: float = 0.05) -> list[str]:
     """One sentence per (claim, comparison) of analysis.Analysis.verdicts_by_budget (rows: task,
     model, successor_layers, claim, comparison; one "budget B" column per budget): the same verdict
     at every task and budget, or the verdicts per task with the budgets where they change; budgets
@@ -87,11 +123,11 @@ def where_it_holds(verdicts: pd.DataFrame) -> list[str]:
             if cells:
                 label = row["task"] if rows["task"].nunique() == len(rows) else \
                     f"{row['task']} {row['model']} {row['successor_layers']:g}"
-                per_task.append((label, cells))
+                per_task.append((label, cells, row))
         if not per_task:
             continue
-        words = {w for _, cells in per_task for _, w in cells}
-        compared = sorted({b for _, cells in per_task for b, _ in cells},
+        words = {w for _, cells, _ in per_task for _, w in cells}
+        compared = sorted({b for _, cells, _ in per_task for b, _ in cells},
                           key=lambda b: int(b.split()[0].replace(",", "")))
         missing = [_budget_text(c) for c in columns if _budget_text(c) not in compared]
         absent = f" (not compared at {', '.join(missing)}: no runs there)" if missing else ""
@@ -102,11 +138,34 @@ def where_it_holds(verdicts: pd.DataFrame) -> list[str]:
             sentences.append(f"{subject}: {words.pop()} at {where}{absent}.")
             continue
         parts = []
-        for label, cells in per_task:
+        for label, cells, row in per_task:
             text = ", ".join(f"{w} at {b}" for b, w in cells)
-            changes = [f"{cells[i][0]} -> {cells[i + 1][0]}" for i in range(len(cells) - 1)
-                       if cells[i][1] != cells[i + 1][1]]
-            tail = f" (changes {'; '.join(changes)})" if changes else " (same at every budget)"
+            changes = [i for i in range(len(cells) - 1) if cells[i][1] != cells[i + 1][1]]
+            if not changes:
+                tail = " (same at every budget)"
+            else:
+                tail = " (" + _interaction_text(interaction, row, claim, alpha) + ")"
             parts.append(f"{label}: {text}{tail}" if len(per_task) > 1 else f"{text}{tail}")
         sentences.append(f"{subject}: " + "; ".join(parts) + f"{absent}.")
     return sentences
+
+
+def _interaction_text(interaction: pd.DataFrame | None, row, claim: str, alpha: float) -> str:
+    """Whether a verdict that differs across budgets rests on evidence: the budget x arm interaction
+    of that comparison (Holm over the report's interaction tests), or why there is none."""
+    if interaction is None or interaction.empty:
+        return "no interaction test for this comparison: the words differ, the evidence is not tested"
+    hit = interaction[(interaction["task"] == row["task"]) & (interaction["model"] == row["model"])
+                      & (interaction["successor_layers"] == row["successor_layers"]) & (interaction["claim"] == claim)]
+    if hit.empty:
+        return "no interaction test for this comparison: the words differ, the evidence is not tested"
+    sig = hit[hit["p_adj"] < alpha]
+    if sig.empty:
+        return ("no evidence the budget matters: budget x arm interaction adjusted p "
+                + ", ".join(f"{r.budgets} {_p(r.p_adj)}" for r in hit.itertuples()))
+    return ("the verdict changes with the budget: budget x arm interaction "
+            + ", ".join(f"{r.budgets} {r.estimate:+.2f} points, adjusted p {_p(r.p_adj)}" for r in sig.itertuples()))
+
+
+def _p(p: float) -> str:
+    return "—" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")

@@ -1,30 +1,39 @@
-"""The seed's claims (README questions 1-4), each declared once, and the one function that
-evaluates them on one group of runs.
+"""The seed's claims (README questions 1-4), each declared once with its primary comparison, and
+the one function that evaluates them on one group of runs (docs/method.md, "Claims and verdicts").
 
-A claim is a short function of a `Context` (one group's tidy runs: one task, model, successor
-size and budget) returning its comparisons, each with its one primary test already run, plus one
-line in CLAIMS naming its id, title and Holm family. `evaluate_claims` runs every claim on one
-group, Holm-adjusts the raw p-values within each family (NaN = not tested, not counted) and
-applies each comparison's verdict rule. It is a pure function of the group's table, so a sweep
-with several training budgets calls it once per budget and lays the verdicts side by side.
+A claim declares which pairs of arms it compares (`pairs`), the one test each pair gets (`test`,
+a builder of `Context`), and its **primary** comparison with the reason for the choice (the seed's
+own comparison where it made one), fixed before any run. `evaluate_claims` runs every claim on one
+group (one task, model, successor size and budget):
 
-Adding a claim: write `def my_claim(c: Context) -> list[Comparison]` from the builders below
-(mean_difference, equivalence, failure_rates, below_level_rates, spread, replacement_shift) and
-add `Claim("5", "title", "5", my_claim)` to CLAIMS.
+- **Primaries** form one Holm family fixed by the declaration: every declared primary counts in
+  it, run or not ("not run", "not testable" and "no information" count with p = 1), so the same
+  runs of the primary arms give the same adjusted p in every report. A study with G groups (tasks x
+  successor sizes x budgets) tests each group's family at alpha / G (Bonferroni over the groups,
+  Holm within): p_adj = min(1, G x Holm p), and the share of studies with any false primary verdict
+  stays at or below alpha (tests/test_claims.py simulates it at the committed designs).
+- Every other comparison is **secondary** (exploratory): estimate, interval, raw p, Holm within its
+  claim's secondary family in this group.
 
-Verdict rules (alpha 0.05 on the Holm-adjusted p of the comparison's family):
-- directional (the claim says a > b or a < b): adjusted p < alpha with the estimate on the
-  claimed side -> "supported", on the other side -> "contradicted"; otherwise "inconclusive at
-  n = ..." when the estimate is on the claimed side, "not supported" when it is not.
-- equivalence (the claim says "no better", read as "within +-margin"): TOST adjusted p < alpha ->
-  "supported"; otherwise "inconclusive at n = ..." when the estimate lies inside the margin, "not
-  supported" when it lies outside.
-- not testable: n < 3 on a side ("not tested (n < 3)"), fewer than 5 non-degenerate runs for a
-  spread ("not estimable ..."), unknown degenerate flags or replacement counts ("not tested ...").
+Verdicts (alpha 0.05 on the adjusted p; docs/method.md gives the reasons):
+- *supported* / *contradicted*: the test's adjusted p < alpha, the estimate on / against the claimed
+  side. A "no better" claim (3b) gets a superiority test (significantly better: contradicted) and a
+  non-superiority test (the difference significantly below +margin: supported).
+- *equivalent within +-margin*: a mean difference whose TOST p, Bonferroni-adjusted over the whole
+  family (x family size x G), is below alpha: no practical difference, a decision.
+- *undecided*: none of these; the row keeps the interval and `seeds_needed`, the seeds (pairs) at
+  which the test would reach 80% power at the observed effect and the adjusted alpha.
+- *no information*: nothing to compare (no failure, or only failures, on both sides).
+- *not testable (...)*: with the reason (n < 3, no baseline, unknown flags); *not run*: a declared
+  primary whose arm is not in the group.
+Beside each verdict: `min_p_adj`, the smallest adjusted p the test can reach at this n (an exact
+test's smallest p times the family multiplier; 0 for a t test), so a verdict that cannot be reached
+is visible before anyone reads the estimate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,8 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness import stats
-from harness.stats import ALPHA, MIN_N, MIN_SPREAD_N, NOT_TESTED, THESEUS
+from harness import inference, stats
+from harness.stats import ALPHA, MIN_N, NOT_TESTED, THESEUS
 
 QUESTIONS = {
     "1": "Is Theseus better than direct fine-tuning of the first L_s layers? By how much?",
@@ -43,6 +52,9 @@ QUESTIONS = {
     "4": "How often does a Theseus run fall to fine-tuning level, and do replacement counts explain "
          "its failures?",
 }
+BASELINE = "finetune-L_s"  # in a declaration: the group's direct fine-tuning baseline
+NOT_RUN = "not run"
+NO_INFORMATION = "no information"
 
 
 @dataclass(frozen=True)
@@ -50,30 +62,37 @@ class Comparison:
     """One comparison of a claim before multiplicity adjustment.
 
     a, b: arms (b "" for a comparison within one arm); label: how it reads in the report; test:
-    the primary test that decides it; estimate with its interval (ci_level) in `unit`; p: raw
-    two-sided p (NaN when not tested, then `untested` is the verdict); direction: +1 / -1, the
-    claimed sign of `signed` (the estimate, or its log for a ratio), 0 for an equivalence claim
-    with `margin`; n_a, n_b, n_paired: runs behind it; seeds_for_power: runs per arm (seed pairs
-    for a paired test) the primary test needs for 80% power at the observed effect (NaN: n/a);
-    note: the counts or caveats shown beside it.
+    the test that decides it; kind: "difference" (two-sided t, equivalence by TOST), "no-better"
+    (superiority + non-superiority), "rates" (Fisher), "spread" (Bonett), "shift" (Mann-Whitney);
+    estimate with its interval (ci_level) in `unit`; p: raw two-sided p of the deciding test (for
+    "no-better" the superiority test's one-sided p); p_equiv: TOST p ("difference") or the
+    non-superiority p ("no-better"), NaN otherwise; direction: +1 / -1, the claimed sign of `signed`;
+    margin; sd: sd of the paired differences (Welch: of a difference of two runs), for seeds_needed;
+    rates: (k_a, n_a, k_b, n_b) of a rates comparison; min_p: the smallest raw p the test can give
+    at this n; n_a, n_b, n_paired: runs behind it; untested: the verdict when it could not be
+    tested; note: counts or caveats shown beside it.
     """
     a: str
     b: str
     label: str
     test: str
+    kind: str = "difference"
     estimate: float = np.nan
     ci_low: float = np.nan
     ci_high: float = np.nan
     ci_level: float = 0.95
     unit: str = "points"
     p: float = np.nan
+    p_equiv: float = np.nan
     direction: int = 0
     margin: float = np.nan
     signed: float = np.nan
+    sd: float = np.nan
+    rates: tuple = ()
+    min_p: float = 0.0
     n_a: int = 0
     n_b: int = 0
     n_paired: int = 0
-    seeds_for_power: float = np.nan
     untested: str = ""
     note: str = ""
 
@@ -82,13 +101,18 @@ class Comparison:
 class ClaimResult:
     """One row of the claims table: a comparison of a claim with its adjusted p and verdict.
 
-    claim: id ("1", "2a", ...); title: the claim as a sentence; family: its Holm family;
-    comparison: "a vs b"; estimate / ci_low / ci_high (ci_level, unit): the difference and its
-    interval; p: raw, p_adj: Holm within the family; verdict (see the module docstring); n: runs
-    behind it as text ("10 pairs", "10 vs 10"); seeds_for_power (NaN: n/a); decided_by: the test.
+    claim: id ("1", "2a", ...); title: the claim as a sentence; role: "primary" or "secondary";
+    family: "primary" or "<claim> secondary"; comparison: "a vs b"; estimate / ci_low / ci_high
+    (ci_level, unit): the difference and its interval; p: raw, p_adj: adjusted (module docstring),
+    both of the test that decided the verdict (an equivalence or "no better" verdict: TOST or
+    non-superiority, its p times the family's size x G);
+    verdict; min_p_adj: the smallest adjusted p attainable at this n; seeds_needed: seeds (pairs)
+    for 80% power at the observed effect and the adjusted alpha (NaN: none, or over 10,000); n:
+    runs behind it as text; decided_by: the test; reason: why this primary (primaries only).
     """
     claim: str
     title: str
+    role: str
     family: str
     comparison: str
     a: str
@@ -101,24 +125,22 @@ class ClaimResult:
     p: float
     p_adj: float
     verdict: str
+    min_p_adj: float
+    seeds_needed: float
     n: str
     n_a: int
     n_b: int
     n_paired: int
-    seeds_for_power: float
     decided_by: str
     direction: int
     margin: float
     note: str
+    reason: str = ""
 
 
 def _n_text(n_a: int, n_b: int, n_paired: int) -> str:
     """The runs behind a comparison: "10 pairs" (paired), "10 vs 3", or "—" (none)."""
     return f"{n_paired} pairs" if n_paired else ("—" if not n_a and not n_b else f"{n_a} vs {n_b}")
-
-
-def _n_verdict(n_a: int, n_b: int, n_paired: int) -> str:
-    return f"{n_paired}" if n_paired else (f"{n_a}" if n_a == n_b else f"{n_a} vs {n_b}")
 
 
 def _num(n) -> float:
@@ -128,14 +150,14 @@ def _num(n) -> float:
 @dataclass
 class Context:
     """One group's runs (normalised, the predecessor's rows included) and the settings the claims
-    use; the builders below run one primary test each and return a Comparison."""
+    use; the builders below run one test each and return a Comparison."""
     runs: pd.DataFrame
     replacements: pd.DataFrame = field(default_factory=pd.DataFrame)
     margin: float = 1.0
     alpha: float = ALPHA
     seed: int = 0
     n_perm: int = 10_000
-    with_power: bool = True  # False: skip seeds_for_power (NaN), e.g. in simulations
+    with_power: bool = True  # False: skip seeds_needed (NaN), e.g. in simulations
     predecessor: str | None = None
     baseline: str | None = None
     level: float = np.nan  # the fine-tuning level (stats.fine_tuning_level of the baseline)
@@ -143,7 +165,7 @@ class Context:
     @classmethod
     def of(cls, runs: pd.DataFrame, replacements: pd.DataFrame | None = None, **settings) -> "Context":
         pred, base = stats.roles(runs)
-        level = stats.fine_tuning_level(stats._ok(runs, base)) if base else np.nan
+        level = stats.fine_tuning_level(stats.arm_runs(runs, base).values) if base else np.nan
         return cls(runs, stats.replacement_totals(replacements), predecessor=pred, baseline=base,
                    level=level, **settings)
 
@@ -155,6 +177,18 @@ class Context:
         """The group's arms of these strategy families, in stats.arm_order."""
         return [a for a, f in self._families.items() if f in families]
 
+    def has(self, arm: str) -> bool:
+        return arm in self._families
+
+    def resolve(self, arm: str) -> str | None:
+        """A declared arm name in this group: BASELINE -> finetune-L_s; "strategy/variant" -> the
+        bare "strategy" when the group has that arm and not the variant (a user's table that names
+        its one proportional add "theseus-add"); None when it cannot be."""
+        if arm == BASELINE:
+            return self.baseline
+        bare = arm.split("/")[0]
+        return bare if not self.has(arm) and self.has(bare) else arm
+
     def arm(self, name: str) -> stats.ArmRuns:
         """The successful runs of one arm as arrays (read once per arm)."""
         if name not in self._arm_runs:
@@ -163,268 +197,377 @@ class Context:
 
     # ------------------------------------------------------------ builders
 
-    def _too_few(self, a: str, b: str, test: str, label: str = "", **kw) -> Comparison | None:
+    def _too_few(self, a: str, b: str, test: str, kind: str, label: str = "", **kw) -> Comparison | None:
         na, nb = self.arm(a).n, self.arm(b).n
         if min(na, nb) < MIN_N:
-            return Comparison(a, b, label or f"{a} vs {b}", test, n_a=na, n_b=nb, untested=NOT_TESTED, **kw)
+            return Comparison(a, b, label or f"{a} vs {b}", test, kind, n_a=na, n_b=nb, untested=NOT_TESTED, **kw)
         return None
 
-    def mean_difference(self, a: str, b: str, *, direction: int) -> Comparison:
-        """Mean test accuracy of a minus b (points): paired t over the seeds both ran, Welch t when
-        fewer than 3 pair; its 95% t interval; power from the observed difference and spread."""
-        small = self._too_few(a, b, "paired t", direction=direction)
-        if small:
-            return small
+    def _difference(self, a: str, b: str):
         d = stats.primary_difference_of(self.arm(a), self.arm(b))
-        lo, hi = stats.t_interval(d)
-        if not self.with_power:
-            power = None
-        elif d.paired:
-            power = stats.seeds_for_power_paired(d.estimate, d.sd, alpha=self.alpha)
-        else:
-            power = stats.seeds_for_power(d.estimate, stats._sd(self.arm(a).values), stats._sd(self.arm(b).values),
-                                          alpha=self.alpha)
-        return Comparison(a, b, f"{a} vs {b}", d.test, d.estimate, lo, hi, 0.95, "points",
-                          stats.t_test_p(d), direction, signed=d.estimate, n_a=d.n_a, n_b=d.n_b,
-                          n_paired=d.n_a if d.paired else 0, seeds_for_power=_num(power))
+        sd = d.sd if d.paired else float(np.hypot(stats.sample_sd(self.arm(a).values),
+                                                  stats.sample_sd(self.arm(b).values)))
+        return d, sd
 
-    def equivalence(self, a: str, b: str) -> Comparison:
-        """a and b within +-margin points: TOST on the primary difference (paired, else Welch),
-        shown with its 1 - 2 alpha (90%) t interval, the interval TOST checks against the margin."""
-        test = f"TOST ±{self.margin:g}, paired t"
-        small = self._too_few(a, b, test, margin=self.margin, label=f"{a} vs {b}, within ±{self.margin:g}")
+    def mean_difference(self, a: str, b: str, *, direction: int) -> Comparison:
+        """Mean test accuracy of a minus b (points): paired t over the seeds both ran (Welch t when
+        fewer than 3 pair), its 95% t interval; TOST within +-margin for the equivalence verdict."""
+        small = self._too_few(a, b, "paired t", "difference", direction=direction, margin=self.margin)
         if small:
             return small
-        d = stats.primary_difference_of(self.arm(a), self.arm(b))
-        level = 1 - 2 * self.alpha
-        lo, hi = stats.t_interval(d, level)
-        sd = d.sd if d.paired else float(np.hypot(stats._sd(self.arm(a).values), stats._sd(self.arm(b).values)))
-        power = stats.seeds_for_power_tost(d.estimate, sd, self.margin, alpha=self.alpha) if self.with_power else None
-        return Comparison(a, b, f"{a} vs {b}, within ±{self.margin:g}",
-                          test if d.paired else f"TOST ±{self.margin:g}, Welch t",
-                          d.estimate, lo, hi, level, "points", stats.tost_p(d, self.margin), 0, self.margin,
-                          d.estimate, d.n_a, d.n_b, d.n_a if d.paired else 0, _num(power))
+        d, sd = self._difference(a, b)
+        lo, hi = stats.t_interval(d)
+        return Comparison(a, b, f"{a} vs {b}", d.test, "difference", d.estimate, lo, hi, 0.95, "points",
+                          stats.t_test_p(d), stats.tost_p(d, self.margin), direction, self.margin,
+                          d.estimate, sd, n_a=d.n_a, n_b=d.n_b, n_paired=d.n_a if d.paired else 0)
+
+    def no_better(self, a: str, b: str) -> Comparison:
+        """a "no better" than b: the superiority test (one-sided paired t, a > b; significant:
+        contradicted) and the non-superiority test (one-sided paired t of a - b < +margin;
+        significant: supported), shown with the 90% t interval both read. The two null hypotheses
+        (a - b <= 0 and a - b >= margin) are disjoint, so each may be tested at the full level of
+        the comparison (the partitioning principle, Finner & Strassburger 2002)."""
+        test = f"paired t, superiority and non-superiority (+{self.margin:g})"
+        small = self._too_few(a, b, test, "no-better", label=f"{a} vs {b}, no better", direction=-1,
+                              margin=self.margin)
+        if small:
+            return small
+        d, sd = self._difference(a, b)
+        lo, hi = stats.t_interval(d, 1 - 2 * self.alpha)
+        p_better = stats.one_sided_t_p(d, 0.0, greater=True)
+        p_within = stats.one_sided_t_p(d, self.margin, greater=False)
+        return Comparison(a, b, f"{a} vs {b}, no better", test if d.paired else test.replace("paired", "Welch"),
+                          "no-better", d.estimate, lo, hi, 1 - 2 * self.alpha, "points", p_better, p_within,
+                          -1, self.margin, d.estimate, sd, n_a=d.n_a, n_b=d.n_b,
+                          n_paired=d.n_a if d.paired else 0)
 
     def _rates(self, a, b, ka, na, kb, nb, *, direction, test, what, label) -> Comparison:
         if min(na, nb) < MIN_N:
-            return Comparison(a, b, label, test, n_a=na, n_b=nb, direction=direction, untested=NOT_TESTED)
+            return Comparison(a, b, label, test, "rates", n_a=na, n_b=nb, direction=direction, untested=NOT_TESTED)
         lo, hi = stats.rate_difference_interval(ka, na, kb, nb)
         diff = ka / na - kb / nb
-        power = stats.seeds_for_power_fisher(ka / na, kb / nb, alpha=self.alpha) if self.with_power else None
-        return Comparison(a, b, label, test, 100 * diff, 100 * lo, 100 * hi, 0.95, "percentage points",
-                          stats.fisher_exact_p(ka, na, kb, nb), direction,
-                          signed=diff, n_a=na, n_b=nb, seeds_for_power=_num(power),
+        return Comparison(a, b, label, test, "rates", 100 * diff, 100 * lo, 100 * hi, 0.95, "percentage points",
+                          stats.fisher_exact_p(ka, na, kb, nb), direction=direction, signed=diff,
+                          rates=(ka, na, kb, nb), min_p=inference.fisher_min_p(na, nb), n_a=na, n_b=nb,
                           note=f"{what}: {ka}/{na} vs {kb}/{nb}")
 
     def failure_rates(self, a: str, b: str, *, direction: int) -> Comparison:
-        """Share of degenerate runs (predicting one class on test) of a minus b, in percentage
-        points with Newcombe's interval; Fisher's exact test on the two counts."""
-        test, label = "Fisher's exact, degenerate runs", f"{a} vs {b}: share degenerate"
+        """Share of failed runs (predictions collapsed: chance-corrected agreement with the labels,
+        Cohen's kappa, below 0.2) of a minus b, in percentage points with Newcombe's interval;
+        Fisher's exact test on the two counts."""
+        test, label = "Fisher's exact, failed runs", f"{a} vs {b}: share failed"
         (ka, na), (kb, nb) = self.arm(a).degenerate_count(), self.arm(b).degenerate_count()
         if not na or not nb:
-            return Comparison(a, b, label, test, direction=direction,
-                              untested="not tested (degenerate runs unknown)")
-        return self._rates(a, b, ka, na, kb, nb, direction=direction, test=test, what="degenerate", label=label)
+            return Comparison(a, b, label, test, "rates", direction=direction,
+                              untested="not testable (failed runs unknown)")
+        return self._rates(a, b, ka, na, kb, nb, direction=direction, test=test, what="failed", label=label)
 
     def below_level_rates(self, a: str, b: str, *, direction: int) -> Comparison:
-        """Share of runs below the fine-tuning level (baseline mean - 2 sd) of a minus b, in
-        percentage points; Fisher's exact test on the two counts."""
+        """Share of runs below the fine-tuning level of a minus b, in percentage points; Fisher's
+        exact test. The level is the baseline's mean - 2 sd; a baseline run is judged against the
+        level of the *other* baseline runs (leave one out), since no run can sit more than
+        (n-1)/sqrt(n) sd below the mean of a sample it belongs to."""
         test, label = "Fisher's exact, runs below fine-tuning level", f"{a} vs {b}: share below fine-tuning level"
-        if not np.isfinite(self.level):
-            return Comparison(a, b, label, test, direction=direction,
-                              untested="not tested (no fine-tuning level: baseline n < 3)")
+        base = self.arm(self.baseline).values if self.baseline else np.array([])
+        if len(base) < MIN_N + 1:
+            return Comparison(a, b, label, test, "rates", direction=direction,
+                              untested="not testable (no fine-tuning level: baseline n < 4)")
+
+        def below(arm: str) -> int:
+            return stats.count_below_level(self.arm(arm).values, base, leave_one_out=arm == self.baseline)
         xa, xb = self.arm(a).values, self.arm(b).values
-        return self._rates(a, b, int(np.sum(xa < self.level)), len(xa), int(np.sum(xb < self.level)),
-                           len(xb), direction=direction, test=test, what=f"below {self.level:.2f}", label=label)
+        return self._rates(a, b, below(a), len(xa), below(b), len(xb), direction=direction, test=test,
+                           what=f"below {self.level:.2f} (baseline: leave one out)", label=label)
 
     def spread(self, a: str, b: str, *, direction: int) -> Comparison:
-        """sd of a over sd of b over their non-degenerate runs (all runs where the flag is
-        unknown): permutation test of the log sd ratio, the interval inverting it."""
-        test = "permutation test of log sd ratio, non-degenerate runs"
-        label = f"{a} vs {b}: sd of non-degenerate runs"
+        """sd of a over sd of b over their working (not failed) runs: Bonett's (2006) interval of
+        the sd ratio and the test that inverts it (robust to non-normal data, sensible coverage at
+        n = 5). Not estimable below 5 working runs in an arm."""
+        test = "Bonett sd ratio, working runs"
+        label = f"{a} vs {b}: sd of working runs"
         values, notes = {}, []
         for arm in (a, b):
             if self.arm(arm).degenerate_count()[1]:
                 values[arm] = self.arm(arm).nondegenerate()
             else:
                 values[arm] = self.arm(arm).values
-                notes.append(f"{arm}: degenerate runs unknown, all runs used")
+                notes.append(f"{arm}: failed runs unknown, all runs used")
         xa, xb = values[a], values[b]
-        if min(len(xa), len(xb)) < MIN_SPREAD_N:
-            return Comparison(a, b, label, test, direction=direction, n_a=len(xa), n_b=len(xb),
-                              untested=f"not estimable (< {MIN_SPREAD_N} non-degenerate runs)",
-                              note="; ".join([f"non-degenerate runs: {len(xa)} vs {len(xb)}", *notes]))
-        s = stats.spread_test(xa, xb, n_perm=self.n_perm, rng=stats.rng_for(self.seed, "spread", a, b))
+        if min(len(xa), len(xb)) < stats.MIN_SPREAD_N:
+            return Comparison(a, b, label, test, "spread", direction=direction, n_a=len(xa), n_b=len(xb),
+                              untested=f"not testable (< {stats.MIN_SPREAD_N} working runs)",
+                              note="; ".join([f"working runs: {len(xa)} vs {len(xb)}", *notes]))
+        r = inference.bonett_sd_ratio(xa, xb, self.alpha)
         with np.errstate(divide="ignore"):
-            signed = float(np.log(s.ratio)) if np.isfinite(s.ratio) else np.nan
-        return Comparison(a, b, label, test, s.ratio, s.ci_low, s.ci_high, 0.95, "sd ratio", s.p,
-                          direction, signed=signed, n_a=len(xa), n_b=len(xb),
-                          seeds_for_power=_num(stats.seeds_for_power_spread(s.ratio, alpha=self.alpha)
-                                               if self.with_power else None),
-                          note="; ".join([f"sd {stats._sd(xa):.2f} vs {stats._sd(xb):.2f}", *notes]))
+            signed = float(np.log(r.ratio)) if np.isfinite(r.ratio) and r.ratio > 0 else np.nan
+        return Comparison(a, b, label, test, "spread", r.ratio, r.ci_low, r.ci_high, 1 - self.alpha, "sd ratio",
+                          r.p, direction=direction, signed=signed, n_a=len(xa), n_b=len(xb),
+                          note="; ".join([f"sd {stats.sample_sd(xa):.2f} vs {stats.sample_sd(xb):.2f}", *notes]))
 
     def replacement_shift(self, arm: str, *, direction: int) -> Comparison:
-        """Successor replacements per module (summed over epochs, mean over modules) of the
-        degenerate runs of `arm` minus its other runs: Hodges-Lehmann shift with its exact
-        interval; Mann-Whitney U. Needs 3 runs on each side."""
-        test, label = "Mann-Whitney U, replacements per module", f"{arm}: replacements, degenerate vs other runs"
+        """Successor replacements per module (summed over epochs, mean over modules) of the failed
+        runs of `arm` minus its other runs: Hodges-Lehmann shift with its exact interval;
+        Mann-Whitney U. Needs 3 runs on each side."""
+        test, label = "Mann-Whitney U, replacements per module", f"{arm}: replacements, failed vs other runs"
         per_run = dict(zip(self.replacements["run_id"], self.replacements["mean_per_module"]))
         counts = np.array([per_run.get(i, np.nan) for i in self.arm(arm).run_ids], float)
         flags = self.arm(arm).degenerate
         if not np.isfinite(counts).any():
-            return Comparison(arm, "", label, test, direction=direction,
-                              untested="not tested (no replacement counts)")
+            return Comparison(arm, "", label, test, "shift", direction=direction,
+                              untested="not testable (no replacement counts)")
         known = np.isfinite(counts) & np.isfinite(flags)
         if not known.any():
-            return Comparison(arm, "", label, test, direction=direction,
-                              untested="not tested (degenerate runs unknown)")
+            return Comparison(arm, "", label, test, "shift", direction=direction,
+                              untested="not testable (failed runs unknown)")
         deg, rest = counts[known & (flags == 1)], counts[known & (flags == 0)]
         note = (f"mean replacements per module {np.mean(deg) if len(deg) else np.nan:.0f} "
-                f"(degenerate, {len(deg)}) vs {np.mean(rest) if len(rest) else np.nan:.0f} (other, {len(rest)})")
+                f"(failed, {len(deg)}) vs {np.mean(rest) if len(rest) else np.nan:.0f} (other, {len(rest)})")
         if min(len(deg), len(rest)) < MIN_N:
-            return Comparison(arm, "", label, test, direction=direction, n_a=len(deg), n_b=len(rest),
-                              untested=f"not testable: {len(deg)} of {int(known.sum())} runs degenerate",
-                              note=note)
+            return Comparison(arm, "", label, test, "shift", direction=direction, n_a=len(deg), n_b=len(rest),
+                              untested=(NO_INFORMATION if not len(deg) else
+                                        f"not testable: {len(deg)} of {int(known.sum())} runs failed"), note=note)
         est, lo, hi = stats.hodges_lehmann(deg, rest)
         p = float(st.mannwhitneyu(deg, rest, alternative="two-sided").pvalue)
-        return Comparison(arm, "", label, test, est, lo, hi, 0.95, "replacements per module", p, direction,
-                          signed=est, n_a=len(deg), n_b=len(rest), note=note)
+        min_p = 2 / math.comb(len(deg) + len(rest), len(deg))  # exact two-sided U: the most extreme split
+        return Comparison(arm, "", label, test, "shift", est, lo, hi, 0.95, "replacements per module", p,
+                          direction=direction, signed=est, min_p=min(1.0, min_p), n_a=len(deg), n_b=len(rest),
+                          note=note)
 
 
 # ---------------------------------------------------------------- the claims
 
-def theseus_beats_finetune(c: Context) -> list[Comparison]:
+def theseus_beats_finetune(c: Context) -> list[tuple[str, str]]:
     """Each Theseus arm against finetune-L_s: paired t over the seed pairs, with the 95% t
     interval of the mean paired difference; claimed: higher."""
-    return [c.mean_difference(a, c.baseline, direction=+1) for a in c.arms(*THESEUS)] if c.baseline else []
+    return [(a, c.baseline) for a in c.arms(*THESEUS)] if c.baseline else []
 
 
-def add_fails_less_often(c: Context) -> list[Comparison]:
-    """Each theseus-add arm against each theseus-binary arm: the share of degenerate runs (a run
-    that predicts one class on test), Fisher's exact test, Newcombe interval of the difference;
-    claimed: lower."""
-    return [c.failure_rates(a, b, direction=-1) for a in c.arms("theseus-add") for b in c.arms("theseus-binary")]
+def add_fails_less_often(c: Context) -> list[tuple[str, str]]:
+    """Each theseus-add arm against each theseus-binary arm: the share of failed runs (predictions
+    collapsed: Cohen's kappa against the labels below 0.2), Fisher's exact test, Newcombe interval
+    of the difference; claimed: lower."""
+    return [(a, b) for a in c.arms("theseus-add") for b in c.arms("theseus-binary")]
 
 
-def add_spreads_less(c: Context) -> list[Comparison]:
-    """Each theseus-add arm against each theseus-binary arm: the sd of the non-degenerate runs,
-    permutation test of the log sd ratio (median-centred samples), the interval inverting it;
-    claimed: below 1. Not estimable below 5 such runs in an arm."""
-    return [c.spread(a, b, direction=-1) for a in c.arms("theseus-add") for b in c.arms("theseus-binary")]
+def add_spreads_less(c: Context) -> list[tuple[str, str]]:
+    """Each theseus-add arm against each theseus-binary arm: the sd of the working runs, Bonett's
+    interval of the sd ratio and its test; claimed: below 1. Not estimable below 5 working runs."""
+    return [(a, b) for a in c.arms("theseus-add") for b in c.arms("theseus-binary")]
 
 
-def two_stage_worse_than_theseus(c: Context) -> list[Comparison]:
+def two_stage_worse_than_theseus(c: Context) -> list[tuple[str, str]]:
     """Each two-stage arm against each Theseus arm: paired t, 95% t interval; claimed: lower."""
-    return [c.mean_difference(a, b, direction=-1) for a in c.arms("two-stage") for b in c.arms(*THESEUS)]
+    return [(a, b) for a in c.arms("two-stage") for b in c.arms(*THESEUS)]
 
 
-def two_stage_no_better_than_finetune(c: Context) -> list[Comparison]:
-    """Each two-stage arm against finetune-L_s: "no better" (the seed: none beat it) read as
-    equivalence within the margin, TOST on the paired difference, shown with its 90% interval."""
-    return [c.equivalence(a, c.baseline) for a in c.arms("two-stage")] if c.baseline else []
+def two_stage_no_better_than_finetune(c: Context) -> list[tuple[str, str]]:
+    """Each two-stage arm against finetune-L_s: "no better" (the seed: none beat it): a superiority
+    test (significantly better: contradicted) and a non-superiority test against +margin
+    (significantly below it: supported), paired t, shown with the 90% interval."""
+    return [(a, c.baseline) for a in c.arms("two-stage")] if c.baseline else []
 
 
-def theseus_falls_to_finetune_level(c: Context) -> list[Comparison]:
+def theseus_falls_to_finetune_level(c: Context) -> list[tuple[str, str]]:
     """Each Theseus arm against finetune-L_s: the share of runs below the fine-tuning level
-    (finetune-L_s mean - 2 sd; the baseline's own runs are the reference), Fisher's exact test;
-    claimed: higher."""
-    return [c.below_level_rates(a, c.baseline, direction=+1) for a in c.arms(*THESEUS)] if c.baseline else []
+    (finetune-L_s mean - 2 sd; each baseline run against the level of the other baseline runs),
+    Fisher's exact test; claimed: higher."""
+    return [(a, c.baseline) for a in c.arms(*THESEUS)] if c.baseline else []
 
 
-def failures_had_fewer_replacements(c: Context) -> list[Comparison]:
-    """Within each theseus-binary arm: successor replacements per module (summed over epochs,
-    mean over modules) of the degenerate runs against the other runs, Mann-Whitney U with the
+def failures_had_fewer_replacements(c: Context) -> list[tuple[str, str]]:
+    """Within each theseus-binary arm: successor replacements per module (summed over epochs, mean
+    over modules) of the failed runs against the other runs, Mann-Whitney U with the
     Hodges-Lehmann shift and its exact interval (3 runs per side needed); claimed: fewer."""
-    return [c.replacement_shift(a, direction=-1) for a in c.arms("theseus-binary")]
+    return [(a, "") for a in c.arms("theseus-binary")]
+
+
+@dataclass(frozen=True)
+class Primary:
+    """A claim's primary comparison, declared before any run: arms a and b (BASELINE for the
+    group's finetune-L_s) and the reason for the choice."""
+    a: str
+    b: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A declared claim: id, the claim as a sentence, its Holm family, its function (whose
-    docstring, the test in words, the report prints) and the figure that shows it (plots.PLOTS)."""
+    """A declared claim: id, the claim as a sentence, which pairs it compares (`pairs`, whose
+    docstring is the test in words the report prints), the test each pair gets (`test`), its
+    primary comparison (None: exploratory only, `no_primary` says why) and its figure."""
     id: str
     title: str
-    family: str
-    compare: Callable[[Context], list[Comparison]]
+    pairs: Callable[[Context], list[tuple[str, str]]]
+    test: Callable[[Context, str, str], Comparison]
+    primary: Primary | None = None
+    no_primary: str = ""
     figure: str = "claims"
 
     @property
-    def test(self) -> str:
-        return " ".join((self.compare.__doc__ or "").split())
+    def family(self) -> str:
+        return self.id[0]
+
+    @property
+    def how(self) -> str:
+        return " ".join((self.pairs.__doc__ or "").split())
 
 
 CLAIMS: list[Claim] = [
-    Claim("1", "Theseus beats direct fine-tuning of the first L_s layers", "1", theseus_beats_finetune),
-    Claim("2a", "Proportional add fails (predicts one class) less often than binary random choice", "2",
-          add_fails_less_often, figure="stability"),
-    Claim("2b", "Proportional add's non-degenerate runs spread less than binary random choice's", "2",
-          add_spreads_less, figure="stability"),
-    Claim("3a", "Two-stage extraction is worse than Theseus", "3", two_stage_worse_than_theseus),
-    Claim("3b", "Two-stage extraction is no better than direct fine-tuning (equivalent within the margin)",
-          "3", two_stage_no_better_than_finetune),
-    Claim("4a", "Theseus runs fall below fine-tuning level more often than fine-tuning runs do", "4",
-          theseus_falls_to_finetune_level, figure="accuracy"),
-    Claim("4b", "Theseus runs that failed (degenerate) had fewer successor replacements", "4",
-          failures_had_fewer_replacements, figure="replacements"),
+    Claim("1", "Theseus beats direct fine-tuning of the first L_s layers", theseus_beats_finetune,
+          lambda c, a, b: c.mean_difference(a, b, direction=+1),
+          Primary("theseus-add/seed", BASELINE,
+                  "the seed's own comparison: its proportional add (as its code computes it) against direct "
+                  "fine-tuning of the first L_s layers (59.5 vs 57.96 at 3 layers)")),
+    Claim("2a", "Proportional add fails (predictions collapse) less often than binary random choice",
+          add_fails_less_often, lambda c, a, b: c.failure_rates(a, b, direction=-1),
+          Primary("theseus-add/seed", "theseus-binary/seed",
+                  "the seed's proposal against the method it replaced, both in the seed's own variant"),
+          figure="stability"),
+    Claim("2b", "Proportional add's working runs spread less than binary random choice's", add_spreads_less,
+          lambda c, a, b: c.spread(a, b, direction=-1),
+          no_primary="described, not decided: at 5 working runs per arm Bonett's test has about 10% power "
+                     "against a 2-fold sd ratio at alpha 0.05 (less after adjustment), so no affordable design "
+                     "can decide it", figure="stability"),
+    Claim("3a", "Two-stage extraction is worse than Theseus", two_stage_worse_than_theseus,
+          lambda c, a, b: c.mean_difference(a, b, direction=-1),
+          Primary("two-stage/predecessor-1x", "theseus-add/seed",
+                  "the seed's extraction (the fine-tuned predecessor's first L_s layers with its own head, one "
+                  "learning rate) against the Theseus variant it concluded was needed")),
+    Claim("3b", "Two-stage extraction is no better than direct fine-tuning", two_stage_no_better_than_finetune,
+          lambda c, a, b: c.no_better(a, b),
+          Primary("two-stage/predecessor-1x", BASELINE,
+                  "the seed's extraction against the baseline it reported it never beat")),
+    Claim("4a", "Theseus runs fall below fine-tuning level more often than fine-tuning runs do",
+          theseus_falls_to_finetune_level, lambda c, a, b: c.below_level_rates(a, b, direction=+1),
+          Primary("theseus-binary/seed", BASELINE,
+                  "the seed's instability was seen in binary random choice in its own variant"),
+          figure="accuracy"),
+    Claim("4b", "Theseus runs that failed had fewer successor replacements", failures_had_fewer_replacements,
+          lambda c, a, b: c.replacement_shift(a, direction=-1),
+          no_primary="a contrast within one arm that exists only when the arm has both failed and working "
+                     "runs (3 of each), which no design can declare before the runs", figure="replacements"),
 ]
+PRIMARY_CLAIMS = [c for c in CLAIMS if c.primary is not None]
 
 
 # ---------------------------------------------------------------- evaluation
 
-def verdict(cmp: Comparison, p_adj: float, *, alpha: float = ALPHA) -> str:
-    """The verdict rule of the module docstring for one comparison and its adjusted p."""
-    if cmp.untested:
-        return cmp.untested
-    n = _n_verdict(cmp.n_a, cmp.n_b, cmp.n_paired)
+def _decide(cmp: Comparison, p_adj: float, mult: float, alpha: float) -> str:
+    """The verdict of one tested comparison: p_adj its adjusted p, mult the Bonferroni multiplier of
+    its family (family size x groups) applied to its second test (TOST / non-superiority)."""
+    if cmp.kind == "rates" and cmp.rates:
+        ka, na, kb, nb = cmp.rates
+        if ka + kb == 0 or ka + kb == na + nb:
+            return NO_INFORMATION
     significant = np.isfinite(p_adj) and p_adj < alpha
-    if cmp.direction == 0:  # equivalence
-        if significant:
-            return "supported"
-        return f"inconclusive at n = {n}" if abs(cmp.estimate) < cmp.margin else "not supported"
-    along = np.sign(cmp.signed) == cmp.direction
+    second = np.isfinite(cmp.p_equiv) and min(1.0, cmp.p_equiv * mult) < alpha
+    if cmp.kind == "no-better":
+        return "contradicted" if significant else ("supported" if second else "undecided")
     if significant:
-        return "supported" if along else "contradicted"
-    return f"inconclusive at n = {n}" if along or not np.isfinite(cmp.signed) else "not supported"
+        return "supported" if np.sign(cmp.signed) == cmp.direction else "contradicted"
+    if cmp.kind == "difference" and second:
+        return f"equivalent within ±{cmp.margin:g}"
+    return "undecided"
+
+
+def _seeds_needed(cmp: Comparison, alpha_adj: float) -> float:
+    """Seeds (pairs) at which the deciding test reaches 80% power at the observed effect and the
+    adjusted level alpha_adj (the smaller of the two decisions a mean difference can reach)."""
+    if cmp.kind in ("difference", "no-better") and np.isfinite(cmp.sd):
+        if cmp.kind == "difference":
+            options = [stats.seeds_for_power_paired(cmp.estimate, cmp.sd, alpha=alpha_adj),
+                       stats.seeds_for_power_tost(cmp.estimate, cmp.sd, cmp.margin, alpha=alpha_adj)]
+        else:  # one-sided tests at alpha_adj ~ two-sided at 2 alpha_adj
+            options = [stats.seeds_for_power_paired(cmp.estimate, cmp.sd, alpha=2 * alpha_adj) if cmp.estimate > 0
+                       else None,
+                       stats.seeds_for_power_paired(cmp.estimate - cmp.margin, cmp.sd, alpha=2 * alpha_adj)
+                       if cmp.estimate < cmp.margin else None]
+        found = [x for x in options if x is not None]
+        return float(min(found)) if found else np.nan
+    if cmp.kind == "rates" and cmp.rates:
+        ka, na, kb, nb = cmp.rates
+        return _num(stats.seeds_for_power_fisher(ka / na, kb / nb, alpha=alpha_adj))
+    return np.nan
+
+
+def _result(claim: Claim, cmp: Comparison, role: str, family: str, p_adj: float, mult: float, *,
+            alpha: float, with_power: bool, reason: str = "") -> ClaimResult:
+    verdict = cmp.untested or _decide(cmp, p_adj, mult, alpha)
+    tested = not cmp.untested
+    seeds = _seeds_needed(cmp, alpha / mult) if with_power and tested and verdict == "undecided" else np.nan
+    p, test = cmp.p, cmp.test
+    if verdict.startswith("equivalent") or cmp.kind == "no-better" and verdict == "supported":
+        # decided by the second test (TOST / non-superiority): show its p, Bonferroni over the family
+        p, p_adj = cmp.p_equiv, min(1.0, cmp.p_equiv * mult)
+        test += "; decided by " + ("TOST" if cmp.kind == "difference" else "non-superiority")
+    return ClaimResult(
+        claim.id, claim.title, role, family, cmp.label, cmp.a, cmp.b, cmp.estimate, cmp.ci_low, cmp.ci_high,
+        cmp.ci_level, cmp.unit, p if tested else np.nan, p_adj if tested else np.nan, verdict,
+        inference.min_attainable_p_adjusted(cmp.min_p, max(1, int(round(mult)))) if tested else np.nan,
+        seeds, _n_text(cmp.n_a, cmp.n_b, cmp.n_paired), cmp.n_a, cmp.n_b, cmp.n_paired, test,
+        cmp.direction, cmp.margin, cmp.note, reason)
+
+
+def primary_family_size(claims: list[Claim] | None = None) -> int:
+    """The number of declared primaries (the primary family's size in one group)."""
+    return sum(c.primary is not None for c in (CLAIMS if claims is None else claims))
 
 
 def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None = None, *,
                     claims: list[Claim] | None = None, margin: float = 1.0, alpha: float = ALPHA,
-                    seed: int = 0, n_perm: int = 10_000, with_power: bool = True) -> list[ClaimResult]:
-    """Every claim of `claims` (default CLAIMS) on one group, in declaration order.
+                    seed: int = 0, n_perm: int = 10_000, with_power: bool = True, groups: int = 1,
+                    primaries_only: bool = False) -> list[ClaimResult]:
+    """Every claim of `claims` (default CLAIMS) on one group: its primary first, then its
+    secondary comparisons, in declaration order.
 
     group_runs: the normalised runs of one (task, model, successor_layers[, budget]) group, the
-    predecessor's rows included (stats.normalize_runs output); replacements: the replacements
-    table of those runs (run_id, module, replaced, ...), None when there are none. A claim with no
-    comparison in this group (e.g. no two-stage arm) gives one row "not tested (no such arms)".
-    Holm adjusts within each family over the comparisons that were tested. n_perm: resamples
-    of the permutation tests; with_power=False skips the seeds-for-power searches (verdicts are
-    unchanged; simulations use it).
+    predecessor's rows included (stats.normalize_runs output); replacements: its replacements table
+    (None when there are none). groups: G, the number of groups the study's primaries are tested in
+    (module docstring). primaries_only: skip the secondary comparisons (the primaries' verdicts do
+    not depend on them; simulations use it). with_power=False skips seeds_needed.
     """
     claims = CLAIMS if claims is None else claims
     ctx = Context.of(group_runs, replacements, margin=margin, alpha=alpha, seed=seed, n_perm=n_perm,
                      with_power=with_power)
-    made = [(claim, claim.compare(ctx)) for claim in claims]
-    adjusted: dict[tuple[int, int], float] = {}  # (claim index, comparison index) -> Holm p
-    for fam in dict.fromkeys(claim.family for claim in claims):
-        members = [((i, j), cmp) for i, (claim, cmps) in enumerate(made) if claim.family == fam
-                   for j, cmp in enumerate(cmps)]
-        for (key, _), p in zip(members, stats.holm([np.nan if c.untested else c.p for _, c in members])):
-            adjusted[key] = p
-    out = []
-    for i, (claim, cmps) in enumerate(made):
-        if not cmps:
-            out.append(ClaimResult(claim.id, claim.title, claim.family, "—", "", "", *(np.nan,) * 3, np.nan, "",
-                                   np.nan, np.nan, "not tested (no such arms)", "", 0, 0, 0, np.nan, "", 0,
-                                   np.nan, ""))
+    primaries: list[tuple[Claim, Comparison | None]] = []
+    for claim in claims:
+        if claim.primary is None:
             continue
-        for j, cmp in enumerate(cmps):
-            p_adj = adjusted[(i, j)]
-            out.append(ClaimResult(
-                claim.id, claim.title, claim.family, cmp.label, cmp.a, cmp.b, cmp.estimate, cmp.ci_low,
-                cmp.ci_high, cmp.ci_level, cmp.unit, np.nan if cmp.untested else cmp.p, p_adj,
-                verdict(cmp, p_adj, alpha=alpha), _n_text(cmp.n_a, cmp.n_b, cmp.n_paired), cmp.n_a, cmp.n_b,
-                cmp.n_paired, cmp.seeds_for_power, cmp.test, cmp.direction, cmp.margin, cmp.note))
-    return out
+        a, b = ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b)
+        ran = a is not None and ctx.has(a) and (not b or (b is not None and ctx.has(b)))
+        primaries.append((claim, claim.test(ctx, a, b) if ran else None))
+    size = len(primaries)
+    p_slots = [1.0 if c is None or c.untested or not np.isfinite(c.p) else c.p for _, c in primaries]
+    holm = stats.holm(p_slots) if size else []
+    out: dict[str, list[ClaimResult]] = {}
+    for (claim, cmp), h in zip(primaries, holm):
+        mult = size * groups
+        if cmp is None:
+            a, b = claim.primary.a, claim.primary.b
+            row = ClaimResult(claim.id, claim.title, "primary", "primary", f"{a} vs {b}" if b else a, a, b,
+                              *(np.nan,) * 3, np.nan, "", np.nan, np.nan, NOT_RUN, np.nan, np.nan, "—", 0, 0, 0,
+                              "", 0, margin, "", claim.primary.reason)
+        else:
+            row = _result(claim, cmp, "primary", "primary", min(1.0, groups * h), mult, alpha=alpha,
+                          with_power=with_power, reason=claim.primary.reason)
+        out[claim.id] = [row]
+    if not primaries_only:
+        for claim in claims:
+            pairs = claim.pairs(ctx)
+            if claim.primary is not None:
+                main = (ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b))
+                pairs = [p for p in pairs if p != main]
+            cmps = [claim.test(ctx, a, b) for a, b in pairs]
+            tested = [c for c in cmps if not c.untested and np.isfinite(c.p)]
+            adj = dict(zip(map(id, tested), stats.holm([c.p for c in tested])))
+            rows = [_result(claim, c, "secondary", f"{claim.id} secondary", adj.get(id(c), np.nan),
+                            max(1, len(tested)), alpha=alpha, with_power=with_power) for c in cmps]
+            if not rows and claim.id not in out:
+                rows = [ClaimResult(claim.id, claim.title, "secondary", f"{claim.id} secondary", "—", "", "",
+                                    *(np.nan,) * 3, np.nan, "", np.nan, np.nan, "not testable (no such arms)",
+                                    np.nan, np.nan, "", 0, 0, 0, "", 0, margin, "", claim.no_primary)]
+            out.setdefault(claim.id, []).extend(rows)
+    return [r for claim in claims for r in out.get(claim.id, [])]
 
 
 def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:

@@ -1,8 +1,17 @@
 """Per-run failure and convergence diagnostics: pure functions of what a run record stores.
 
-degenerate       the evaluated model predicts one class for (nearly) every test example: the share
-                 of its most predicted class is >= DEGENERATE_SHARE. Such a run has learnt nothing
-                 usable, whatever its accuracy (which is then about that class's share of test).
+collapsed        the run failed: its test predictions agree with the labels hardly better than
+                 chance. Cohen's kappa, kappa = (p_o - p_e) / (1 - p_e) with p_o the accuracy and
+                 p_e = sum_k (predicted share of class k) x (true share of k), is below KAPPA_FAILED:
+                 "slight" agreement or less in Landis & Koch's (1977) bands, the conventional line,
+                 not one tuned to a task. It needs no threshold per number of classes and catches a
+                 near-collapse that a one-class share misses (trec-6, 6 classes: 28.6% accuracy with
+                 92.6% of predictions in one class has kappa 0.08). On the committed runs it adds 4
+                 runs to the 22 that predict one class (kappa 0.08-0.19, 84-93% in one class; the next
+                 run up has kappa 0.23), and no working run comes near it (all others >= 0.33).
+degenerate       the older rule, kept as the `single_class` column: the evaluated model predicts one
+                 class for (nearly) every test example, the share of its most predicted class is
+                 >= DEGENERATE_SHARE.
 still_improving  the dev accuracy of the evaluated model was still rising when training stopped:
                  the best dev accuracy measured in the last LATE_FRACTION of the last phase's steps
                  beats the best one before it in that phase by more than MIN_GAIN. A longer budget
@@ -14,6 +23,7 @@ from __future__ import annotations
 import math
 
 DEGENERATE_SHARE = 0.98
+KAPPA_FAILED = 0.2  # Landis & Koch (1977): kappa <= 0.2 is "slight" agreement or less
 LATE_FRACTION = 0.2
 MIN_GAIN = 0.005  # half a point of dev accuracy
 
@@ -22,6 +32,25 @@ def max_class_share(pred_counts: list[int]) -> float:
     """Share of test examples given the most predicted class; nan without counts."""
     total = sum(pred_counts or [])
     return max(pred_counts) / total if total else math.nan
+
+
+def kappa_from_counts(accuracy: float, pred_counts: list[int], true_counts: list[int]) -> float:
+    """Cohen's kappa of a run's test predictions against the labels, from its accuracy and the two
+    marginals (harness.inference.kappa_from_counts); NaN when undefined."""
+    from harness.inference import kappa_from_counts as kappa
+
+    if accuracy is None or len(pred_counts) > len(true_counts) and any(pred_counts[len(true_counts):]):
+        return math.nan
+    pred = list(pred_counts) + [0] * (len(true_counts) - len(pred_counts))
+    if sum(pred) != sum(true_counts) or not 0 <= accuracy <= 1:  # counts from another split
+        return math.nan
+    return kappa(accuracy, pred, true_counts)
+
+
+def collapsed(kappa: float) -> bool:
+    """A failed run: its predictions agree with the labels no better than "slightly" (kappa below
+    KAPPA_FAILED)."""
+    return kappa < KAPPA_FAILED
 
 
 def is_degenerate(pred_counts: list[int]) -> bool | None:

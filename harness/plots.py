@@ -137,11 +137,11 @@ def plot_profile(group: Group, colors: dict, path: Path) -> PlotInfo:
     return info
 
 
-VERDICT_COLORS = {"supported": "tab:green", "contradicted": "tab:red", "not supported": "tab:orange"}
+VERDICT_COLORS = {"supported": "tab:green", "contradicted": "tab:red", "equivalent": "tab:blue"}
 
 
 def _verdict_color(verdict: str) -> str:
-    return VERDICT_COLORS.get(verdict, "tab:grey")
+    return VERDICT_COLORS.get(verdict.split(" within")[0], "tab:grey")
 
 
 def plot_claims(group: Group, colors: dict, path: Path) -> PlotInfo:
@@ -178,7 +178,7 @@ def plot_claims(group: Group, colors: dict, path: Path) -> PlotInfo:
                        "percentage points": "difference in rate (percentage points)"}.get(unit, unit), fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     handles = [plt.Line2D([], [], color=v, marker="o", lw=2) for v in (*VERDICT_COLORS.values(), "tab:grey")]
-    fig.legend(handles, [*VERDICT_COLORS, "inconclusive / other"], loc="lower center", ncol=4, fontsize=7,
+    fig.legend(handles, [*VERDICT_COLORS, "undecided / other"], loc="lower center", ncol=4, fontsize=7,
                bbox_to_anchor=(0.5, -0.01))
     fig.suptitle(f"Claims: estimate and interval per comparison (shaded: equivalence margin)\n{group.label}",
                  fontsize=TITLE_SIZE)

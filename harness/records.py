@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.diagnostics import is_degenerate, max_class_share, single_class_from_metrics, still_improving
+from harness.diagnostics import (collapsed, is_degenerate, kappa_from_counts, max_class_share,
+                                 single_class_from_metrics, still_improving)
 from harness.tuning import effective_lr
 
 
@@ -56,10 +57,33 @@ def write_record(record: dict, out_dir: Path, splits=None) -> Path:
         if not split_file.exists():
             atomic_write_text(split_file, json.dumps(
                 {"data_hash": splits.data_hash, "label_names": splits.label_names,
-                 **{name: getattr(splits, name).indices for name in ("train", "dev", "test")}}))
+                 **{name: getattr(splits, name).indices for name in ("train", "dev", "test")},
+                 "test_label_counts": label_counts(splits.test.labels, splits.num_classes)}))
     path = record_path(out_dir, record["run_id"])
     atomic_write_text(path, json.dumps(_clean(record), indent=1, ensure_ascii=False))
     return path
+
+
+def label_counts(labels, num_classes: int) -> list[int]:
+    """Examples per class (index = class id), shape (num_classes,)."""
+    counts = [0] * max(num_classes, max(labels, default=-1) + 1)
+    for y in labels:
+        counts[y] += 1
+    return counts
+
+
+def read_label_counts(out_dir: Path) -> dict[str, list[int]]:
+    """data_hash -> the test split's examples per class, from the store's splits files (those that
+    hold them): what a run's chance-corrected agreement (diagnostics.collapsed) needs."""
+    out = {}
+    for path in sorted((Path(out_dir) / "splits").glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue
+        if isinstance(data, dict) and data.get("test_label_counts"):
+            out[data.get("data_hash", path.stem)] = data["test_label_counts"]
+    return out
 
 
 def read_records(out_dir: Path, skipped: list[str] | None = None) -> list[dict]:
@@ -116,30 +140,38 @@ def dev_curve(record: dict) -> list[dict]:
     return curve
 
 
-def run_diagnostics(record: dict) -> dict:
-    """budget, steps, max_class_share, degenerate and still_improving of one record (see
-    harness.diagnostics); older records get them from what they stored (degenerate then only
-    catches exact single-class predictions, from accuracy and macro-F1)."""
+def run_diagnostics(record: dict, label_counts: dict[str, list[int]] | None = None) -> dict:
+    """budget, steps, max_class_share, single_class, kappa, degenerate and still_improving of one
+    record (see harness.diagnostics). degenerate (a failed run) is the collapse rule, Cohen's kappa
+    of the test predictions against the labels below diagnostics.KAPPA_FAILED, where the record's
+    predicted-class counts and its test split's label counts (`label_counts`: data_hash -> counts)
+    are known; else the single-class rule (>= 98% of predictions in one class, or for records
+    without counts exact single-class predictions, from accuracy and macro-F1). single_class keeps
+    that older flag as its own column."""
     final = record.get("final") or {}
     if not final:
-        return {"budget": record.get("budget"), "steps": None, "max_class_share": None, "degenerate": None,
-                "still_improving": None}
+        return {"budget": record.get("budget"), "steps": None, "max_class_share": None, "single_class": None,
+                "kappa": None, "degenerate": None, "still_improving": None}
     curve = dev_curve(record)
     steps = final.get("steps") or (curve[-1]["step"] if curve else None)
     counts = final.get("test_pred_counts")
     if counts:
-        share, degenerate = max_class_share(counts), is_degenerate(counts)
+        share, single = max_class_share(counts), is_degenerate(counts)
     else:
         share = None
-        degenerate = single_class_from_metrics(final.get("test_accuracy"), final.get("test_macro_f1"),
-                                               (record.get("task") or {}).get("num_classes"))
+        single = single_class_from_metrics(final.get("test_accuracy"), final.get("test_macro_f1"),
+                                           (record.get("task") or {}).get("num_classes"))
+    truth = (label_counts or {}).get((record.get("task") or {}).get("data_hash"))
+    kappa = kappa_from_counts(final.get("test_accuracy"), counts, truth) if counts and truth else None
     return {"budget": record.get("budget", (record.get("config") or {}).get("budget")), "steps": steps,
-            "max_class_share": share, "degenerate": degenerate,
+            "max_class_share": share, "single_class": single, "kappa": kappa,
+            "degenerate": collapsed(kappa) if kappa is not None and math.isfinite(kappa) else single,
             "still_improving": still_improving(curve, steps) if steps else None}
 
 
-def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: the tidy table every statistic consumes."""
+def runs_table(records: list[dict], label_counts: dict[str, list[int]] | None = None) -> pd.DataFrame:
+    """One row per run: the tidy table every statistic consumes. label_counts: data_hash -> the
+    test split's examples per class (read_label_counts), for the collapse rule."""
     rows = []
     for r in records:
         cfg, final = r.get("config", {}), r.get("final") or {}
@@ -155,7 +187,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "best_epoch": r.get("best_epoch"), "epochs": len(r.get("epochs") or []),
             "wall_seconds": r.get("wall_seconds"), "precision": cfg.get("precision"),
             "lr": effective_lr(cfg) if cfg.get("lr") is not None else None,
-            **run_diagnostics(r),
+            **run_diagnostics(r, label_counts),
         })
     df = pd.DataFrame(rows)
     if not df.empty:

@@ -4,9 +4,10 @@ Consumes analysis.analyze (harness.stats + harness.claims) and plots.plot_all; c
 its own beyond formatting, counting verdicts for the summary sentences, and the join of our means
 with the seed's fixed reference numbers (SPEC section 7).
 
-Order: the answers first (summary sentences and the claims table), then the figures behind them,
-one section per claim, the seed's numbers, and an appendix with everything per arm and pairwise
-(the CSVs under tables/ hold every pair and every sensitivity check at full precision).
+Order: the answer first (the primary verdicts in one table: claim x group), then the summary
+sentences, the training budget where there are several, the figures, one section per claim, the
+seed's numbers, and an appendix with every comparison, everything per arm and pairwise (the CSVs
+under tables/ hold every pair and every sensitivity check at full precision).
 """
 
 from __future__ import annotations
@@ -21,24 +22,24 @@ import pandas as pd
 
 from harness import budget_plots, plots
 from harness.analysis import Analysis, Group, analyze
-from harness.budget import GROUP as BUDGET_GROUP, budget_summary, has_budget_axis, where_it_holds
-from harness.claims import CLAIMS, QUESTIONS
+from harness.budget import GROUP as BUDGET_GROUP, budget_summary, has_budget_axis, interactions, where_it_holds
+from harness.claims import CLAIMS, PRIMARY_CLAIMS, QUESTIONS
 from harness.stats import ALPHA, ASO_THRESHOLD, LEVEL_SDS, SENSITIVITY_COLUMNS
 
 SECTIONS = ("Summary", "Figures", "Claims", "Reference numbers from the seed", "Appendix",
             "Failed runs", "Provenance")
-APPENDIX_SUBSECTIONS = ("Per arm: accuracy, failures, fine-tuning level",
+APPENDIX_SUBSECTIONS = ("Every comparison (primary and exploratory)", "Per arm: accuracy, failures, fine-tuning level",
                         "Sensitivity checks of the claims' mean comparisons",
                         "Expected best-of-n accuracy (Dodge et al.)", "Seeds for 80% power",
                         "Variance components", "More figures")
-SUMMARY_FIGURES = {"accuracy": "test accuracy per arm, every run a dot (crosses: degenerate runs)",
+SUMMARY_FIGURES = {"accuracy": "test accuracy per arm, every run a dot (crosses: failed runs)",
                    "profile": "performance profile: share of runs at or above each accuracy",
                    "claims": "claims: every comparison's estimate and interval, coloured by verdict",
-                   "stability": "failures per arm and spread of the non-degenerate runs"}
+                   "stability": "failures per arm and spread of the working runs"}
 MORE_FIGURES = {"forest": "mean and 95% t interval per arm",
                 "significance": "pairwise raw p (exploratory) and ASO eps_min",
                 "dev_curves": "successor-only dev accuracy per epoch",
-                "replacements": "replacements per module per epoch (red: degenerate runs)",
+                "replacements": "replacements per module per epoch (red: failed runs)",
                 "expected_max": "expected test accuracy of the best-by-dev run among n seeds"}
 
 # SPEC section 7: the seed's numbers, CLUE iflytek dev accuracy (%) with bert-base-chinese (12 layers)
@@ -98,8 +99,12 @@ def render_meta(meta, indent: int = 0) -> list[str]:
     for k, v in items:
         key = f"**{k}**: " if isinstance(meta, dict) else ""
         if isinstance(v, dict) and v and not isinstance(meta, dict) and not any(
-                isinstance(x, (dict, list, tuple)) for x in v.values()):
-            out.append(f"{pad}- " + "; ".join(f"**{a}**: `{b}`" for a, b in v.items()))
+                isinstance(x, (list, tuple)) or isinstance(x, dict) and any(isinstance(y, (dict, list, tuple))
+                                                                            for y in x.values())
+                for x in v.values()):  # a list item of scalars and flat tables (an arm): one line
+            out.append(f"{pad}- " + "; ".join(
+                f"**{a}**: `{', '.join(f'{c}={d}' for c, d in b.items()) if isinstance(b, dict) else b}`"
+                for a, b in v.items()))
         elif isinstance(v, dict) and v:
             out += [f"{pad}- {key}".rstrip()] + render_meta(v, indent + 1)
         elif isinstance(v, (list, tuple)) and v and any(isinstance(x, (dict, list)) for x in v):
@@ -153,30 +158,88 @@ def _difference(r) -> str:
 
 
 def claims_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The claims table as the report shows it: claim, comparison, difference (CI), adjusted p,
-    verdict, n, seeds for 80% power, test."""
+    """The claims table as the report shows it: claim, role, comparison, difference (CI), adjusted
+    p, verdict, smallest attainable adjusted p, seeds needed, n, test."""
     return pd.DataFrame({
-        "claim": table["claim"], "comparison": table["comparison"],
-        "difference": [_difference(r) for r in table.itertuples()],
-        "adjusted p": [_p(p) for p in table["p_adj"]], "verdict": table["verdict"], "n": table["n"],
-        "seeds for 80% power": ["—" if not np.isfinite(x) else f"{int(x)}" for x in table["seeds_for_power"]],
-        "test": table["decided_by"]})
+        "claim": table["claim"], "role": table["role"].replace({"secondary": "exploratory"}),
+        "comparison": table["comparison"], "difference": [_difference(r) for r in table.itertuples()],
+        "adjusted p": [_p(p) for p in table["p_adj"]], "verdict": table["verdict"],
+        "smallest attainable adjusted p": [_p(p) for p in table["min_p_adj"]],
+        "seeds needed": ["—" if not np.isfinite(x) else f"{int(x)}" for x in table["seeds_needed"]],
+        "n": table["n"], "test": table["decided_by"]})
 
 
-CLAIMS_NOTE = """_How to read the claims table._
+def _short_verdict(r) -> str:
+    """One cell of the primary-verdicts table: the verdict, the estimate and the adjusted p."""
+    if r.verdict == "no information":
+        return f"no information ({r.note.split(': ', 1)[-1]})" if r.note else r.verdict
+    if not np.isfinite(r.estimate):
+        return r.verdict
+    pp = r.unit == "percentage points"
+    tail = f"{_num(r.estimate, 0 if pp else 2, sign=True)}{' pp' if pp else ''}, p_adj {_p(r.p_adj)}"
+    if r.verdict == "undecided" and np.isfinite(r.seeds_needed):
+        tail += f", ~{int(r.seeds_needed)} seeds"
+    return f"{r.verdict} ({tail})"
 
-- One primary test per comparison (*test*). *Adjusted p*: Holm within the claim's family (1; 2a + 2b;
-  3a + 3b; 4a + 4b). A comparison shows the same adjusted p everywhere in this report and its CSVs.
-- *Difference*: A − B. Accuracy in points, with the 95% t interval of the seed-paired difference.
-  Shares of runs in percentage points (pp), with Newcombe's interval. Spread as an sd ratio, with the
-  interval of the permutation test. Claim 3b shows the 90% interval its TOST checks against ±{margin:g}.
-- *supported* / *contradicted*: adjusted p < {alpha}, estimate on / against the claimed side.
-  *inconclusive at n = …*: not significant, estimate on the claimed side. *not supported*: not
-  significant, estimate against it (3b: outside ±{margin:g}).
-- *Seeds for 80% power*: runs per arm (seed pairs for a paired t) the primary test needs at the
-  observed effect and alpha {alpha}, before Holm. — : no effect, not applicable, or over 10,000.
-- A *degenerate* run predicts one class for (nearly) every test example. The *fine-tuning level* is the
-  baseline's mean − {sds:g} sd.
+
+def _group_short(g: Group) -> str:
+    ls = f"{g.successor_layers:g}" if np.isfinite(g.successor_layers) else "?"
+    lp = f"{g.predecessor_layers:g}" if np.isfinite(g.predecessor_layers) else "?"
+    budget = f", {g.budget:,.0f} steps" if np.isfinite(g.budget) else ""
+    return f"{g.task}, {lp}->{ls}{budget}"
+
+
+def primary_verdicts(a: Analysis) -> pd.DataFrame:
+    """Rows: the declared primaries (claim, comparison); columns: one per group (task, sizes,
+    budget); cells: _short_verdict."""
+    cols = {}
+    for g in a.groups:
+        t = g.claims_table()
+        rows = {r.claim: r for r in t[t["role"] == "primary"].itertuples()}
+        cols[_group_short(g)] = [_short_verdict(rows[c.id]) if c.id in rows else "—" for c in PRIMARY_CLAIMS]
+    if not cols:
+        return pd.DataFrame()
+    return pd.DataFrame({"claim": [c.id for c in PRIMARY_CLAIMS],
+                         "primary comparison": [f"{c.primary.a} vs {c.primary.b}" for c in PRIMARY_CLAIMS],
+                         **cols})
+
+
+def _primary_section(a: Analysis) -> str:
+    """The answer: every declared primary in one table, and how its family is adjusted."""
+    table = primary_verdicts(a)
+    if table.empty:
+        return "_No claim could be evaluated._\n"
+    size, g = len(PRIMARY_CLAIMS), len(a.groups)
+    return "\n".join([
+        f"One primary comparison per claim, declared before the runs ({size} per group; the Claims section "
+        f"says why each). Holm within a group, Bonferroni over the {g} group(s): adjusted p = {g} x Holm p, "
+        f"so the chance of any false primary verdict in this report is at most {ALPHA}. *equivalent within "
+        f"±{a.margin:g}*: the difference lies inside ±{a.margin:g} point (TOST); *undecided*: with the seeds a "
+        "decision would need at the observed effect; *no information*: no failed run (or only failed runs) "
+        "on either side. Claims 2b and 4b are exploratory only. Every comparison, with its interval and the "
+        "smallest adjusted p its test can reach, is in the appendix.\n",
+        md_table(table)])
+
+
+CLAIMS_NOTE = """_How to read the comparison tables._
+
+- *role*: *primary* (one per claim, declared before the runs; one Holm family over the primaries of a
+  group, Bonferroni over the report's groups) or *exploratory* (every other comparison: Holm within
+  its claim's exploratory family in its group; read it as a lead, not a finding).
+- *Difference*: A − B. Accuracy in points, with the 95% t interval of the seed-paired difference
+  (claim 3b: the 90% interval its two one-sided tests read). Shares of runs in percentage points (pp),
+  with Newcombe's interval. Spread as an sd ratio, with Bonett's interval.
+- *supported* / *contradicted*: adjusted p < {alpha}, estimate on / against the claimed side (3b:
+  significantly below +{margin:g} / significantly better). *equivalent within ±{margin:g}*: the TOST p,
+  adjusted over the whole family, < {alpha}. *undecided*: none of these. *no information*: no failed
+  run (or only failed runs) on either side. *not testable*: with the reason.
+- *Smallest attainable adjusted p*: what the test could reach at this n (an exact test's smallest p
+  times the family's multiplier); above {alpha}, no outcome of these runs could decide it.
+- *Seeds needed*: runs per arm (seed pairs for a paired test) at which the test reaches 80% power at
+  the observed effect and the adjusted alpha. — : decided, no effect, or over 10,000.
+- A *failed* run's predictions collapsed: Cohen's kappa against the test labels below 0.2 (the older
+  one-class rule is the `single_class` column). The *fine-tuning level* is the baseline's mean −
+  {sds:g} sd (each baseline run against the level of the other baseline runs).
 """
 
 
@@ -197,16 +260,16 @@ def _headlines(g: Group) -> list[str]:
             out.append(f"The {role} {x['arm']} scores {_num(x['mean'])} (sd {_num(x['std'])}, n = {x['n']}).")
     known = v[v["n_degenerate_known"] > 0]
     if known.empty:
-        out.append("Which runs predict a single class is unknown here (no `degenerate` column).")
+        out.append("Which runs failed is unknown here (no `degenerate` column).")
     else:
         deg = known[known["n_degenerate"] > 0]
         for fam, d in deg.groupby("family", sort=False):
             out.append(f"{int(d['n_degenerate'].sum())} of {int(d['n_degenerate_known'].sum())} {fam} runs "
-                       "predict a single class on test (" + ", ".join(
+                       "failed: their test predictions collapsed, Cohen's kappa < 0.2 (" + ", ".join(
                            f"{a} {int(r.n_degenerate)}/{int(r.n_degenerate_known)}" for a, r in d.iterrows()) + ").")
         others = known[known["n_degenerate"] == 0]
         if len(others):
-            out.append("No run of any other arm does." if len(deg) else "No run predicts a single class.")
+            out.append("No run of any other arm did." if len(deg) else "No run failed (predictions collapsed).")
     students = g.variance[(g.variance["role"] != "predecessor") & (g.variance["n"] > 0)]
     if len(students):
         best = students.loc[students["mean"].idxmax()]
@@ -257,13 +320,14 @@ def _claim_lines(g: Group) -> list[str]:
         rows = c[c["claim"] == claim.id]
         if rows.empty:
             continue
-        if len(rows) == 1:
-            r = next(rows.itertuples())
-            what = r.verdict + (f" ({r.comparison}: {_difference(r)}, adjusted p {_p(r.p_adj)})"
-                                if np.isfinite(r.estimate) else "")
-        else:
-            what = _counts(rows["verdict"])
-        out.append(f"- **{claim.id}** {claim.title}: {what}.")
+        prim, expl = rows[rows["role"] == "primary"], rows[rows["role"] != "primary"]
+        parts = []
+        for r in prim.itertuples():
+            parts.append(r.verdict + (f" ({r.comparison}: {_difference(r)}, adjusted p {_p(r.p_adj)})"
+                                      if np.isfinite(r.estimate) else f" ({r.comparison})"))
+        if len(expl):
+            parts.append(f"exploratory: {_counts(expl['verdict'])}")
+        out.append(f"- **{claim.id}** {claim.title}: {'; '.join(parts)}.")
     return out
 
 
@@ -292,9 +356,8 @@ def _summary(a: Analysis, meta: dict) -> str:
                    f"({', '.join(f'`{c}`' for c in dirty)}): the code that produced them is not a commit.\n")
     for g in a.groups:
         out.append(f"**{g.label}.** " + " ".join(_headlines(g)) + "\n")
-        out.append("\n".join(_claim_lines(g)) + "\n")
-        out.append(md_table(claims_display(g.claims_table())))
-    out.append(CLAIMS_NOTE.format(alpha=ALPHA, margin=a.margin, sds=LEVEL_SDS))
+        if len(a.groups) <= 2:  # with more, each claim's line per group is in Claims
+            out.append("\n".join(_claim_lines(g)) + "\n")
     return "\n".join(out)
 
 
@@ -303,7 +366,7 @@ def _cell_text(row) -> str:
     sd = "" if not np.isfinite(row["std"]) else f" ± {row['std']:.2f}"
     marks = []
     if row["degenerate"]:
-        marks.append(f"{int(row['degenerate'])}/{int(row['n_degenerate_known'])} degenerate")
+        marks.append(f"{int(row['degenerate'])}/{int(row['n_degenerate_known'])} failed")
     if row["still_improving"]:
         marks.append(f"{int(row['still_improving'])}/{int(row['n_improving_known'])} improving")
     return f"{row['mean']:.2f}{sd} (n={int(row['n'])})" + (f"; {', '.join(marks)}" if marks else "")
@@ -323,8 +386,8 @@ def _budget_section(a: Analysis, infos: list, report_path: Path) -> str:
     summary = budget_summary(a.runs)
     out = ["Every student arm ran at each budget (student optimizer steps: a Theseus phase and its "
            "successor phase together); the predecessor trained once per seed at its own length and is "
-           "shared by every budget, so runs are paired by seed across arms and budgets. *degenerate*: "
-           "predicts one class for (nearly) every test example; *improving*: dev accuracy still rising "
+           "shared by every budget, so runs are paired by seed across arms and budgets. *failed*: "
+           "the test predictions collapsed (Cohen's kappa against the labels below 0.2); *improving*: dev accuracy still rising "
            "over the last 20% of the run's last phase (a longer budget would likely help; for a Theseus "
            "arm with a successor phase that is the successor phase: whether its Theseus phase was long "
            "enough shows only across budgets).\n"]
@@ -332,9 +395,15 @@ def _budget_section(a: Analysis, infos: list, report_path: Path) -> str:
     if panel is not None and not panel.skipped:
         out.append(f"![test accuracy against budget]({_rel(panel.paths[0], report_path)})\n")
     flips = a.verdicts_by_budget()
-    sentences = where_it_holds(flips)
+    inter = interactions(a.runs, a.claims_table())
+    primary = flips[flips["role"] == "primary"] if "role" in flips else flips
+    sentences = where_it_holds(primary, inter)
     if sentences:
-        out.append("**Where each claim holds** (verdict words as in the claims tables below):\n")
+        out.append("**Where each primary verdict holds.** A verdict is said to change with the budget only where "
+                   "the budget x arm interaction (the seed-paired difference between two budgets of the paired "
+                   "differences) is significant, Holm over every interaction test of this report (a family of "
+                   f"its own: {len(inter)} tests); the exploratory comparisons' verdicts by budget are in "
+                   "`tables/verdicts_by_budget.csv`.\n")
         out += [f"- {x}" for x in sentences] + [""]
     for key, g in summary.groupby(BUDGET_GROUP, sort=False):
         task, model, ls = key
@@ -348,10 +417,12 @@ def _budget_section(a: Analysis, infos: list, report_path: Path) -> str:
                 for arm, r in p.iterrows()) + "."
         out.append(f"**{task} / {model}, {ls:g} layers: test accuracy (%) by budget.**{ref}\n")
         out.append(md_table(budget_table(g)))
-    if not flips.empty:
-        out.append("**Verdicts by training budget** (student optimizer steps). *flips*: the verdict differs "
-                   "across budgets.\n")
-        out.append(md_table(flips))
+    if not inter.empty:
+        out.append("**Budget x arm interactions of the primary mean comparisons** (points; positive: the "
+                   "difference A − B is larger at the smaller budget).\n")
+        out.append(md_table(inter.assign(estimate=[_difference(r) for r in inter.assign(
+            unit="points", ci_level=0.95).itertuples()], p=[_p(x) for x in inter["p"]],
+            p_adj=[_p(x) for x in inter["p_adj"]]).drop(columns=["ci_low", "ci_high", "model"])))
     return "\n".join(out)
 
 
@@ -360,30 +431,31 @@ def _figures_section(a: Analysis, infos: dict, report_path: Path) -> str:
     for g in a.groups:
         if len(a.groups) > 1:
             out.append(f"### {g.label}\n")
-        out += [_figure(infos, g, name, report_path, cap) for name, cap in SUMMARY_FIGURES.items()]
+        names = SUMMARY_FIGURES if len(a.groups) <= 2 else {"accuracy": SUMMARY_FIGURES["accuracy"]}
+        out += [_figure(infos, g, name, report_path, cap) for name, cap in names.items()]
     return "\n".join(out)
 
 
 def _claims_section(a: Analysis, infos: dict, report_path: Path) -> str:
-    """One subsection per Holm family (the README's question), each claim with its test in words
-    (its function's docstring), its comparisons with their counts, and its figures."""
+    """One subsection per question: each claim with its test in words, its primary comparison and
+    the reason for it (or why it has none), its verdicts per group in one line, and its figures.
+    Every comparison's row is in the appendix."""
     out = []
     for family in dict.fromkeys(c.family for c in CLAIMS):
         members = [c for c in CLAIMS if c.family == family]
         out.append(f"### Claim {family}: {QUESTIONS.get(family, members[0].title)}\n")
-        out.append(f"Holm family: every tested comparison of claim{'s' if len(members) > 1 else ''} "
-                   + ", ".join(c.id for c in members) + ".\n")
-        for g in a.groups:
-            t = g.claims_table()
-            if len(a.groups) > 1:
-                out.append(f"**{g.label}**\n")
-            for claim in members:
-                rows = t[t["claim"] == claim.id]
-                out.append(f"*{claim.id}: {claim.title}.* {claim.test}\n")
-                out.append(md_table(claims_display(rows).assign(note=rows["note"].to_numpy()).drop(
-                    columns=["claim", "test"])))
+        for claim in members:
+            why = (f"Primary: {claim.primary.a} vs {claim.primary.b}, because {claim.primary.reason}."
+                   if claim.primary else f"No primary: {claim.no_primary}.")
+            out.append(f"*{claim.id}: {claim.title}.* {claim.how} {why}\n")
+            for g in a.groups:
+                lines = [ln for ln in _claim_lines(g) if ln.startswith(f"- **{claim.id}**")]
+                if lines:
+                    out.append(lines[0].replace(f"- **{claim.id}** {claim.title}", f"- {g.label}"))
+            out.append("")
+        if len(a.groups) == 1:
             for fig in dict.fromkeys(c.figure for c in members):
-                out.append(_figure(infos, g, fig, report_path, f"figure for claim {family}"))
+                out.append(_figure(infos, a.groups[0], fig, report_path, f"figure for claim {family}"))
         out.append("")
     return "\n".join(out)
 
@@ -441,7 +513,7 @@ VARIANCE_COLUMNS = {
     "arm": "arm", "role": "role", "n": "n", "n_failed": "failed", "mean": "mean", "std": "std",
     "ci": "95% CI (t)", "median": "median", "iqr": "IQR", "min": "min", "max": "max",
     "gap_to_predecessor": "gap to predecessor", "gap_to_baseline": "gap to finetune-L_s",
-    "degenerate": "degenerate (95% CP CI)", "std_nondegenerate": "std, non-degenerate runs",
+    "degenerate": "failed (95% CP CI)", "std_nondegenerate": "std, working runs",
     "below_level": "below fine-tuning level (95% CP CI)", "le_median_pct": "≤ baseline median (%)",
     "dev_accuracy": "dev-max acc", "test_macro_f1": "test macro-F1"}
 SENSITIVITY_SHOWN = {
@@ -493,28 +565,41 @@ def claim_sensitivity(g: Group) -> pd.DataFrame:
 
 
 def _appendix(a: Analysis, infos: dict, report_path: Path) -> str:
-    out = []
+    out = [CLAIMS_NOTE.format(alpha=ALPHA, margin=a.margin, sds=LEVEL_SDS)]
+    if len(a.groups) > 2:
+        out.append(f"With {len(a.groups)} groups this appendix keeps, per group, every comparison and links to "
+                   "its other figures; the per-arm table (`tables/variance.csv`), the sensitivity checks "
+                   "(`tables/sensitivity.csv`), expected best-of-n (`tables/expected_max.csv`), seeds for power "
+                   "(`tables/power.csv`) and variance components are in the CSVs.\n")
     for g in a.groups:
         if len(a.groups) > 1:
             out.append(f"### {g.label}\n")
         h = "####" if len(a.groups) > 1 else "###"
         base = g.variance[g.variance["role"] == "baseline"]
         out += [f"{h} {APPENDIX_SUBSECTIONS[0]}\n",
-                "Test accuracy (%) over seeds, failed runs excluded; the CSV keeps full precision. *Degenerate*: "
-                "the run predicts one class on test (Clopper-Pearson interval). *Fine-tuning level*: "
+                md_table(claims_display(g.claims_table()).assign(note=g.claims_table()["note"].to_numpy()))]
+        if len(a.groups) > 2:  # many groups: the rest is in tables/*.csv and the figures
+            links = [i for i in (infos.get((g.label, n)) for n in MORE_FIGURES) if i is not None and not i.skipped]
+            out.append("More figures: " + ", ".join(f"[{i.name}]({_rel(i.paths[0], report_path)})" for i in links)
+                       + ".\n")
+            continue
+        out += [f"{h} {APPENDIX_SUBSECTIONS[1]}\n",
+                "Test accuracy (%) over seeds, runs that stopped with an error excluded; the CSV keeps full "
+                "precision. *Failed*: the run's test predictions collapsed, Cohen's kappa < 0.2 (Clopper-Pearson "
+                "interval). *Fine-tuning level*: "
                 + (f"{_num(g.level)} = the {base['arm'].iloc[0]} mean − {LEVEL_SDS:g} sd; the baseline's own row "
-                   "is the reference." if np.isfinite(g.level) else "not defined (no baseline with n ≥ 3).")
+                   "is the reference, each of its runs judged against the level of the other baseline runs." if np.isfinite(g.level) else "not defined (no baseline with n ≥ 3).")
                 + " *≤ baseline median*: SPEC's descriptive share, about 50% for the baseline itself.\n",
                 md_table(variance_display(g.variance), VARIANCE_COLUMNS)]
         sens = claim_sensitivity(g)
-        out += [f"{h} {APPENDIX_SUBSECTIONS[1]}\n",
+        out += [f"{h} {APPENDIX_SUBSECTIONS[2]}\n",
                 "Sensitivity checks, raw p-values, not used for any verdict: the other tests of each pair a claim "
                 f"compares by its mean. ASO eps_min below {ASO_THRESHOLD:g} reads \"almost stochastically "
                 "better\" (deepsig's threshold). Every pair of arms, with Brown-Forsythe, Levene, Fisher and the "
                 "rest, is in `tables/pairwise.csv` and `tables/sensitivity.csv`.\n",
                 md_table(sens, SENSITIVITY_SHOWN)]
         em = g.expected_max
-        out.append(f"{h} {APPENDIX_SUBSECTIONS[2]}\n")
+        out.append(f"{h} {APPENDIX_SUBSECTIONS[3]}\n")
         if not em.empty:
             by = set(em["selected_by"])
             out.append("Expected test accuracy (%) of the run kept when the best of n seeds is chosen *by dev "
@@ -527,14 +612,14 @@ def _appendix(a: Analysis, infos: dict, report_path: Path) -> str:
             piv.columns = [f"n={c}" for c in piv.columns]
             last = em.loc[em.groupby("arm")["n_seeds"].idxmax(), ["arm", "expected_max_test"]].set_index("arm")
             out.append(md_table(piv.join(last.rename(columns={"expected_max_test": "max of test, n=N"})).reset_index()))
-        out += [f"{h} {APPENDIX_SUBSECTIONS[3]}\n",
+        out += [f"{h} {APPENDIX_SUBSECTIONS[4]}\n",
                 "Seeds per arm (seed pairs for the paired t) the primary test needs for 80% power at alpha "
                 f"{ALPHA} against finetune-L_s, for the observed gap and fixed gaps (— = no gap or > 10,000).\n",
                 md_table(g.power, POWER_COLUMNS),
-                f"{h} {APPENDIX_SUBSECTIONS[4]}\n",
+                f"{h} {APPENDIX_SUBSECTIONS[5]}\n",
                 md_table(g.components) if g.components is not None else
                 "_Not a factorial design (one student seed per predecessor seed): no variance components._\n",
-                f"{h} {APPENDIX_SUBSECTIONS[5]}\n",
+                f"{h} {APPENDIX_SUBSECTIONS[6]}\n",
                 *[_figure(infos, g, name, report_path, cap) for name, cap in MORE_FIGURES.items()]]
     return "\n".join(out)
 
@@ -548,8 +633,8 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path) -> st
     failed = a.failed
     dirty = dirty_commits(meta)
     budget = [f"## Training budget\n", _budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []
-    parts = [f"# {title}\n", f"_Generated: {produced}_\n", *budget,
-             f"## {SECTIONS[0]}\n", _summary(a, meta),
+    parts = [f"# {title}\n", f"_Generated: {produced}_\n", "## Primary verdicts\n", _primary_section(a),
+             *budget, f"## {SECTIONS[0]}\n", _summary(a, meta),
              f"## {SECTIONS[1]}\n", _figures_section(a, by, report_path),
              f"## {SECTIONS[2]}\n", _claims_section(a, by, report_path),
              f"## {SECTIONS[3]}\n", _reference_section(a),

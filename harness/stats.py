@@ -39,7 +39,7 @@ LEVEL_SDS = 2.0  # "fine-tuning level": below the baseline's mean - LEVEL_SDS sd
 REQUIRED = ("task", "strategy", "seed", "test_accuracy")
 PERCENT_COLUMNS = ("test_accuracy", "test_macro_f1", "dev_accuracy", "dev_macro_f1")
 THESEUS = ("theseus-binary", "theseus-add")
-NOT_TESTED = "not tested (n < 3)"
+NOT_TESTED = "not testable (n < 3)"
 
 
 # ---------------------------------------------------------------- input normalisation
@@ -299,6 +299,18 @@ def t_test_p(d: MeanDifference, null: float = 0.0) -> float:
     return float(2 * stats.t.sf(abs(d.estimate - null) / d.se, d.df))
 
 
+def one_sided_t_p(d: MeanDifference, null: float, *, greater: bool) -> float:
+    """One-sided p of H0: true difference <= null (greater=True) or >= null (greater=False).
+    With se = 0: 1 when the estimate is on H0's side (or equal), NaN otherwise (undefined)."""
+    if not np.isfinite(d.se):
+        return np.nan
+    t = d.estimate - null
+    if d.se == 0:
+        return 1.0 if (t <= 0 if greater else t >= 0) else np.nan
+    t /= d.se
+    return float(stats.t.sf(t, d.df) if greater else stats.t.cdf(t, d.df))
+
+
 def t_interval(d: MeanDifference, level: float = 0.95) -> tuple[float, float]:
     """The t interval estimate +- t_{df, (1+level)/2} se; [estimate, estimate] when se = 0."""
     if not np.isfinite(d.se):
@@ -337,6 +349,11 @@ def primary_difference(runs: pd.DataFrame, a: str, b: str, metric: str = "test_a
 
 # ---------------------------------------------------------------- one sample
 
+def sample_sd(x) -> float:
+    """std(x, ddof=1) of shape (n,): exactly 0 when every value is equal, NaN for n < 2."""
+    return float(_sd(np.asarray(x, float)))
+
+
 def _sd(x: np.ndarray) -> np.float64:
     """std(x, ddof=1): exactly 0 when every value is equal, NaN for n < 2."""
     if len(x) < 2:
@@ -373,6 +390,18 @@ def fine_tuning_level(baseline) -> float:
     their minimum.)"""
     x = np.asarray(baseline, float)
     return float(x.mean() - LEVEL_SDS * _sd(x)) if len(x) >= MIN_N else np.nan
+
+
+def count_below_level(x, baseline, *, leave_one_out: bool) -> int:
+    """Runs of x (shape (n,)) below the fine-tuning level of `baseline` (shape (m,)). For the
+    baseline's own runs (leave_one_out=True, x is baseline) each run is judged against the level of
+    the *other* baseline runs: no run can sit more than (m-1)/sqrt(m) sd below the mean of a sample
+    it belongs to (1.79 sd at m = 5), so against its own level the baseline's share is 0 by
+    construction, while a new run from the same distribution falls below it about 7% of the time."""
+    x, b = np.asarray(x, float), np.asarray(baseline, float)
+    if leave_one_out:
+        return int(sum(x[i] < fine_tuning_level(np.delete(b, i)) for i in range(len(x))))
+    return int(np.sum(x < fine_tuning_level(b)))
 
 
 # ---------------------------------------------------------------- counts: failure rates
@@ -720,7 +749,7 @@ def variance_table(runs: pd.DataFrame, *, ci: float = 0.95, metric: str = "test_
     MIN_SPREAD_N such runs);
     fine-tuning level (fine_tuning_level of the baseline, the same in every row): n_below_level,
     below_level_rate with its Clopper-Pearson interval, the baseline's own rate as the reference
-    row; share_le_baseline_median (runs at or below the baseline median, SPEC's descriptive
+    row (each baseline run against the level of the other baseline runs: count_below_level); share_le_baseline_median (runs at or below the baseline median, SPEC's descriptive
     "fine-tuning level" share, about 50% for the baseline itself);
     dev_accuracy (mean dev-max), test_macro_f1 (mean), tested (n >= 3). Failed runs count only in
     n_failed.
@@ -740,7 +769,7 @@ def variance_table(runs: pd.DataFrame, *, ci: float = 0.95, metric: str = "test_
         ok = _ok_rows(runs, arm, metric)
         k_deg, n_known = degenerate_count(runs, arm)
         nondeg = nondegenerate_values(runs, arm, metric)
-        k_below = int(np.sum(x < level)) if np.isfinite(level) else 0
+        k_below = count_below_level(x, base_values, leave_one_out=arm == base) if np.isfinite(level) else 0
         rows.append(dict(
             arm=arm, family=family(arm),
             role="predecessor" if arm == pred else "baseline" if arm == base else "",

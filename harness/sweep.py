@@ -523,7 +523,7 @@ def default_report_dir(results_dir: Path, name: str) -> Path:
 def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -> Path:
     """Tables, plots and the markdown report from the store alone (no training); the report goes to
     report_dir (default: default_report_dir)."""
-    from harness.records import curves_table, epochs_table, replacements_table, runs_table
+    from harness.records import curves_table, epochs_table, read_label_counts, replacements_table, runs_table
     from harness.report import write_outputs
 
     results_dir = Path(results_dir)
@@ -545,7 +545,7 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
                               f"{results_dir / 'runs.csv'}` analyses it, `run-all` rebuilds the store"
                               if only_csv else "run `python -m harness run-all` first"))
     report_dir = Path(report_dir) if report_dir else default_report_dir(results_dir, name)
-    runs = runs_table(records)
+    runs = runs_table(records, read_label_counts(results_dir))
     tuning = _tuning_view(runs, manifest.get("config"), name)
     if tuning is not None:
         runs, selected = tuning

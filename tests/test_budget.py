@@ -230,11 +230,22 @@ def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
         row("trec", "1", "a vs b", "contradicted", "contradicted", "contradicted"),
         row("rt", "2a", "c vs d", "supported", "supported", "supported"),
         row("trec", "2a", "c vs d", "supported", "supported", "supported")])
+    # words that differ are not evidence: without an interaction test the sentence says so
     sentences = where_it_holds(verdicts)
     assert sentences[0] == ("Claim 1 (a vs b): rt: contradicted at 189 steps, inconclusive at 567 steps, "
-                            "supported at 1,512 steps (changes 189 steps -> 567 steps; 567 steps -> 1,512 steps); "
-                            "trec: contradicted at 189 steps, contradicted at 567 steps, contradicted at 1,512 steps "
-                            "(same at every budget).")
+                            "supported at 1,512 steps (no interaction test for this comparison: the words differ, "
+                            "the evidence is not tested); trec: contradicted at 189 steps, contradicted at 567 "
+                            "steps, contradicted at 1,512 steps (same at every budget).")
+
+    def inter(p_adj):
+        return pd.DataFrame([{"task": "rt", "model": "m", "successor_layers": 3.0, "claim": "1",
+                              "comparison": "a vs b", "budgets": "189 -> 567", "estimate": -2.5, "ci_low": -4.0,
+                              "ci_high": -1.0, "p": p_adj / 2, "p_adj": p_adj, "n": 5}])
+    changed = where_it_holds(verdicts, inter(0.01))[0]
+    assert "rt: contradicted at 189 steps" in changed and ("the verdict changes with the budget: budget x arm "
+                                                           "interaction 189 -> 567 -2.50 points, adjusted p 0.010") in changed
+    assert "(no evidence the budget matters: budget x arm interaction adjusted p 189 -> 567 0.200)" in \
+        where_it_holds(verdicts, inter(0.2))[0]
     assert sentences[1] == "Claim 2a (c vs d): supported at every budget and task."
     one_task = where_it_holds(verdicts[verdicts["task"] == "rt"])
     assert one_task[1] == "Claim 2a (c vs d): supported at every budget."

@@ -1,5 +1,6 @@
 """harness.claims: each claim on crafted data (against scipy where a number comes from it), the
-family-wise Holm adjustment, the A/A false-positive rate of every verdict, and the per-budget use."""
+primaries' fixed Holm family, the verdict vocabulary, the A/A error rate of the whole procedure at
+the committed designs, and the per-budget use."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from harness import stats
+from harness import inference, stats
 from harness.analysis import analyze
-from harness.claims import CLAIMS, Claim, Comparison, evaluate_claims
+from harness.claims import CLAIMS, PRIMARY_CLAIMS, Claim, evaluate_claims
 
 BINARY_FLOOR = 57.8  # a single-class predictor's accuracy (the test set's majority share)
 
@@ -49,129 +50,161 @@ FT6 = 80 + SEED_EFFECT + RNG.normal(0, 0.5, 10)
 BIMODAL = np.array([BINARY_FLOOR] * 6 + [70.5, 68.2, 71.9, 66.0])  # six single-class runs, four working
 
 
-def test_claim1_paired_t_matches_scipy_and_decides():
+def primaries(results) -> dict[str, object]:
+    return {r.claim: r for r in results if r.role == "primary"}
+
+
+def test_claim1_primary_paired_t_matches_scipy_and_the_family_is_fixed_by_declaration():
     better = FT3 + 2.0 + RNG.normal(0, 0.4, 10)
     worse = FT3 - 1.5 + RNG.normal(0, 0.4, 10)
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": better, "theseus-binary/seed": worse})
-    c1 = by_claim(evaluate_claims(runs, n_perm=500), "1")
-    up, down = c1["theseus-add/seed vs finetune-3"], c1["theseus-binary/seed vs finetune-3"]
+    res = evaluate_claims(runs, n_perm=500)
+    up = primaries(res)["1"]
     ref = st.ttest_rel(better, FT3)
-    assert up.p == pytest.approx(ref.pvalue, rel=1e-10)
+    assert up.p == pytest.approx(ref.pvalue, rel=1e-10) and up.role == "primary"
     ci = ref.confidence_interval(0.95)
     assert (up.ci_low, up.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-10)
-    assert up.estimate == pytest.approx(np.mean(better - FT3)) and up.n == "10 pairs"
-    np.testing.assert_allclose([up.p_adj, down.p_adj], stats.holm([up.p, down.p]))
-    assert up.verdict == "supported" and down.verdict == "contradicted"
-    assert up.decided_by == "paired t" and np.isfinite(up.seeds_for_power)
+    assert up.n == "10 pairs" and up.verdict == "supported" and up.min_p_adj == 0.0
+    # the family: every declared primary, run or not (3a and 3b: no two-stage arm -> p = 1)
+    prim = primaries(res)
+    assert prim["3a"].verdict == "not run" and prim["3b"].verdict == "not run"
+    slots = [prim[c.id].p if np.isfinite(prim[c.id].p) else 1.0 for c in PRIMARY_CLAIMS]
+    assert up.p_adj == pytest.approx(stats.holm(slots)[0])
+    down = by_claim(res, "1")["theseus-binary/seed vs finetune-3"]
+    assert down.role == "secondary" and down.verdict == "contradicted" and down.p_adj == pytest.approx(down.p)
+    # more arms change no primary's adjusted p; G groups multiply it by G
+    more = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": better, "theseus-binary/seed": worse,
+                  "theseus-add/convex": FT3 + 0.3, "kd": FT3 - 0.2})
+    assert primaries(evaluate_claims(more, n_perm=500))["1"].p_adj == up.p_adj
+    assert primaries(evaluate_claims(runs, n_perm=500, groups=3))["1"].p_adj == pytest.approx(min(1, 3 * up.p_adj))
 
 
-def test_claim2_failures_fisher_and_spread_of_a_bimodal_arm():
-    """A bimodal binary arm (six single-class runs): 2a counts them with Fisher's exact test;
-    2b has only four working runs left, so its spread is not estimable, never a wrong p."""
+def test_claim2a_failures_fisher_with_the_smallest_attainable_p():
     add = FT3 + RNG.normal(1, 0.8, 10)
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": add, "theseus-binary/seed": BIMODAL})
-    res = evaluate_claims(runs, n_perm=500)
-    fail = by_claim(res, "2a")["theseus-add/seed vs theseus-binary/seed: share degenerate"]
+    fail = primaries(evaluate_claims(runs, n_perm=500))["2a"]
     assert fail.p == pytest.approx(st.fisher_exact([[0, 10], [6, 4]]).pvalue, rel=1e-12)
-    assert fail.estimate == pytest.approx(-60) and fail.note == "degenerate: 0/10 vs 6/10"
+    assert fail.estimate == pytest.approx(-60) and fail.note == "failed: 0/10 vs 6/10"
     assert fail.verdict == "supported" and fail.unit == "percentage points"
+    assert fail.min_p_adj == pytest.approx(len(PRIMARY_CLAIMS) * inference.fisher_min_p(10, 10))
     lo, hi = stats.rate_difference_interval(0, 10, 6, 10)
     assert (fail.ci_low, fail.ci_high) == pytest.approx((100 * lo, 100 * hi))
-    spread = by_claim(res, "2b")["theseus-add/seed vs theseus-binary/seed: sd of non-degenerate runs"]
-    assert spread.verdict.startswith("not estimable") and np.isnan(spread.p) and np.isnan(spread.p_adj)
-    assert fail.p_adj == pytest.approx(fail.p)  # the untested 2b comparison does not count in the family
+    # at 3 vs 3 no outcome can decide it: the smallest attainable adjusted p says so
+    small = group({"finetune-6": FT6[:3], "finetune-3": FT3[:3], "theseus-add/seed": add[:3],
+                   "theseus-binary/seed": np.full(3, BINARY_FLOOR)})
+    assert primaries(evaluate_claims(small, n_perm=500))["2a"].min_p_adj >= 0.05
 
 
-def test_claim2b_spread_of_working_runs_with_a_finite_interval():
-    """Two degenerate runs in the binary arm are left out; the eight working ones spread far more
-    than add's: supported, with an interval bounded on both sides."""
+def test_no_failures_anywhere_is_no_information():
+    """0 of n failed runs on both sides says nothing about failure rates: no failure comparison
+    reads supported, contradicted or "not supported"."""
+    runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": FT3 + 1, "theseus-add/convex": FT3 + 2,
+                  "theseus-binary/seed": FT3 + 0.5, "theseus-binary/official": FT3 - 0.5})
+    res = evaluate_claims(runs, n_perm=500)
+    rates = [r for r in res if r.claim == "2a"]
+    assert len(rates) == 4 and all(r.verdict == "no information" for r in rates), [r.verdict for r in rates]
+    assert not any(r.verdict == "not supported" for r in res)
+
+
+def test_claim2b_bonett_spread_is_exploratory():
     binary = np.r_[[BINARY_FLOOR] * 2, 70 + RNG.normal(0, 4, 8)]
     add = 75 + RNG.normal(0, 0.6, 10)
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": add, "theseus-binary/seed": binary})
-    res = evaluate_claims(runs, n_perm=2000)
-    spread = by_claim(res, "2b")["theseus-add/seed vs theseus-binary/seed: sd of non-degenerate runs"]
+    spread = by_claim(evaluate_claims(runs, n_perm=500), "2b")["theseus-add/seed vs theseus-binary/seed: sd of working runs"]
+    ref = inference.bonett_sd_ratio(add, binary[2:])
     assert spread.estimate == pytest.approx(np.std(add, ddof=1) / np.std(binary[2:], ddof=1))
-    assert spread.n == "10 vs 8" and spread.unit == "sd ratio"
-    assert 0 < spread.ci_low < spread.estimate < spread.ci_high < 1
-    assert spread.verdict == "supported"
+    assert (spread.ci_low, spread.ci_high, spread.p) == pytest.approx((ref.ci_low, ref.ci_high, ref.p))
+    assert spread.role == "secondary" and spread.n == "10 vs 8" and spread.verdict == "supported"
+    assert not [r for r in CLAIMS if r.id == "2b"][0].primary
 
 
-def test_all_degenerate_arm():
-    """Every binary run predicts one class: failures 10/10, spread not estimable, the replacement
-    split not testable (no run on the other side), and every run below fine-tuning level."""
+def test_all_failed_arm():
     add = FT3 + RNG.normal(0.5, 0.5, 10)
     binary = np.full(10, BINARY_FLOOR)
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": add, "theseus-binary/seed": binary})
     reps = replacements_for(runs, "theseus-binary/seed", np.arange(40, 50))
     res = evaluate_claims(runs, reps, n_perm=500)
-    assert by_claim(res, "2a")["theseus-add/seed vs theseus-binary/seed: share degenerate"].verdict == "supported"
-    spread = by_claim(res, "2b")["theseus-add/seed vs theseus-binary/seed: sd of non-degenerate runs"]
-    assert spread.verdict.startswith("not estimable")
-    rep = by_claim(res, "4b")["theseus-binary/seed: replacements, degenerate vs other runs"]
-    assert rep.verdict == "not testable: 10 of 10 runs degenerate"
-    level = by_claim(res, "4a")["theseus-binary/seed vs finetune-3: share below fine-tuning level"]
-    assert level.note.endswith("10/10 vs 0/10") and level.verdict == "supported"
-    assert level.p == pytest.approx(st.fisher_exact([[10, 0], [0, 10]]).pvalue)
-    assert by_claim(res, "1")["theseus-binary/seed vs finetune-3"].verdict == "contradicted"
+    prim = primaries(res)
+    assert prim["2a"].verdict == "supported"
+    assert by_claim(res, "2b")["theseus-add/seed vs theseus-binary/seed: sd of working runs"].verdict.startswith(
+        "not testable")
+    assert by_claim(res, "4b")["theseus-binary/seed: replacements, failed vs other runs"].verdict == \
+        "not testable: 10 of 10 runs failed"
+    level = prim["4a"]
+    k = int(level.note.rsplit(" vs ", 1)[1].split("/")[0])  # baseline runs below the others' level
+    assert level.note.split(": ")[-1] == f"10/10 vs {k}/10" and k <= 1 and level.verdict == "supported"
+    assert level.p == pytest.approx(st.fisher_exact([[10, 0], [k, 10 - k]]).pvalue)
 
 
-def test_claim4b_replacements_of_degenerate_runs():
+def test_claim4a_level_does_not_judge_the_baseline_by_itself():
+    """A baseline run is judged against the level of the other baseline runs: with one low
+    baseline run, it counts (it never could against a level made with itself)."""
+    base = np.r_[FT3[:9], stats.fine_tuning_level(FT3[:9]) - 0.3]
+    runs = group({"finetune-6": FT6, "finetune-3": base, "theseus-binary/seed": base + 0.1})
+    level = primaries(evaluate_claims(runs, n_perm=500))["4a"]
+    assert level.note.endswith("vs 1/10"), level.note
+    assert base[-1] < stats.fine_tuning_level(base[:-1]) and base[-1] > stats.fine_tuning_level(base)
+
+
+def test_claim4b_replacements_of_failed_runs():
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-binary/seed": BIMODAL})
-    counts = np.array([30, 35, 28, 40, 33, 31, 60, 66, 58, 71])  # degenerate runs first: fewer
+    counts = np.array([30, 35, 28, 40, 33, 31, 60, 66, 58, 71])  # failed runs first: fewer
     res = evaluate_claims(runs, replacements_for(runs, "theseus-binary/seed", counts), n_perm=500)
-    rep = by_claim(res, "4b")["theseus-binary/seed: replacements, degenerate vs other runs"]
+    rep = by_claim(res, "4b")["theseus-binary/seed: replacements, failed vs other runs"]
     deg, rest = counts[:6], counts[6:]
     assert rep.p == pytest.approx(st.mannwhitneyu(deg, rest, alternative="two-sided").pvalue)
-    assert rep.estimate == pytest.approx(np.median(deg[:, None] - rest[None, :]))
     assert rep.ci_low <= rep.estimate <= rep.ci_high < 0
-    assert rep.n == "6 vs 4" and rep.verdict == "supported"
-    # reversed: the failed runs had more replacements -> contradicted (same test, other side)
-    more = np.array([60, 66, 58, 71, 62, 64, 30, 35, 28, 40])
-    res = evaluate_claims(runs, replacements_for(runs, "theseus-binary/seed", more), n_perm=500)
-    assert by_claim(res, "4b")["theseus-binary/seed: replacements, degenerate vs other runs"].verdict == "contradicted"
+    assert rep.n == "6 vs 4" and rep.verdict == "supported" and rep.role == "secondary"
 
 
-def test_claim3_tost_equivalence_and_direction():
-    same = FT3 + RNG.normal(0.05, 0.15, 10)
-    better = FT3 + 2.5 + RNG.normal(0, 0.3, 10)
-    runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": better, "two-stage/random-1x": same})
-    res = evaluate_claims(runs, n_perm=500, margin=1.0)
-    eq = by_claim(res, "3b")["two-stage/random-1x vs finetune-3, within ±1"]
+def test_claim3b_reads_contradicted_when_two_stage_is_clearly_better_and_supported_when_no_better():
+    clearly = FT3 + 1.1 + RNG.normal(0, 0.3, 10)
+    same = FT3 + RNG.normal(0.0, 0.15, 10)
+    theseus = FT3 + 2.5 + RNG.normal(0, 0.3, 10)
+    for two_stage, want in ((clearly, "contradicted"), (same, "supported")):
+        runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": theseus,
+                      "two-stage/predecessor-1x": two_stage})
+        prim = primaries(evaluate_claims(runs, n_perm=500, margin=1.0))
+        assert prim["3b"].verdict == want, prim["3b"]
+        assert prim["3a"].verdict == "supported" and prim["3a"].estimate < 0
     d = same - FT3
     se = np.std(d, ddof=1) / np.sqrt(10)
-    expected = max(st.t.sf((d.mean() + 1) / se, 9), st.t.cdf((d.mean() - 1) / se, 9))
-    assert eq.p == pytest.approx(expected, rel=1e-10) and eq.verdict == "supported"
-    assert eq.ci_level == pytest.approx(0.90) and -1 < eq.ci_low < eq.ci_high < 1
-    worse = by_claim(res, "3a")["two-stage/random-1x vs theseus-add/seed"]
-    assert worse.verdict == "supported" and worse.estimate < 0
-    np.testing.assert_allclose([worse.p_adj, eq.p_adj], stats.holm([worse.p, eq.p]))  # one family
+    # decided by the non-superiority test (one-sided, H0: difference >= +1): its p is the one shown
+    assert prim["3b"].p == pytest.approx(st.t.cdf((d.mean() - 1) / se, 9), rel=1e-10)
+    assert prim["3b"].decided_by.endswith("decided by non-superiority")
+    assert prim["3b"].ci_level == pytest.approx(0.90)
+
+
+def test_equivalent_within_the_margin_is_a_verdict():
+    same = FT3 + RNG.normal(0.0, 0.1, 10)
+    runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": same})
+    assert primaries(evaluate_claims(runs, n_perm=500))["1"].verdict == "equivalent within ±1"
+    noisy = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": FT3 + RNG.normal(0.3, 2.0, 10)})
+    row = primaries(evaluate_claims(noisy, n_perm=500))["1"]
+    assert row.verdict == "undecided" and row.seeds_needed > 10
 
 
 def test_untestable_cases_say_why():
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": FT3 + 1,
                   "theseus-binary/seed": BIMODAL}, with_flags=False)
     res = evaluate_claims(runs, n_perm=500)
-    assert by_claim(res, "2a")["theseus-add/seed vs theseus-binary/seed: share degenerate"].verdict == \
-        "not tested (degenerate runs unknown)"
-    spread = by_claim(res, "2b")["theseus-add/seed vs theseus-binary/seed: sd of non-degenerate runs"]
-    assert "all runs used" in spread.note and np.isfinite(spread.p)
-    assert by_claim(res, "4b")["theseus-binary/seed: replacements, degenerate vs other runs"].verdict == \
-        "not tested (no replacement counts)"
-    assert [r.verdict for r in res if r.claim in ("3a", "3b")] == ["not tested (no such arms)"] * 2
+    assert primaries(res)["2a"].verdict == "not testable (failed runs unknown)"
+    assert by_claim(res, "4b")["theseus-binary/seed: replacements, failed vs other runs"].verdict == \
+        "not testable (no replacement counts)"
     tiny = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": [75.0, 76.0]})
-    assert by_claim(evaluate_claims(tiny), "1")["theseus-add/seed vs finetune-3"].verdict == stats.NOT_TESTED
+    assert primaries(evaluate_claims(tiny))["1"].verdict == stats.NOT_TESTED
 
 
-def test_a_claim_is_one_function_and_one_line():
-    def kd_beats_finetune(c):
+def test_a_claim_is_one_declaration():
+    def kd_pairs(c):
         """kd against finetune-L_s, paired t."""
-        return [c.mean_difference(a, c.baseline, direction=+1) for a in c.arms("kd")]
+        return [(a, c.baseline) for a in c.arms("kd")]
 
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "kd": FT3 + 3 + RNG.normal(0, 0.3, 10)})
-    res = evaluate_claims(runs, claims=[*CLAIMS, Claim("5", "KD beats fine-tuning", "5", kd_beats_finetune)])
+    extra = Claim("5", "KD beats fine-tuning", kd_pairs, lambda c, a, b: c.mean_difference(a, b, direction=+1))
+    res = evaluate_claims(runs, claims=[*CLAIMS, extra])
     (row,) = [r for r in res if r.claim == "5"]
-    assert row.verdict == "supported" and row.p_adj == row.p  # its own family of one
-    assert isinstance(Comparison("a", "b", "a vs b", "t"), Comparison)
+    assert row.verdict == "supported" and row.p_adj == row.p and row.role == "secondary"  # a family of one
 
 
 def test_the_same_comparison_has_one_adjusted_p_everywhere():
@@ -185,12 +218,11 @@ def test_the_same_comparison_has_one_adjusted_p_everywhere():
             key = (r.a, r.b) if (r.a, r.b) in pw.index else (r.b, r.a)
             assert pw.loc[key, "claim_p_adj"] == r.p_adj and r.claim in pw.loc[key, "claim"]
             assert pw.loc[key, "primary_p"] == pytest.approx(r.p)
-    assert not any(c.endswith("_holm") for c in g.pairwise.columns)  # no second adjusted p
 
 
 def test_claims_per_budget_side_by_side():
-    """Two budgets: one group each (the predecessor in both), the same claims evaluated on each,
-    and the verdict of claim 1 flips from contradicted to supported."""
+    """Two budgets: one group each (the predecessor in both), the same claims evaluated on each
+    with the primaries at alpha / 3 (three groups), and claim 1's verdict flips."""
     rows = []
     for budget, shift in ((100, -3.0), (400, +3.0)):
         arms = {"finetune-3": FT3, "theseus-add/seed": FT3 + shift + RNG.normal(0, 0.3, 10)}
@@ -198,7 +230,6 @@ def test_claims_per_budget_side_by_side():
             strategy, _, variant = arm.partition("/")
             rows += [dict(task="t", strategy=strategy, variant=variant, seed=i, budget=budget,
                           test_accuracy=v) for i, v in enumerate(values)]
-    # a third budget where only the baseline ran (a stopped budget sweep): its claims are not tested
     rows += [dict(task="t", strategy="finetune-3", variant="", seed=i, budget=1600, test_accuracy=v)
              for i, v in enumerate(FT3)]
     rows += [dict(task="t", strategy="finetune-6", variant="", seed=i, budget=None, test_accuracy=v)
@@ -206,73 +237,77 @@ def test_claims_per_budget_side_by_side():
     a = analyze(pd.DataFrame(rows), n_boot=200)
     assert [g.budget for g in a.groups] == [100, 400, 1600]
     assert all((g.runs["arm"] == "finetune-6").sum() == 10 for g in a.groups)
-    assert a.groups[1].label.endswith("budget 400 steps")
     wide = a.verdicts_by_budget().set_index(["claim", "comparison"])
     row = wide.loc[("1", "theseus-add/seed vs finetune-3")]
     assert (row["budget 100"], row["budget 400"], row["flips"]) == ("contradicted", "supported", True)
-    assert pd.isna(row["budget 1600"])
-    # no placeholder row ("—": no such arms at 1600) beside claim 1's real comparison
-    assert "—" not in wide.loc["1"].index
-    assert a.groups[2].claims_table()["comparison"].eq("—").all()
-    # evaluate_claims is a pure function of one budget's rows: the same numbers from the rows alone
-    alone = evaluate_claims(a.groups[0].runs)
+    assert pd.isna(row["budget 1600"])  # the declared primary there reads "not run" under its declared name
+    alone = evaluate_claims(a.groups[0].runs, groups=3)
     assert [(r.comparison, r.p_adj) for r in alone] == [(r.comparison, r.p_adj) for r in a.groups[0].claims]
+    from harness.budget import interactions
+    inter = interactions(a.runs, a.claims_table())
+    (hit,) = inter[inter["claim"] == "1"].itertuples()
+    assert hit.budgets == "100 -> 400" and hit.estimate < -5 and hit.p_adj < 0.05
 
 
-# ---------------------------------------------------------------- A/A: false-positive rates
+# ---------------------------------------------------------------- A/A of the whole procedure
 
-AA_ARMS = ("finetune-6", "finetune-3", "theseus-add/seed", "theseus-binary/seed", "two-stage/random-1x")
-
-
-def _aa_template(n: int) -> pd.DataFrame:
-    rows = [dict(task="t", model="m", strategy=a.partition("/")[0], variant=a.partition("/")[2], seed=i,
-                 test_accuracy=70.0, degenerate=False, run_id=f"{a}-{i}") for a in AA_ARMS for i in range(n)]
-    return stats.normalize_runs(pd.DataFrame(rows))
+DEFAULT_ARMS = ("finetune-6", "finetune-3", "theseus-add/seed", "theseus-add/convex", "theseus-binary/seed",
+                "theseus-binary/official", "two-stage/random-1x", "two-stage/random-5x",
+                "two-stage/predecessor-1x", "two-stage/predecessor-5x", "kd")
 
 
-def _aa_draw(template: pd.DataFrame, rng, n: int, *, degenerate_rate: float, shift: dict | None = None):
-    """One null data set: every student arm the same distribution (a shared seed effect, so arms
-    pair by seed; each run degenerate with the same probability, its accuracy then the floor);
-    replacement counts of the binary arm independent of everything."""
-    seed_effect = rng.normal(0, 0.8, n)
-    acc, deg = [], []
-    for arm in AA_ARMS:
-        x = (80.0 if arm == "finetune-6" else 74.0) + seed_effect + rng.normal(0, 1.0, n) + (shift or {}).get(arm, 0)
-        d = (rng.random(n) < degenerate_rate) & (arm != "finetune-6")
-        acc.append(np.where(d, BINARY_FLOOR, x))
-        deg.append(d)
-    runs = template.copy()
-    runs["test_accuracy"] = np.concatenate(acc)
-    runs["degenerate"] = pd.array(np.concatenate(deg), dtype="boolean")
-    reps = pd.DataFrame({"run_id": [f"theseus-binary/seed-{i}" for i in range(n)], "module": 1, "epoch": 1,
-                         "replaced": rng.integers(40, 80, n)})
-    return runs, reps
+def _null_study(rng, arms, n, groups_rates) -> list[pd.DataFrame]:
+    """One simulated study with no arm differing: per group one runs table (every student arm the
+    same distribution: a shared seed effect so arms pair by seed, each run failed with the group's
+    rate, its accuracy then the floor)."""
+    out = []
+    for rate in groups_rates:
+        seed_effect = rng.normal(0, 0.8, n)
+        rows = []
+        for arm in arms:
+            strategy, _, variant = arm.partition("/")
+            x = (80.0 if arm == "finetune-6" else 74.0) + seed_effect + rng.normal(0, 1.0, n)
+            failed = (rng.random(n) < rate) & (arm != "finetune-6")
+            rows += [dict(task="t", model="m", strategy=strategy, variant=variant, seed=i, run_id=f"{arm}-{i}",
+                          test_accuracy=BINARY_FLOOR if f else float(v), degenerate=bool(f))
+                     for i, (v, f) in enumerate(zip(x, failed))]
+        out.append(stats.normalize_runs(pd.DataFrame(rows)))
+    return out
 
 
-def test_aa_false_positive_rate_of_every_verdict():
-    """Null data through every claim: the share of simulations in which a claim declares anything
-    (supported or contradicted for any of its comparisons) stays at most 5% plus 2.5 Monte Carlo
-    standard errors. Equivalence (3b) is checked where it is false: a true difference equal to
-    the margin."""
-    n, sims, rng = 10, 160, np.random.default_rng(2024)
-    template = _aa_template(n)
-    bound = 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / sims)
-    declared = {c.id: 0 for c in CLAIMS}
-    tested = dict.fromkeys(declared, 0)
+@pytest.mark.parametrize("design,groups_rates,sims", [
+    # the default: 5 seeds, its 11 arms, one group, no failed run observed
+    ("default", [0.0], 1000),
+    # the budget study: 5 seeds, 2 tasks x 3 budgets, failures at the observed pooled rate of each
+    # group's student arms (rt-polarity 189 steps: 11 of 35; trec-6 189: 1 of 35; none elsewhere)
+    ("budget", [11 / 35, 0.0, 0.0, 1 / 35, 0.0, 0.0], 1000),
+])
+def test_aa_of_the_whole_procedure_at_the_committed_designs(design, groups_rates, sims):
+    """The share of simulated studies in which any primary verdict is false when no arm differs
+    (supported or contradicted; for 3b, "two-stage is no better", only contradicted: with no
+    difference "no better" is true, and its error rate is checked where it is false, below): at
+    most 5% (+ 2.5 Monte Carlo standard errors)."""
+    rng = np.random.default_rng(7)
+    arms = DEFAULT_ARMS if design == "default" else tuple(a for a in DEFAULT_ARMS if a not in (
+        "two-stage/random-1x", "two-stage/random-5x", "two-stage/predecessor-5x"))
+    false = 0
     for _ in range(sims):
-        runs, reps = _aa_draw(template, rng, n, degenerate_rate=0.25)
-        results = evaluate_claims(runs, reps, n_perm=200, with_power=False)
-        for cid in declared:
-            mine = [r for r in results if r.claim == cid]
-            tested[cid] += any(np.isfinite(r.p_adj) for r in mine)
-            declared[cid] += any(r.verdict in ("supported", "contradicted") for r in mine)
-    rates = {cid: k / sims for cid, k in declared.items() if cid != "3b"}
-    assert min(tested.values()) > sims / 4, tested  # every claim was actually tested, most of the time
-    assert max(rates.values()) <= bound, rates
-    # TOST at the margin: two-stage truly 1 point above finetune-3
-    eq = [c for c in CLAIMS if c.id == "3b"]
-    hits = 0
+        study = _null_study(rng, arms, 5, groups_rates)
+        verdicts = [(r.claim, r.verdict) for g in study for r in evaluate_claims(
+            g, groups=len(study), with_power=False, primaries_only=True)]
+        false += any(v == "contradicted" or v == "supported" and c != "3b" for c, v in verdicts)
+    rate = false / sims
+    assert rate <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / sims), rate
+
+
+def test_no_better_is_rarely_supported_where_it_is_false():
+    """Claim 3b at a true difference equal to the margin (two-stage 1 point better): "supported"
+    (significantly below +margin) is then a false verdict; at most 5% (+ 2.5 s.e.), per group
+    and without the family's adjustment, the worst case."""
+    rng, sims, hits = np.random.default_rng(3), 600, 0
+    claim = [c for c in CLAIMS if c.id == "3b"]
     for _ in range(sims):
-        runs, _ = _aa_draw(template, rng, n, degenerate_rate=0.0, shift={"two-stage/random-1x": 1.0})
-        hits += evaluate_claims(runs, claims=eq, with_power=False)[0].verdict == "supported"
-    assert hits / sims <= bound, hits / sims
+        (g,) = _null_study(rng, ("finetune-6", "finetune-3", "two-stage/predecessor-1x"), 5, [0.0])
+        g.loc[g["arm"] == "two-stage/predecessor-1x", "test_accuracy"] += 1.0
+        hits += evaluate_claims(g, claims=claim, with_power=False, primaries_only=True)[0].verdict == "supported"
+    assert hits / sims <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / sims), hits / sims

@@ -141,14 +141,19 @@ def test_claim_verdicts(written):
     a: Analysis = written[0]["analysis"]
     claims = {(c.claim, c.comparison): c for c in a.claims}
     # no degenerate column: failures unknown, the spread then taken over all runs (add sd 0.1 vs 3)
-    assert claims[("2a", "theseus-add/convex vs theseus-binary/seed: share degenerate")].verdict == \
-        "not tested (degenerate runs unknown)"
-    assert claims[("2b", "theseus-add/convex vs theseus-binary/seed: sd of non-degenerate runs")].verdict == "supported"
+    assert claims[("2a", "theseus-add/convex vs theseus-binary/seed: share failed")].verdict == \
+        "not testable (failed runs unknown)"
+    spread = claims[("2b", "theseus-add/convex vs theseus-binary/seed: sd of working runs")]
+    assert spread.verdict == "supported" and spread.role == "secondary"
     c1 = claims[("1", "theseus-binary/seed vs finetune-3")]
-    assert c1.verdict in ("not supported", "inconclusive at n = 8")
+    assert c1.verdict == "undecided" and c1.role == "secondary"
     assert c1.estimate == pytest.approx(0, abs=1e-9)
-    assert claims[("4b", "theseus-binary/seed: replacements, degenerate vs other runs")].verdict == \
-        "not tested (degenerate runs unknown)"
+    assert claims[("4b", "theseus-binary/seed: replacements, failed vs other runs")].verdict == \
+        "not testable (failed runs unknown)"
+    # the declared primaries lead the report, in one table, before line 60
+    text = written[0]["report"].read_text().splitlines()
+    top = text.index("## Primary verdicts")
+    assert top < 10 and any(line.startswith("| 1 | theseus-add/seed vs finetune-L_s |") for line in text[top:60])
 
 
 def test_minimal_csv(tmp_path):
@@ -167,7 +172,7 @@ def test_minimal_csv(tmp_path):
     skipped = {i.name: i.skipped for i in out["plots"]}
     assert skipped["dev_curves"] == "no per-epoch data" and skipped["replacements"] == "no replacement counts"
     assert skipped["accuracy"] is None
-    assert [c.verdict for c in out["analysis"].claims if c.claim == "4b"] == ["not tested (no replacement counts)"]
+    assert [c.verdict for c in out["analysis"].claims if c.claim == "4b"] == ["not testable (no replacement counts)"]
 
 
 def test_tiny_group_and_nan(tmp_path):
@@ -179,10 +184,10 @@ def test_tiny_group_and_nan(tmp_path):
                                results_dir=tmp_path / "r", report_path=tmp_path / "rep" / "tiny.md",
                                n_boot=N_BOOT)
     assert {c.verdict for c in out["analysis"].claims} <= {
-        stats.NOT_TESTED, "not tested (no such arms)", "not tested (no replacement counts)",
-        "not tested (degenerate runs unknown)", "not estimable (< 5 non-degenerate runs)",
-        "not tested (no fine-tuning level: baseline n < 3)"}
-    assert "not tested" in out["report"].read_text()
+        stats.NOT_TESTED, "not run", "not testable (no such arms)", "not testable (no replacement counts)",
+        "not testable (failed runs unknown)", "not testable (< 5 working runs)",
+        "not testable (no fine-tuning level: baseline n < 4)"}
+    assert "not testable" in out["report"].read_text()
     only_kd = pd.DataFrame({"task": "t", "strategy": "kd", "seed": [0, 1, 2], "test_accuracy": [1, 2, 3]})
     out = report.write_outputs(only_kd, None, None, None, results_dir=tmp_path / "k",
                                report_path=tmp_path / "rep" / "kd.md", n_boot=N_BOOT)
@@ -205,12 +210,16 @@ def _md_rows(text: str, header_start: str) -> list[dict]:
 
 def test_report_leads_with_the_claims_and_never_shows_two_adjusted_p(written):
     text = written[0]["report"].read_text()
-    summary = text.split("\n## Summary\n", 1)[1].split("\n## ", 1)[0]
-    assert "| claim | comparison | difference | adjusted p | verdict | n | seeds for 80% power | test |" in summary
-    assert text.index("## Summary") < text.index("## Figures") < text.index("## Claims") < text.index("## Appendix")
+    lead = text.split("\n## Primary verdicts\n", 1)[1].split("\n## ", 1)[0]
+    assert "| claim | primary comparison |" in lead
+    appendix = text.split("\n## Appendix\n", 1)[1]
+    assert ("| claim | role | comparison | difference | adjusted p | verdict | smallest attainable adjusted p | "
+            "seeds needed | n | test | note |") in appendix
+    assert text.index("## Primary verdicts") < text.index("## Summary") < text.index("## Figures") < \
+        text.index("## Claims") < text.index("## Appendix")
     assert "∞" not in text and not re.search(r"(?<![a-z])-?inf(?![a-z])", text.lower())
     seen: dict[str, set] = {}
-    for row in _md_rows(text, "| claim | comparison |") + _md_rows(text, "| comparison | difference |"):
+    for row in _md_rows(text, "| claim | role | comparison |"):
         seen.setdefault(row["comparison"], set()).add(row["adjusted p"])
     for row in _md_rows(text, "| claim | A | B |"):  # the sensitivity appendix repeats the claim's p
         seen.setdefault(f"{row['A']} vs {row['B']}", set()).add(row["claim's adjusted p (primary)"])
@@ -245,10 +254,12 @@ def test_analyze_a_csv_with_degenerate_runs(tmp_path, capsys):
     assert sens.loc[("theseus-add", "theseus-binary"), "fisher_p"] == pytest.approx(
         st.fisher_exact([[1, 9], [7, 3]]).pvalue, rel=1e-12)
     claims = pd.read_csv(tmp_path / "a" / "tables" / "claims.csv", dtype={"claim": str})
-    two_a = claims[claims["claim"] == "2a"].iloc[0]
+    two_a = claims[claims["claim"] == "2a"].iloc[0]  # the declared primary, on the table's bare arm names
+    assert two_a["role"] == "primary" and two_a["a"] == "theseus-add" and two_a["b"] == "theseus-binary"
     assert two_a["p"] == pytest.approx(st.fisher_exact([[1, 9], [7, 3]]).pvalue, rel=1e-12)
+    assert {"role", "p_adj", "verdict", "min_p_adj", "seeds_needed"} <= set(claims.columns)
     text = (tmp_path / "a" / "mine.md").read_text()
-    assert "7 of 10 theseus-binary runs predict a single class on test" in text
+    assert "7 of 10 theseus-binary runs failed" in text
 
 
 def test_budgets_are_reported_side_by_side(tmp_path):
@@ -261,6 +272,30 @@ def test_budgets_are_reported_side_by_side(tmp_path):
 
     a = analyze(pd.DataFrame(rows), n_boot=N_BOOT)  # no figures: the layout is what is tested here
     text = report.render_report(a, [], {"sweep": "b"}, tmp_path / "rep" / "b.md")
-    assert "**Verdicts by training budget**" in text and "| budget 200 | budget 800 | flips |" in text
+    assert "**Where each primary verdict holds.**" in text
+    assert "**Budget x arm interactions of the primary mean comparisons**" in text and "| 200 -> 800 |" in text
     paths = report.write_tables(a, pd.DataFrame(rows), tmp_path / "r" / "tables")
     assert paths["verdicts_by_budget"].exists() and len(a.groups) == 2
+
+
+def test_analyze_reads_contradicted_for_a_better_two_stage_and_no_information_without_failures(tmp_path):
+    """`analyze` on a user table: two-stage clearly better than finetune-L_s -> claim 3b reads
+    "contradicted"; no failed run anywhere -> no failure comparison reads supported, contradicted
+    or not supported."""
+    from harness.cli import main
+
+    rng = np.random.default_rng(5)
+    seed_effect = rng.normal(0, 0.5, 8)
+    rows = [{"task": "t", "strategy": arm, "seed": i, "degenerate": "false",
+             "test_accuracy": base + seed_effect[i] + rng.normal(0, 0.2)}
+            for arm, base in (("finetune-6", 80.0), ("finetune-3", 74.0), ("two-stage/predecessor-1x", 76.0),
+                              ("theseus-add/seed", 75.0), ("theseus-binary/seed", 74.5)) for i in range(8)]
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "a")]) == 0
+    claims = pd.read_csv(tmp_path / "a" / "tables" / "claims.csv", dtype={"claim": str})
+    three_b = claims[(claims["claim"] == "3b") & (claims["role"] == "primary")].iloc[0]
+    assert three_b["verdict"] == "contradicted" and three_b["estimate"] > 1.5
+    failures = claims[claims["claim"] == "2a"]
+    assert len(failures) and (failures["verdict"] == "no information").all()
+    assert not claims["verdict"].isin(["not supported"]).any()
