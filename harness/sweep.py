@@ -105,8 +105,16 @@ def sweep_from_raw(raw: dict, config_path: Path) -> Sweep:
         tasks=list(raw.get("tasks", [base.get("task", RunConfig.task)])),
         models=list(raw.get("models", [base.get("model", RunConfig.model)])),
         successor_layers=list(raw.get("successor_layers", [base.get("layers", RunConfig.layers)])),
-        arms=arms, source=raw, budgets=list(raw.get("budgets") or [base.get("budget")]), tuning=tuning,
+        arms=arms, source=raw, budgets=list(raw.get("budgets") or [_base_budget(base)]), tuning=tuning,
     )
+
+
+def _base_budget(base: dict):
+    """A sweep's one budget when it lists none: [base] budget, else the run default (567 student
+    steps, the studied setting), unless [base] gives epochs: then its runs train that many epochs."""
+    if "budget" in base:
+        return base["budget"]
+    return None if "epochs" in base else RunConfig.budget
 
 
 def _check_disjoint(tuning: Tuning, seeds: list[int], where: str) -> None:

@@ -201,3 +201,17 @@ def test_every_committed_study_keeps_its_run_keys(name, monkeypatch):
     keys = [key_of(config) for config in sweep_mod.expand(sweep)]
     assert len(keys) == len(set(keys)) == len(records) == len(manifest["run_ids"])
     assert set(keys) == set(records) == set(manifest["run_ids"])
+
+
+def test_a_user_sweep_trains_the_studied_budget_unless_it_gives_epochs(tmp_path, tiny_model_dir, tiny_task):
+    """[base] without a length: every student arm takes the run default (567 student steps); with
+    epochs (as every shipped preset has, or a budget) that length is kept."""
+    from harness.config import RunConfig
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f'name = "plain"\n[base]\ntask = "{tiny_task}"\nmodel = "{tiny_model_dir}"\n'
+                     '[[arms]]\nstrategy = "finetune"\n')
+    sweep = sweep_mod.load_sweep(config_path=plain)
+    assert sweep.budgets == [RunConfig.budget] == [567]
+    by_epochs = write_tiny_sweep(tmp_path / "epochs.toml", tiny_model_dir, tiny_task)  # [base] epochs = 1
+    assert sweep_mod.load_sweep(config_path=by_epochs).budgets == [None]
