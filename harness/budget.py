@@ -16,6 +16,7 @@ from scipy import stats as st
 from harness import inference, stats
 
 GROUP = ["task", "model", "successor_layers"]
+DECISIONS = ("supported", "contradicted", "equivalent")  # the verdicts that decide a comparison
 
 
 def has_budget_axis(runs: pd.DataFrame) -> bool:
@@ -143,6 +144,8 @@ def where_it_holds(verdicts: pd.DataFrame, interaction: pd.DataFrame | None = No
             changes = [i for i in range(len(cells) - 1) if cells[i][1] != cells[i + 1][1]]
             if not changes:
                 tail = " (same at every budget)"
+            elif not any(w.split(" within")[0] in DECISIONS for _, w in cells):
+                tail = " (no decision at any budget)"
             else:
                 tail = " (" + _interaction_text(interaction, row, claim, alpha) + ")"
             parts.append(f"{label}: {text}{tail}" if len(per_task) > 1 else f"{text}{tail}")

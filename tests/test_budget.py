@@ -246,6 +246,9 @@ def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
                                                            "interaction 189 -> 567 -2.50 points, adjusted p 0.010") in changed
     assert "(no evidence the budget matters: budget x arm interaction adjusted p 189 -> 567 0.200)" in \
         where_it_holds(verdicts, inter(0.2))[0]
+    undecided = pd.DataFrame([row("rt", "2a", "c vs d", "undecided", "no information", "no information")])
+    assert where_it_holds(undecided)[0] == ("Claim 2a (c vs d): undecided at 189 steps, no information at 567 "
+                                            "steps, no information at 1,512 steps (no decision at any budget).")
     assert sentences[1] == "Claim 2a (c vs d): supported at every budget and task."
     one_task = where_it_holds(verdicts[verdicts["task"] == "rt"])
     assert one_task[1] == "Claim 2a (c vs d): supported at every budget."
