@@ -424,6 +424,29 @@ PLOTS = {"accuracy": plot_accuracy, "profile": plot_profile, "claims": plot_clai
          "dev_curves": plot_dev_curves, "replacements": plot_replacements, "expected_max": plot_expected_max}
 
 
+def plot_expected_best(expected: pd.DataFrame, colors: dict, path: Path) -> PlotInfo:
+    """Expected best dev accuracy (solid) and the expected test accuracy of that trial (dashed)
+    against the number of trials k, one line per arm, one panel per task (tuning.expected_best_table)."""
+    info = PlotInfo("tuning_expected_best", "")
+    if expected.empty:
+        info.skipped = "no tuning trials"
+        return info
+    tasks = sorted(expected["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        t = expected[expected["task"] == task]
+        for arm, g in t.groupby("arm", sort=True):
+            ax.plot(g["k"], g["expected_dev"], "-o", color=colors.get(arm), label=arm, ms=3)
+            ax.plot(g["k"], g["expected_test"], "--", color=colors.get(arm), lw=1)
+        ax.set_title(f"{task}: expected best of k trials", fontsize=9)
+        ax.set_xlabel("trials k (learning rates)")
+        ax.set_ylabel("accuracy (%): dev solid, test at best dev dashed", fontsize=7)
+        ax.set_xticks(sorted(t["k"].unique()))
+    axes[0][-1].legend(fontsize=6, loc="lower right")
+    info.paths = _save(fig, Path(path))
+    return info
+
+
 def plot_all(analysis: Analysis, plots_dir: Path) -> list[PlotInfo]:
     """Every figure of every group under plots_dir as <group-slug>_<name>.png/.svg."""
     colors = arm_colors(analysis.runs["arm"])

@@ -624,7 +624,70 @@ def _appendix(a: Analysis, infos: dict, report_path: Path) -> str:
     return "\n".join(out)
 
 
-def render_report(a: Analysis, infos: list, meta: dict, report_path: Path) -> str:
+def _tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) -> str:
+    """The tuning stage: the trials and the selected rate per arm, the expected best of k trials, and
+    the primary verdicts at the tuned and at the shared rate side by side."""
+    lrs, seeds = sorted(tuning["lrs"]), tuning["seeds"]
+    out = [f"Every student arm tried the same {len(lrs)} learning rates ({', '.join(f'{x:g}' for x in lrs)}) on "
+           f"tuning seeds {', '.join(map(str, seeds))}, which are never evaluation seeds; its rate is the one "
+           "with the best mean dev accuracy over them (ties: the smaller), and the evaluation seeds ran at it "
+           "and at the arm's shared (declared) rate. Every verdict above is at the tuned rates. Cells: mean dev "
+           "accuracy (%) over the tuning seeds; **bold**: selected; *edge*: the selected rate is the grid's "
+           "smallest or largest, so the grid may have been too narrow.\n"]
+    if not tuning.get("complete", True) or tuning.get("evaluated", 0) < tuning.get("to_evaluate", 0):
+        out.append(f"**Incomplete:** {'the tuning stage is not finished (every arm needs every rate on every tuning seed); ' if not tuning.get('complete', True) else ''}"
+                   f"{tuning.get('evaluated', 0)} of {tuning.get('to_evaluate', 0)} evaluation runs at the selected "
+                   "rates are stored. The verdicts below cover what is stored and will move as the sweep goes on "
+                   "(it resumes where it stopped).\n")
+    sel, trials = tuning["selected"], tuning["trials"]
+    for task, t in trials.groupby("task", sort=True):
+        chosen = {r.arm: r for r in sel[sel["task"] == task].itertuples()}
+        rows = []
+        for arm, g in t.groupby("arm", sort=False):
+            by = dict(zip(g["lr"], g["dev"]))
+            c = chosen.get(arm)
+            cells = {f"lr {x:g}": ("—" if x not in by else (f"**{by[x]:.2f}**" if c is not None and c.lr == x
+                                                           else f"{by[x]:.2f}")) for x in lrs}
+            rows.append({"arm": arm, **cells, "selected": "—" if c is None else f"{c.lr:g}"
+                         + (" (edge)" if c.at_edge else ""), "trials": str(int(g["n_seeds"].eq(len(seeds)).sum()))})
+        out += [f"**{task}: tuning trials.**\n", md_table(pd.DataFrame(rows))]
+    exp = tuning["expected"]
+    if not exp.empty:
+        out.append("**Expected best of k trials** (Dodge et al. 2019): the expected best mean dev accuracy among "
+                   "k trials drawn with replacement from an arm's trials, and the expected test accuracy of that "
+                   "trial (dev / test, %). The estimator is biased low for k near the number of trials (it repeats "
+                   "trials; Tang et al. 2020), so the last column lies below the best trial.\n")
+        for task, t in exp.groupby("task", sort=True):
+            wide = t.assign(cell=[f"{d:.2f} / {x:.2f}" for d, x in zip(t["expected_dev"], t["expected_test"])]) \
+                .pivot(index="arm", columns="k", values="cell")
+            wide.columns = [f"k={k}" for k in wide.columns]
+            out += [f"*{task}*\n", md_table(wide.reset_index())]
+        fig = next((i for i in infos if i.name == "tuning_expected_best"), None)
+        if fig is not None and not fig.skipped:
+            out.append(f"![expected best dev accuracy against the number of trials]({_rel(fig.paths[0], report_path)})\n")
+    shared = tuning["shared"]
+    tuned_t, shared_t = primary_verdicts(a), primary_verdicts(shared)
+    if not tuned_t.empty and not shared_t.empty:
+        groups = [c for c in tuned_t.columns if c not in ("claim", "primary comparison")]
+        side = tuned_t[["claim", "primary comparison"]].copy()
+        sentences = []
+        def word(table: pd.DataFrame, g: str, i: int) -> str:
+            return str(table[g].iloc[i]).split(" (")[0] if g in table else "—"
+        for gcol in groups:
+            side[f"{gcol}: tuned"] = tuned_t[gcol]
+            side[f"{gcol}: shared"] = shared_t[gcol] if gcol in shared_t else "—"
+        for i, claim in enumerate(side["claim"]):
+            changed = [g for g in groups if word(tuned_t, g, i) != word(shared_t, g, i)]
+            sentences.append(f"- Claim {claim}: " + ("the same verdict at the tuned and the shared rate."
+                             if not changed else "tuning changes the verdict at " + "; ".join(
+                                 f"{g} ({word(shared_t, g, i)} at the shared rate -> {word(tuned_t, g, i)} tuned)"
+                                 for g in changed) + "."))
+        out += ["**Primary verdicts at the tuned and at the shared rate** (the shared rate: the sensitivity row).\n",
+                md_table(side), *sentences, ""]
+    return "\n".join(out)
+
+
+def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tuning: dict | None = None) -> str:
     """The whole markdown report as a string (figures linked relative to report_path)."""
     by = {(i.group, i.name): i for i in infos}
     title = (meta or {}).get("title") or \
@@ -633,8 +696,9 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path) -> st
     failed = a.failed
     dirty = dirty_commits(meta)
     budget = [f"## Training budget\n", _budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []
+    tuned = [f"## Tuning\n", _tuning_section(a, tuning, infos, report_path)] if tuning else []
     parts = [f"# {title}\n", f"_Generated: {produced}_\n", "## Primary verdicts\n", _primary_section(a),
-             *budget, f"## {SECTIONS[0]}\n", _summary(a, meta),
+             *tuned, *budget, f"## {SECTIONS[0]}\n", _summary(a, meta),
              f"## {SECTIONS[1]}\n", _figures_section(a, by, report_path),
              f"## {SECTIONS[2]}\n", _claims_section(a, by, report_path),
              f"## {SECTIONS[3]}\n", _reference_section(a),
@@ -710,7 +774,8 @@ def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str,
 
 def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements: pd.DataFrame | None,
                   meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
-                  seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None) -> dict:
+                  seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
+                  tuning: dict | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
     equivalence margin (points) of claim 3b.
@@ -723,8 +788,17 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
     infos = plots.plot_all(a, results_dir / "plots")
     if has_budget_axis(a.runs):
         infos += _budget_outputs(a, curves, results_dir)
+    if tuning is not None:  # the same statistics at the shared rate: the sensitivity row of every verdict
+        tuning = {**tuning, "shared": analyze(tuning["shared_runs"], None, None, n_boot=n_boot, seed=seed,
+                                              margin=margin)}
+        for key in ("selected", "trials", "expected"):
+            tables[f"tuning_{key}"] = results_dir / "tables" / f"tuning_{key}.csv"
+            tuning[key].drop(columns=[c for c in ("dev_by_lr",) if c in tuning[key]]).to_csv(
+                tables[f"tuning_{key}"], index=False)
+        infos.append(plots.plot_expected_best(tuning["expected"], plots.arm_colors(tuning["trials"]["arm"]),
+                                              results_dir / "plots" / "tuning_expected_best"))
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(render_report(a, infos, meta or {}, report_path), encoding="utf-8")
+    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning), encoding="utf-8")
     return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
             "index": update_index(report_path.parent)}
 

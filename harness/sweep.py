@@ -388,14 +388,28 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     from harness.records import atomic_write_text
     from harness.runner import key_of
 
+    def write_manifest(configs, session=None) -> dict:
+        """sweep.json: written before any run (so `report` reads a store mid-sweep as this sweep's)
+        and again at the end with this session's figures."""
+        previous = _read_manifest(out_dir, say) or {}
+        m = {"name": sweep.name, "description": sweep.description, "config": sweep.source,
+             "seeds": sweep.seeds, "jobs": sweep.jobs, "threads": sweep.threads, "backend": backend,
+             "run_ids": [key_of(c) for c in configs],
+             "sessions": previous.get("sessions", []) + ([session] if session else [])}
+        atomic_write_text(out_dir / "sweep.json", json.dumps(m, indent=1))
+        return m
+
     started = time.perf_counter()
     if sweep.tuning is None:
         configs = expand(sweep)
+        write_manifest(configs)
         results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
-    else:  # tuning seeds first; the evaluation seeds' settings follow from their dev accuracy
-        configs = tuning_configs(sweep)
+    else:  # tuning seeds (and the shared setting) first; the selected rates follow from dev accuracy
+        configs = list({key_of(c): c for c in tuning_configs(sweep) + expand(sweep)}.values())
+        selected, missing = _selected(sweep, out_dir)
+        write_manifest(configs + ([] if missing else evaluation_configs(sweep, selected)))
         say(f"tuning stage: {len(sweep.tuning.lrs)} learning rates x every student arm on tuning seeds "
-            f"{', '.join(map(str, sweep.tuning.seeds))}")
+            f"{', '.join(map(str, sweep.tuning.seeds))}, and the evaluation seeds at the shared setting")
         results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
         selected, missing = _selected(sweep, out_dir)
         if missing:
@@ -405,21 +419,12 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
                 say(f"selected: {r.task} {r.arm} lr {r.lr:g} (mean dev {100 * r.dev_mean:.2f} over "
                     f"{len(sweep.tuning.seeds)} tuning seeds){'  AT THE GRID EDGE' if r.at_edge else ''}")
             stage2 = evaluation_configs(sweep, selected)
-            say("evaluation stage: the evaluation seeds at the selected and at the shared settings")
+            say("evaluation stage: the evaluation seeds at each arm's selected rate")
             results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
             configs = list({key_of(c): c for c in configs + stage2}.values())
     elapsed = time.perf_counter() - started
-    manifest_path = out_dir / "sweep.json"
-    previous = _read_manifest(out_dir, say) or {}
-    manifest = {
-        "name": sweep.name, "description": sweep.description, "config": sweep.source,
-        "seeds": sweep.seeds, "jobs": sweep.jobs, "threads": sweep.threads, "backend": backend,
-        "run_ids": [key_of(c) for c in configs],
-        "sessions": previous.get("sessions", []) + [{
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "runs_executed": len(results), "wall_seconds": elapsed}],
-    }
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    manifest = write_manifest(configs, {"finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                  "runs_executed": len(results), "wall_seconds": elapsed})
     say(f"sweep {sweep.name}: {len(results)} run(s) executed in {elapsed:.0f}s")
     build_report(out_dir, report_dir=report_dir, say=say)
     unreadable: list[str] = []
@@ -556,10 +561,11 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
     runs = runs_table(records, read_label_counts(results_dir))
     tuning = _tuning_view(runs, manifest.get("config"), name)
     if tuning is not None:
-        runs, selected = tuning
+        runs = tuning.pop("runs")
         runs.to_csv(results_dir / "runs.csv", index=False)
         say(f"tuning: {int((runs['stage'] == 'tune').sum())} tuning run(s); the analysis uses the "
             f"{int(runs['selected'].sum())} evaluation run(s) at each arm's selected rate")
+        tuning["shared_runs"] = runs[runs["shared"]].reset_index(drop=True)
         runs = runs[runs["selected"]].reset_index(drop=True)
     else:
         runs.to_csv(results_dir / "runs.csv", index=False)
@@ -568,21 +574,33 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
     if not curves.empty:
         curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
     out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
-                        results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves)
+                        results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
+                        tuning=tuning)
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
 
 
-def _tuning_view(runs, config: dict | None, name: str):
-    """For a store of a sweep with a tuning stage: (the runs table with stage / selected / shared
-    columns, the select_settings table); None for any other store."""
+def _tuning_view(runs, config: dict | None, name: str) -> dict | None:
+    """For a store of a sweep with a tuning stage: runs (the runs table with stage / selected /
+    shared columns), selected (select_settings), trials (trials_table), expected
+    (expected_best_table), lrs and seeds; None for any other store."""
     if not isinstance(config, dict) or "tuning" not in config:
         return None
-    from harness.tuning import annotate, select_settings
+    from harness.tuning import annotate, expected_best_table, select_settings, trials_table
 
     sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
-    selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds)
-    return annotate(runs, selected, sweep.tuning.seeds, shared_lrs(sweep)), selected
+    lrs, seeds = sweep.tuning.lrs, sweep.tuning.seeds
+    selected = select_settings(runs, lrs, seeds)
+    trials = trials_table(runs, lrs, seeds)
+    annotated = annotate(runs, selected, seeds, shared_lrs(sweep))
+    students = annotated["selected"] & ~(annotated["arm"].str.startswith("finetune-")
+                                         & (annotated["successor_layers"] == annotated["predecessor_layers"]))
+    n_arms = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
+        len([a for a in sweep.arms if a.get("layers") != "predecessor"])
+    return {"runs": annotated, "selected": selected, "trials": trials, "expected": expected_best_table(trials),
+            "lrs": lrs, "seeds": seeds, "complete": bool(len(selected) == n_arms and selected["complete"].all()),
+            "evaluated": int((students & (annotated["status"] == "ok")).sum()),
+            "to_evaluate": n_arms * len(sweep.seeds)}
 
 
 def analyze_csv(csv_path: Path, out: Path | None = None, report_dir: Path | None = None, say=print) -> Path:

@@ -95,3 +95,47 @@ def annotate(runs: pd.DataFrame, selected: pd.DataFrame, tuning_seeds: list[int]
     out["selected"] = evaluate & np.array(sel, dtype=bool)
     out["shared"] = evaluate & (is_pred | np.array([shared_lr.get(a) == lr for a, lr in zip(out["arm"], out["lr"])]))
     return out
+
+
+def trials_table(runs: pd.DataFrame, lrs: list[float], tuning_seeds: list[int]) -> pd.DataFrame:
+    """One row per trial (task, model, successor_layers, budget, arm, lr): dev and test accuracy in
+    percent (the runs table holds fractions) averaged over the tuning seeds, and n_seeds, from the ok
+    tuning runs at a grid rate (the predecessor's rows left out)."""
+    grid = sorted(float(x) for x in lrs)
+    tune = runs[runs["seed"].isin(tuning_seeds) & (runs["status"] == "ok") & runs["lr"].isin(grid)]
+    tune = tune[~(tune["arm"].str.startswith("finetune-") & (tune["successor_layers"] == tune["predecessor_layers"]))]
+    out = tune.groupby(GROUP + ["lr"], dropna=False, sort=True).agg(
+        dev=("dev_accuracy", "mean"), test=("test_accuracy", "mean"), n_seeds=("seed", "nunique")).reset_index()
+    out[["dev", "test"]] *= 100
+    return out
+
+
+def expected_best(dev, test, k: int) -> tuple[float, float]:
+    """Expected best dev score among k trials, and the expected test score of that trial.
+
+    dev, test: shape (N,), one score per trial (here: the mean over the tuning seeds). The
+    estimator of Dodge et al. (2019, "Show your work"): k trials drawn with replacement from the N
+    observed ones, so P(the best is the i-th smallest by dev) = (i/N)^k - ((i-1)/N)^k, and
+    E[best dev] = sum_i P_i dev_(i), E[test at best dev] = sum_i P_i test_(i). Known bias: sampling
+    with replacement repeats trials, so for k near N it underestimates the expected best of k distinct
+    trials (Tang et al. 2020 discuss it and an unbiased alternative); at k = N it is not the best
+    observed trial but below it. Ties in dev are ordered by test (the better test last)."""
+    dev, test = np.asarray(dev, float), np.asarray(test, float)
+    n = len(dev)
+    if n == 0 or k < 1:
+        return np.nan, np.nan
+    order = np.lexsort((test, dev))
+    i = np.arange(1, n + 1)
+    p = (i / n) ** k - ((i - 1) / n) ** k
+    return float(p @ dev[order]), float(p @ test[order])
+
+
+def expected_best_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """expected_best for k = 1..N trials, per (task, model, successor_layers, budget, arm):
+    columns GROUP + k, expected_dev, expected_test, N."""
+    rows = []
+    for key, g in trials.groupby(GROUP, dropna=False, sort=True):
+        for k in range(1, len(g) + 1):
+            d, t = expected_best(g["dev"], g["test"], k)
+            rows.append({**dict(zip(GROUP, key)), "k": k, "expected_dev": d, "expected_test": t, "N": len(g)})
+    return pd.DataFrame(rows, columns=GROUP + ["k", "expected_dev", "expected_test", "N"])

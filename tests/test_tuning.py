@@ -110,6 +110,16 @@ def test_a_tuned_sweep_tunes_then_evaluates_at_the_selected_and_the_shared_rate(
     shared = runs[runs["shared"] & (runs["arm"] != "finetune-4")]
     assert len(shared) == 4 and np.allclose(shared["lr"], 3e-3)  # the declared rate on both evaluation seeds
     assert any(line.startswith("selected: ") for line in lines)
+    # the report: the trials with the selected rate, the expected best of k trials, the verdicts at
+    # the tuned and at the shared rate side by side
+    text = (tmp_path / "r" / "tiny.md").read_text()
+    assert text.index("## Primary verdicts") < text.index("## Tuning") < text.index("## Summary")
+    assert "tuning trials.**" in text and "| arm | lr 0.0003 | lr 0.003 | selected | trials |" in text
+    assert "**Expected best of k trials**" in text and "| arm | k=1 | k=2 |" in text
+    assert "**Primary verdicts at the tuned and at the shared rate**" in text and "- Claim 1: " in text
+    sel = pd.read_csv(out / "tables" / "tuning_selected.csv")
+    assert set(sel["arm"]) == {"finetune-2", "two-stage/random-1x"} and sel["trials"].eq(2).all()
+    assert (out / "plots" / "tuning_expected_best.png").exists()
     # run again: nothing trains
     lines.clear()
     assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
@@ -133,3 +143,17 @@ def test_annotate_marks_stage_and_settings():
     assert out["stage"].tolist() == ["evaluate", "evaluate", "evaluate", "tune"]
     assert out["selected"].tolist() == [True, False, True, False]
     assert out["shared"].tolist() == [True, True, False, False]
+
+
+def test_expected_best_of_k_trials_is_dodge_et_al_with_replacement():
+    from itertools import product
+
+    from harness.tuning import expected_best
+
+    dev, test = np.array([0.70, 0.80, 0.75, 0.60]), np.array([0.71, 0.78, 0.77, 0.61])
+    assert expected_best(dev, test, 1) == pytest.approx((dev.mean(), test.mean()))
+    for k in (2, 3):  # against brute force over every draw of k trials with replacement
+        draws = list(product(range(4), repeat=k))
+        best = [max(d, key=lambda i: dev[i]) for d in draws]
+        assert expected_best(dev, test, k) == pytest.approx((np.mean(dev[best]), np.mean(test[best])))
+    assert expected_best(dev, test, 4)[0] < dev.max()  # the known downward bias at k = N
