@@ -534,7 +534,7 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
         if claim.primary is None:
             continue
         a, b = ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b)
-        ran = a is not None and ctx.has(a) and (not b or (b is not None and ctx.has(b)))
+        ran = a is not None and ctx.has(a) and (claim.primary.b == "" or b is not None and ctx.has(b))
         primaries.append((claim, claim.test(ctx, a, b) if ran else None))
     size = len(primaries)
     p_slots = [1.0 if c is None or c.untested or not np.isfinite(c.p) else c.p for _, c in primaries]

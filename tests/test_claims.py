@@ -184,6 +184,13 @@ def test_equivalent_within_the_margin_is_a_verdict():
     assert row.verdict == "undecided" and row.seeds_needed > 10
 
 
+def test_a_group_without_a_baseline_lists_its_primaries_as_not_run():
+    runs = group({"finetune-6": FT6, "theseus-add/seed": FT3 + 1, "theseus-binary/seed": FT3})
+    prim = primaries(evaluate_claims(runs, n_perm=500))
+    assert prim["1"].verdict == "not run" and prim["4a"].verdict == "not run"
+    assert prim["2a"].verdict == "no information"  # the one primary that needs no baseline
+
+
 def test_untestable_cases_say_why():
     runs = group({"finetune-6": FT6, "finetune-3": FT3, "theseus-add/seed": FT3 + 1,
                   "theseus-binary/seed": BIMODAL}, with_flags=False)
