@@ -1,4 +1,4 @@
-"""`python -m harness COMMAND`: list, fetch, run, run-all, report, analyze, compare, bench.
+"""`python -m harness COMMAND`: list, fetch, run, run-all, design, report, analyze, compare, bench.
 
 Every user-facing failure is one line on stderr and exit status 2 (HarnessError); an
 interrupted command exits 130. Nothing is written before the inputs are validated.
@@ -196,6 +196,35 @@ def cmd_run_all(a) -> int:
                      limit_strategies=a.only)
 
 
+def cmd_design(a) -> int:
+    from harness.design import check
+    from harness.errors import HarnessError
+    from harness.sweep import load_sweep
+
+    sweep = load_sweep(a.preset, a.config)
+    if a.seeds is not None:
+        if a.seeds < 3:
+            raise HarnessError(f"--seeds must be >= 3 (fewer are never tested), got {a.seeds}")
+        sweep.seeds = list(range(a.seeds))
+    if a.sims < 1:
+        raise HarnessError(f"--sims must be >= 1, got {a.sims}")
+    if not 0 <= a.failure_rate < 1:
+        raise HarnessError(f"--failure-rate must be in [0, 1), got {a.failure_rate}")
+    out = check(sweep, sims=a.sims, failure_rate=a.failure_rate, seed=a.seed)
+    print(f"design of {out['preset']}: {out['seeds']} seeds, {out['groups']} group(s), {len(out['arms'])} arms, "
+          f"failure rate {out['failure_rate']:g}, {out['sims']} simulated studies")
+    print(f"any false primary verdict with no arm differing: {out['fwer_null']:.3f} "
+          f"(Monte Carlo s.e. {out['fwer_null_se']:.3f}; must be <= 0.05)")
+    for effect, power in out["power"].items():
+        print(f"power of claim 1's primary ({out['power_arm']} better by {effect} paired sd): {power:.3f} "
+              f"at {out['fixed_seeds']} seeds")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(out, indent=1))
+        print(f"written: {a.out}")
+    return 0
+
+
 def cmd_report(a) -> int:
     from harness.sweep import build_report
 
@@ -246,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", default=None, help="dask scheduler address for --backend dask")
     s.add_argument("--only", action="append", default=None, help="run only these strategies (repeatable)")
     s.set_defaults(func=cmd_run_all)
+    d = sub.add_parser("design", help="before spending compute: simulate a preset's design (error rate, power)")
+    d.add_argument("--preset", default=None, help="a preset (`list` shows them; default: default)")
+    d.add_argument("--config", type=Path, default=None, help="a sweep config file")
+    d.add_argument("--sims", type=int, default=1000, help="simulated studies per question (default 1000)")
+    d.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the preset)")
+    d.add_argument("--failure-rate", type=float, default=0.0,
+                   help="share of student runs whose predictions collapse, in every arm alike (default 0)")
+    d.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
+    d.add_argument("--out", type=Path, default=None, help="also write the figures to this JSON file")
+    d.set_defaults(func=cmd_design)
     rp = sub.add_parser("report", help="rebuild tables, plots and the report from a results store")
     rp.add_argument("results_dir", nargs="?", default=str(Path("results") / "default"),
                     help="a results directory (default: results/default in the working directory)")

@@ -258,59 +258,29 @@ def test_claims_per_budget_side_by_side():
 
 # ---------------------------------------------------------------- A/A of the whole procedure
 
-DEFAULT_ARMS = ("finetune-6", "finetune-3", "theseus-add/seed", "theseus-add/convex", "theseus-binary/seed",
+DEFAULT_ARMS = ["finetune-6", "finetune-3", "theseus-add/seed", "theseus-add/convex", "theseus-binary/seed",
                 "theseus-binary/official", "two-stage/random-1x", "two-stage/random-5x",
-                "two-stage/predecessor-1x", "two-stage/predecessor-5x", "kd")
+                "two-stage/predecessor-1x", "two-stage/predecessor-5x", "kd"]
+BUDGET_ARMS = [a for a in DEFAULT_ARMS if a not in ("two-stage/random-1x", "two-stage/random-5x",
+                                                   "two-stage/predecessor-5x")]
 
 
-def _template(arms, n) -> pd.DataFrame:
-    """A normalised runs table of one group (arms x seeds 0..n-1), values filled in per simulation."""
-    rows = [dict(task="t", model="m", strategy=a.partition("/")[0], variant=a.partition("/")[2], seed=i,
-                 run_id=f"{a}-{i}", test_accuracy=70.0, degenerate=False) for a in arms for i in range(n)]
-    return stats.normalize_runs(pd.DataFrame(rows))
-
-
-def _null_study(rng, arms, n, groups_rates, template: pd.DataFrame | None = None) -> list[pd.DataFrame]:
-    """One simulated study with no arm differing: per group one runs table (every student arm the
-    same distribution: a shared seed effect so arms pair by seed, each run failed with the group's
-    rate, its accuracy then the floor)."""
-    template = _template(arms, n) if template is None else template
-    is_pred = (template["arm"] == "finetune-6").to_numpy()
-    seeds = template["seed"].to_numpy(int)
-    out = []
-    for rate in groups_rates:
-        seed_effect = rng.normal(0, 0.8, n)
-        x = np.where(is_pred, 80.0, 74.0) + seed_effect[seeds] + rng.normal(0, 1.0, len(template))
-        failed = (rng.random(len(template)) < rate) & ~is_pred
-        g = template.copy()
-        g["test_accuracy"] = np.where(failed, BINARY_FLOOR, x)
-        g["degenerate"] = pd.array(failed, dtype="boolean")
-        out.append(g)
-    return out
-
-
-@pytest.mark.parametrize("design,groups_rates,sims", [
+@pytest.mark.parametrize("design,groups,rates", [
     # the default: 5 seeds, its 11 arms, one group, no failed run observed
-    ("default", [0.0], 1000),
+    ("default", [(DEFAULT_ARMS, "finetune-6")], [0.0]),
     # the budget study: 5 seeds, 2 tasks x 3 budgets, failures at the observed pooled rate of each
     # group's student arms (rt-polarity 189 steps: 11 of 35; trec-6 189: 1 of 35; none elsewhere)
-    ("budget", [11 / 35, 0.0, 0.0, 1 / 35, 0.0, 0.0], 1000),
+    ("budget", [(BUDGET_ARMS, "finetune-6")] * 6, [11 / 35, 0.0, 0.0, 1 / 35, 0.0, 0.0]),
 ])
-def test_aa_of_the_whole_procedure_at_the_committed_designs(design, groups_rates, sims):
+def test_aa_of_the_whole_procedure_at_the_committed_designs(design, groups, rates):
     """The share of simulated studies in which any primary verdict is false when no arm differs
     (supported or contradicted; for 3b, "two-stage is no better", only contradicted: with no
     difference "no better" is true, and its error rate is checked where it is false, below): at
-    most 5% (+ 2.5 Monte Carlo standard errors)."""
-    rng = np.random.default_rng(7)
-    arms = DEFAULT_ARMS if design == "default" else tuple(a for a in DEFAULT_ARMS if a not in (
-        "two-stage/random-1x", "two-stage/random-5x", "two-stage/predecessor-5x"))
-    false, template = 0, _template(arms, 5)
-    for _ in range(sims):
-        study = _null_study(rng, arms, 5, groups_rates, template)
-        verdicts = [(r.claim, r.verdict) for g in study for r in evaluate_claims(
-            g, groups=len(study), with_power=False, primaries_only=True)]
-        false += any(v == "contradicted" or v == "supported" and c != "3b" for c, v in verdicts)
-    rate = false / sims
+    most 5% (+ 2.5 Monte Carlo standard errors), over 1,000 simulated studies (harness.design)."""
+    from harness.design import simulate
+
+    sims = 1000
+    rate = simulate(groups, 5, sims, failure_rate=rates, seed=7)
     assert rate <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / sims), rate
 
 
@@ -318,10 +288,12 @@ def test_no_better_is_rarely_supported_where_it_is_false():
     """Claim 3b at a true difference equal to the margin (two-stage 1 point better): "supported"
     (significantly below +margin) is then a false verdict; at most 5% (+ 2.5 s.e.), per group
     and without the family's adjustment, the worst case."""
+    from harness.design import group_template, simulate_group
+
     rng, sims, hits = np.random.default_rng(3), 600, 0
     claim = [c for c in CLAIMS if c.id == "3b"]
+    template = group_template(["finetune-6", "finetune-3", "two-stage/predecessor-1x"], 5)
     for _ in range(sims):
-        (g,) = _null_study(rng, ("finetune-6", "finetune-3", "two-stage/predecessor-1x"), 5, [0.0])
-        g.loc[g["arm"] == "two-stage/predecessor-1x", "test_accuracy"] += 1.0
+        g = simulate_group(rng, template, "finetune-6", shift={"two-stage/predecessor-1x": 1.0})
         hits += evaluate_claims(g, claims=claim, with_power=False, primaries_only=True)[0].verdict == "supported"
     assert hits / sims <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / sims), hits / sims

@@ -224,3 +224,21 @@ def test_run_with_no_optional_flags_trains_the_studied_defaults_and_names_them(c
     assert used == {"lr": 3e-3, "budget": None, "eval_points": 10, "epochs": 1} and record["final"]["steps"] == 4
     assert "defaults: studied (the budget study's converged settings): lr 1e-4, " in text
     assert "; given instead: --lr, --epochs;" in text
+
+
+def test_design_checks_a_presets_error_rate_and_power_before_any_run(tmp_path, capsys):
+    """`design` simulates the whole claims procedure at the preset's design: the error rate with no
+    arm differing stays at 5% or below, power grows with the effect, and the seeds are the preset's."""
+    import json
+
+    from harness.cli import main
+
+    out = tmp_path / "design.json"
+    assert main(["design", "--preset", "default", "--sims", "200", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["seeds"] == d["fixed_seeds"] == 5 and d["groups"] == 1 and len(d["arms"]) == 11
+    assert d["fwer_null"] <= 0.05 + 2.5 * (0.05 * 0.95 / 200) ** 0.5
+    assert d["power"]["0.5"] <= d["power"]["1.5"] and d["power"]["1.5"] > d["fwer_null"]
+    assert "any false primary verdict" in capsys.readouterr().out
+    assert main(["design", "--preset", "default", "--seeds", "2"]) == 2
+    assert capsys.readouterr().err.startswith("error: --seeds must be >= 3")
