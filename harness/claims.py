@@ -41,8 +41,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness import inference, stats
-from harness.stats import ALPHA, MIN_N, NOT_TESTED, THESEUS
+from harness import arms, inference, stats
+from harness.arms import THESEUS
+from harness.stats import ALPHA, MIN_N, NOT_TESTED
 
 QUESTIONS = {
     "1": "Is Theseus better than direct fine-tuning of the first L_s layers? By how much?",
@@ -170,11 +171,11 @@ class Context:
                    level=level, **settings)
 
     def __post_init__(self):
-        self._families = {a: stats.family(a) for a in stats.arm_order(self.runs["arm"])}
+        self._families = {a: arms.family(a) for a in arms.order(self.runs["arm"])}
         self._arm_runs: dict[str, stats.ArmRuns] = {}
 
     def arms(self, *families: str) -> list[str]:
-        """The group's arms of these strategy families, in stats.arm_order."""
+        """The group's arms of these strategy families, in arms.order."""
         return [a for a, f in self._families.items() if f in families]
 
     def has(self, arm: str) -> bool:

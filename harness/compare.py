@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.stats import ALPHA, MIN_N, arm_order, normalize_runs, pairwise_tests
+from harness.arms import order as arm_order
+from harness.stats import ALPHA, MIN_N, normalize_runs, pairwise_tests
 
 GROUP = ["task", "model", "successor_layers"]
 

@@ -20,7 +20,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.analysis import Analysis, Group  # noqa: E402
-from harness.stats import ASO_THRESHOLD, MIN_SPREAD_N, arm_order, family  # noqa: E402
+from harness.arms import THESEUS, family  # noqa: E402
+from harness.arms import order as arm_order  # noqa: E402
+from harness.stats import ASO_THRESHOLD, MIN_SPREAD_N  # noqa: E402
 
 ACC = "test accuracy (%)"
 TITLE_SIZE = 10
@@ -319,7 +321,7 @@ def plot_dev_curves(group: Group, colors: dict, path: Path) -> PlotInfo:
         info.skipped = "no per-epoch data"
         return info
     ep = _with_arms(ep, group).dropna(subset=["dev_accuracy"])
-    arms = [a for a in arm_order(ep["arm"]) if family(a) in ("theseus-binary", "theseus-add")]
+    arms = [a for a in arm_order(ep["arm"]) if family(a) in THESEUS]
     if not arms:
         info.skipped = "no per-epoch data for Theseus arms"
         return info

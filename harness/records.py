@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.diagnostics import (collapsed, is_degenerate, kappa_from_counts, max_class_share,
                                  single_class_from_metrics, still_improving)
+from harness.arms import name as arm_name
 from harness.tuning import effective_lr
 
 
@@ -122,10 +123,6 @@ def _record_problem(record) -> str | None:
     return None
 
 
-def _arm(strategy: str, variant: str) -> str:
-    return f"{strategy}/{variant}" if variant else strategy
-
-
 def dev_curve(record: dict) -> list[dict]:
     """The evaluated model's dev accuracy by global step: the stored curve, or for records made
     before curves were stored, the per-epoch evaluations at their cumulative step counts."""
@@ -179,7 +176,7 @@ def runs_table(records: list[dict], label_counts: dict[str, list[int]] | None = 
             "run_id": r["run_id"], "sweep": r.get("sweep", ""), "task": cfg.get("task"), "model": cfg.get("model"),
             "predecessor_layers": r.get("predecessor_layers"), "successor_layers": r.get("successor_layers"),
             "strategy": r.get("strategy"), "variant": r.get("variant") or "",
-            "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+            "arm": arm_name(r.get("strategy"), r.get("variant") or ""),
             "seed": r.get("seed"), "student_seed": r.get("student_seed"),
             "status": r.get("status"), "error": r.get("error") or "",
             "test_accuracy": final.get("test_accuracy"), "test_macro_f1": final.get("test_macro_f1"),
@@ -205,7 +202,7 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
         curve = dev_curve(r)
         total = (r.get("final") or {}).get("steps") or (curve[-1]["step"] if curve else 0)
         for p in curve:
-            rows.append({"run_id": r["run_id"], "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+            rows.append({"run_id": r["run_id"], "arm": arm_name(r.get("strategy"), r.get("variant") or ""),
                          "seed": r.get("seed"), "budget": r.get("budget"), "step": p["step"],
                          "fraction": p["step"] / total if total else None, "phase": p.get("phase"),
                          "dev_accuracy": p.get("dev_accuracy")})
@@ -221,7 +218,7 @@ def epochs_table(records: list[dict]) -> pd.DataFrame:
             rows.append({
                 "run_id": r["run_id"], "task": cfg.get("task"), "model": cfg.get("model"),
                 "successor_layers": r.get("successor_layers"), "strategy": r.get("strategy"),
-                "variant": r.get("variant") or "", "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+                "variant": r.get("variant") or "", "arm": arm_name(r.get("strategy"), r.get("variant") or ""),
                 "seed": r.get("seed"), "phase": e.get("phase"), "epoch": e.get("epoch"),
                 "train_loss": e.get("train_loss"), "dev_accuracy": e.get("dev_accuracy"),
                 "dev_macro_f1": e.get("dev_macro_f1"), "replacement_rate": e.get("replacement_rate", float("nan")),
@@ -244,7 +241,7 @@ def replacements_table(records: list[dict]) -> pd.DataFrame:
                 continue
             for name, replaced in zip(modules, counts):
                 module = 0 if name == "embeddings" else int(name.split()[-1])
-                rows.append({"run_id": r["run_id"], "arm": _arm(r.get("strategy"), r.get("variant") or ""),
+                rows.append({"run_id": r["run_id"], "arm": arm_name(r.get("strategy"), r.get("variant") or ""),
                              "seed": r.get("seed"), "successor_layers": r.get("successor_layers"),
                              "epoch": e.get("epoch"), "module": module, "replaced": replaced,
                              "steps": e.get("steps")})

@@ -22,6 +22,7 @@ import pandas as pd
 
 from harness import budget_plots, plots
 from harness.analysis import Analysis, Group, analyze
+from harness.arms import THESEUS
 from harness.budget import GROUP as BUDGET_GROUP, budget_summary, has_budget_axis, interactions, where_it_holds
 from harness.claims import CLAIMS, PRIMARY_CLAIMS, QUESTIONS
 from harness.stats import ALPHA, ASO_THRESHOLD, LEVEL_SDS, SENSITIVITY_COLUMNS
@@ -277,7 +278,7 @@ def _headlines(g: Group) -> list[str]:
                    + (f" ({_num(best['gap_to_baseline'], sign=True)} over the baseline)."
                       if np.isfinite(best["gap_to_baseline"]) else "."))
     if np.isfinite(g.level):
-        th = v[v["family"].isin(["theseus-binary", "theseus-add"])]
+        th = v[v["family"].isin(THESEUS)]
         base = g.variance[g.variance["role"] == "baseline"].iloc[0]
         out.append(f"Fine-tuning level = {_num(g.level)} ({base['arm']} mean − {LEVEL_SDS:g} sd): "
                    f"{int(th['n_below_level'].sum())} of {int(th['n'].sum())} Theseus runs fall below it, "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from harness.arms import family, finetune_layers
+from harness.arms import order as arm_order
 from harness.errors import HarnessError
 
 ALPHA = 0.05
@@ -38,26 +39,10 @@ ASO_THRESHOLD = 0.2  # eps_min below this: A almost stochastically dominates B (
 LEVEL_SDS = 2.0  # "fine-tuning level": below the baseline's mean - LEVEL_SDS sd
 REQUIRED = ("task", "strategy", "seed", "test_accuracy")
 PERCENT_COLUMNS = ("test_accuracy", "test_macro_f1", "dev_accuracy", "dev_macro_f1")
-THESEUS = ("theseus-binary", "theseus-add")
 NOT_TESTED = "not testable (n < 3)"
 
 
 # ---------------------------------------------------------------- input normalisation
-
-def family(strategy: str) -> str:
-    """Strategy family of an arm or strategy name: "finetune", "theseus-binary", "theseus-add",
-    "two-stage", "kd" or "other"."""
-    s = str(strategy).split("/")[0]
-    if re.fullmatch(r"finetune-\d+", s):
-        return "finetune"
-    return s if s in (*THESEUS, "two-stage", "kd") else "other"
-
-
-def finetune_layers(strategy: str) -> float:
-    """k of a `finetune-k` strategy, NaN for any other strategy."""
-    m = re.fullmatch(r"finetune-(\d+)", str(strategy).split("/")[0])
-    return float(m.group(1)) if m else np.nan
-
 
 def _to_percent(frame: pd.DataFrame, columns) -> pd.DataFrame:
     for c in columns:
@@ -220,13 +205,6 @@ def degenerate_count(runs: pd.DataFrame, arm: str) -> tuple[int, int]:
 def nondegenerate_values(runs: pd.DataFrame, arm: str, metric: str = "test_accuracy") -> np.ndarray:
     """Metric of the runs of `arm` known not to be degenerate, shape (m,)."""
     return arm_runs(runs, arm, metric).nondegenerate()
-
-
-def arm_order(arms) -> list[str]:
-    """Canonical arm order: theseus-add, theseus-binary, two-stage, kd, other, finetune-k by k.
-    Pairs are formed in this order, so `a` is the candidate and `b` the reference."""
-    rank = {"theseus-add": 0, "theseus-binary": 1, "two-stage": 2, "kd": 3, "other": 4, "finetune": 5}
-    return sorted(set(arms), key=lambda a: (rank[family(a)], np.nan_to_num(finetune_layers(a)), a))
 
 
 def roles(runs: pd.DataFrame) -> tuple[str | None, str | None]:

@@ -24,10 +24,10 @@ GROUP = ["task", "model", "successor_layers", "budget", "arm"]
 
 def arm_name(arm: dict, successor_layers: int, default_variant: str = "") -> str:
     """The runs table's name of a declared student arm ("finetune-3", "theseus-add/seed")."""
-    if arm["strategy"] == "finetune":
-        return f"finetune-{successor_layers}"
-    variant = arm.get("variant") or default_variant
-    return f"{arm['strategy']}/{variant}" if variant else arm["strategy"]
+    from harness import arms
+
+    variant = arm.get("variant", "") if arm["strategy"] == "finetune" else arm.get("variant") or default_variant
+    return arms.name(*arms.label(arm["strategy"], variant, successor_layers))
 
 
 def lr_setting(arm: dict, lr: float, declared: float) -> dict:

@@ -143,7 +143,9 @@ def get_strategy(name: str) -> Strategy:
 
 
 def arm_label(config: RunConfig) -> tuple[str, str]:
-    """(strategy, variant) as the tables name them: finetune carries its k ("finetune-3")."""
-    if config.strategy == "finetune":
-        return f"finetune-{config.layers}", config.variant
-    return config.strategy, config.variant or get_strategy(config.strategy).default_variant
+    """(strategy, variant) of a run's arm as the tables name them (harness.arms.label)."""
+    from harness.arms import label
+
+    variant = config.variant if config.strategy == "finetune" else \
+        config.variant or get_strategy(config.strategy).default_variant
+    return label(config.strategy, variant, config.layers)
