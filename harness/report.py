@@ -180,6 +180,8 @@ def _short_verdict(r) -> str:
     tail = f"{_num(r.estimate, 0 if pp else 2, sign=True)}{' pp' if pp else ''}, p_adj {_p(r.p_adj)}"
     if r.verdict == "undecided" and np.isfinite(r.seeds_needed):
         tail += f", ~{int(r.seeds_needed)} seeds"
+    if r.verdict == "undecided" and np.isfinite(r.min_p_adj) and r.min_p_adj >= ALPHA:
+        tail += f"; unreachable at this n: smallest attainable p_adj {_p(r.min_p_adj)}"
     return f"{r.verdict} ({tail})"
 
 
