@@ -173,7 +173,7 @@ def claims_display(table: pd.DataFrame) -> pd.DataFrame:
 def _short_verdict(r) -> str:
     """One cell of the primary-verdicts table: the verdict, the estimate and the adjusted p."""
     if r.verdict == "no information":
-        return f"no information ({r.note.split(': ', 1)[-1]})" if r.note else r.verdict
+        return f"no information ({r.note.rsplit(': ', 1)[-1]})" if r.note else r.verdict
     if not np.isfinite(r.estimate):
         return r.verdict
     pp = r.unit == "percentage points"
@@ -680,11 +680,17 @@ def _tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) -
             side[f"{gcol}: tuned"] = tuned_t[gcol]
             side[f"{gcol}: shared"] = shared_t[gcol] if gcol in shared_t else "—"
         for i, claim in enumerate(side["claim"]):
-            changed = [g for g in groups if word(tuned_t, g, i) != word(shared_t, g, i)]
-            sentences.append(f"- Claim {claim}: " + ("the same verdict at the tuned and the shared rate."
-                             if not changed else "tuning changes the verdict at " + "; ".join(
-                                 f"{g} ({word(shared_t, g, i)} at the shared rate -> {word(tuned_t, g, i)} tuned)"
-                                 for g in changed) + "."))
+            waiting = [g for g in groups if word(tuned_t, g, i) == "not run" != word(shared_t, g, i)]
+            changed = [g for g in groups if g not in waiting and word(tuned_t, g, i) != word(shared_t, g, i)]
+            text = ("the same verdict at the tuned and the shared rate" if not changed else
+                    "tuning changes the verdict at " + "; ".join(
+                        f"{g} ({word(shared_t, g, i)} at the shared rate -> {word(tuned_t, g, i)} tuned)"
+                        for g in changed))
+            if len(waiting) == len(groups):
+                text = f"not yet run at the tuned rate ({', '.join(waiting)})"
+            elif waiting:
+                text += f" (not yet run at the tuned rate: {', '.join(waiting)})"
+            sentences.append(f"- Claim {claim}: {text}.")
         out += ["**Primary verdicts at the tuned and at the shared rate** (the shared rate: the sensitivity row).\n",
                 md_table(side), *sentences, ""]
     return "\n".join(out)
