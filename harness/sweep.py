@@ -423,8 +423,9 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
             results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
             configs = list({key_of(c): c for c in configs + stage2}.values())
     elapsed = time.perf_counter() - started
-    manifest = write_manifest(configs, {"finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                  "runs_executed": len(results), "wall_seconds": elapsed})
+    finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    manifest = write_manifest(configs, {"finished_at": finished, "runs_executed": len(results),
+                                        "wall_seconds": elapsed})
     say(f"sweep {sweep.name}: {len(results)} run(s) executed in {elapsed:.0f}s")
     build_report(out_dir, report_dir=report_dir, say=say)
     unreadable: list[str] = []
