@@ -680,7 +680,9 @@ def _tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) -
             side[f"{gcol}: tuned"] = tuned_t[gcol]
             side[f"{gcol}: shared"] = shared_t[gcol] if gcol in shared_t else "—"
         for i, claim in enumerate(side["claim"]):
-            waiting = [g for g in groups if word(tuned_t, g, i) == "not run" != word(shared_t, g, i)]
+            pending = ("not run", "not testable") if tuning.get("evaluated", 0) < tuning.get("to_evaluate", 0) \
+                else ("not run",)  # while the evaluation stage runs, too few runs is no verdict yet
+            waiting = [g for g in groups if word(tuned_t, g, i) in pending and word(shared_t, g, i) not in pending]
             changed = [g for g in groups if g not in waiting and word(tuned_t, g, i) != word(shared_t, g, i)]
             text = ("the same verdict at the tuned and the shared rate" if not changed else
                     "tuning changes the verdict at " + "; ".join(
