@@ -187,7 +187,7 @@ def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_g
     base = (g["arm"] == stats.roles(g)[1]) & (g["status"] == "ok") & g["test_accuracy"].notna()
     if np.isfinite(level) and base.any():  # the baseline's own runs: against the other baseline runs' level
         x = g.loc[base, "test_accuracy"].to_numpy(float)
-        g.loc[base, "below_level"] = [x[i] < stats.fine_tuning_level(np.delete(x, i)) for i in range(len(x))]
+        g.loc[base, "below_level"] = stats.below_level(x, x, leave_one_out=True)
     ids = set(g["run_id"])
     gep = ep[ep["run_id"].isin(ids)] if "run_id" in ep else ep.iloc[0:0]
     grep = rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep.iloc[0:0]

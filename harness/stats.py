@@ -376,10 +376,15 @@ def count_below_level(x, baseline, *, leave_one_out: bool) -> int:
     the *other* baseline runs: no run can sit more than (m-1)/sqrt(m) sd below the mean of a sample
     it belongs to (1.79 sd at m = 5), so against its own level the baseline's share is 0 by
     construction, while a new run from the same distribution falls below it about 7% of the time."""
+    return int(below_level(x, baseline, leave_one_out=leave_one_out).sum())
+
+
+def below_level(x, baseline, *, leave_one_out: bool) -> np.ndarray:
+    """Boolean (n,): which runs of x fall below the fine-tuning level (count_below_level's rule)."""
     x, b = np.asarray(x, float), np.asarray(baseline, float)
     if leave_one_out:
-        return int(sum(x[i] < fine_tuning_level(np.delete(b, i)) for i in range(len(x))))
-    return int(np.sum(x < fine_tuning_level(b)))
+        return np.array([x[i] < fine_tuning_level(np.delete(b, i)) for i in range(len(x))], dtype=bool)
+    return x < fine_tuning_level(b)
 
 
 # ---------------------------------------------------------------- counts: failure rates
