@@ -160,6 +160,16 @@ def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
     r = stats.normalize_runs(runs)
     ep = stats._to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
     rep = _frame(replacements)
+    specs = group_specs(r)
+    # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
+    groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs))
+              for spec in specs]
+    return Analysis(r, ep, rep, groups, n_boot, seed, margin)
+
+
+def group_specs(r: pd.DataFrame) -> list[tuple]:
+    """The groups of a normalised runs table (module docstring): per group (task, model,
+    successor_layers, predecessor_layers, budget, its rows with the predecessor's)."""
     specs = []
     for (task, model), tm in r.groupby(["task", "model"], sort=True):
         lp = tm["predecessor_layers"].max()
@@ -174,10 +184,7 @@ def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
                 in_budget = tm["budget"].isna() | (tm["budget"] == budget) if np.isfinite(budget) else True
                 specs.append((task, model, float(ls), float(lp), float(budget),
                               tm[(same & in_budget) | (tm["arm"] == pred)].copy()))
-    # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
-    groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs))
-              for spec in specs]
-    return Analysis(r, ep, rep, groups, n_boot, seed, margin)
+    return specs
 
 
 def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1) -> Group:

@@ -96,6 +96,8 @@ class Comparison:
     n_paired: int = 0
     untested: str = ""
     note: str = ""
+    se: float = np.nan  # a mean difference's standard error and degrees of freedom (sequential
+    df: float = np.nan  # looks rebuild their repeated intervals from them)
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,8 @@ class Context:
         lo, hi = stats.t_interval(d)
         return Comparison(a, b, f"{a} vs {b}", d.test, "difference", d.estimate, lo, hi, 0.95, "points",
                           stats.t_test_p(d), stats.tost_p(d, self.margin), direction, self.margin,
-                          d.estimate, sd, n_a=d.n_a, n_b=d.n_b, n_paired=d.n_a if d.paired else 0)
+                          d.estimate, sd, n_a=d.n_a, n_b=d.n_b, n_paired=d.n_a if d.paired else 0,
+                          se=d.se, df=d.df)
 
     def no_better(self, a: str, b: str) -> Comparison:
         """a "no better" than b: the superiority test (one-sided paired t, a > b; significant:
@@ -240,7 +243,7 @@ class Context:
         return Comparison(a, b, f"{a} vs {b}, no better", test if d.paired else test.replace("paired", "Welch"),
                           "no-better", d.estimate, lo, hi, 1 - 2 * self.alpha, "points", p_better, p_within,
                           -1, self.margin, d.estimate, sd, n_a=d.n_a, n_b=d.n_b,
-                          n_paired=d.n_a if d.paired else 0)
+                          n_paired=d.n_a if d.paired else 0, se=d.se, df=d.df)
 
     def _rates(self, a, b, ka, na, kb, nb, *, direction, test, what, label) -> Comparison:
         if min(na, nb) < MIN_N:
@@ -514,6 +517,26 @@ def primary_family_size(claims: list[Claim] | None = None) -> int:
     return sum(c.primary is not None for c in (CLAIMS if claims is None else claims))
 
 
+def primary_arms(ctx: Context, claim: Claim) -> tuple[str, ...] | None:
+    """The group's arm names of a claim's primary comparison; None when an arm is not in the group."""
+    a, b = ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b)
+    if a is None or not ctx.has(a):
+        return None
+    if claim.primary.b == "":
+        return (a,)
+    return (a, b) if b is not None and ctx.has(b) else None
+
+
+def primary_comparisons(ctx: Context, claims: list[Claim] | None = None) -> list[tuple[Claim, Comparison | None]]:
+    """Each declared primary of `claims` with its test on the group (None: an arm did not run)."""
+    out = []
+    for claim in CLAIMS if claims is None else claims:
+        if claim.primary is not None:
+            names = primary_arms(ctx, claim)
+            out.append((claim, None if names is None else claim.test(ctx, *(names + ("",))[:2])))
+    return out
+
+
 def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None = None, *,
                     claims: list[Claim] | None = None, margin: float = 1.0, alpha: float = ALPHA,
                     seed: int = 0, n_perm: int = 10_000, with_power: bool = True, groups: int = 1,
@@ -530,13 +553,7 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
     claims = CLAIMS if claims is None else claims
     ctx = Context.of(group_runs, replacements, margin=margin, alpha=alpha, seed=seed, n_perm=n_perm,
                      with_power=with_power)
-    primaries: list[tuple[Claim, Comparison | None]] = []
-    for claim in claims:
-        if claim.primary is None:
-            continue
-        a, b = ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b)
-        ran = a is not None and ctx.has(a) and (claim.primary.b == "" or b is not None and ctx.has(b))
-        primaries.append((claim, claim.test(ctx, a, b) if ran else None))
+    primaries = primary_comparisons(ctx, claims)
     size = len(primaries)
     p_slots = [1.0 if c is None or c.untested or not np.isfinite(c.p) else c.p for _, c in primaries]
     holm = stats.holm(p_slots) if size else []

@@ -215,9 +215,19 @@ def cmd_design(a) -> int:
           f"failure rate {out['failure_rate']:g}, {out['sims']} simulated studies")
     print(f"any false primary verdict with no arm differing: {out['fwer_null']:.3f} "
           f"(Monte Carlo s.e. {out['fwer_null_se']:.3f}; must be <= 0.05)")
-    for effect, power in out["power"].items():
-        print(f"power of claim 1's primary ({out['power_arm']} better by {effect} paired sd): {power:.3f} "
-              f"at {out['fixed_seeds']} seeds")
+    if "looks" in out:  # a sequential design: against a fixed design at its last look
+        print(f"sequential: looks at {', '.join(map(str, out['looks']))} seeds, futility below conditional power "
+              f"{out['futility']:g}; a fixed design at {out['fixed_seeds']} seeds runs {out['fixed_runs']} runs")
+        for effect, seeds in out["expected_seeds"].items():
+            power = out["power"].get(effect)
+            head = (f"effect {effect} paired sd: power {power:.3f} (fixed: {out['fixed_power'][effect]:.3f}), "
+                    if power is not None else f"effect {effect} (no difference): ")
+            print(f"{head}expected seeds of claim 1's primary {seeds:.1f} of {out['fixed_seeds']}, "
+                  f"expected runs {out['expected_runs'][effect]:.0f} of {out['fixed_runs']}")
+    else:
+        for effect, power in out["power"].items():
+            print(f"power of claim 1's primary ({out['power_arm']} better by {effect} paired sd): {power:.3f} "
+                  f"at {out['fixed_seeds']} seeds")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(out, indent=1))

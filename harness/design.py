@@ -14,8 +14,13 @@ its tasks x models x successor sizes x budgets. Two questions are answered:
 The synthetic model: per group and seed a shared seed effect (sd 0.8 points) plus independent run
 noise (sd 1 point), so arms pair by seed and a paired difference has sd sqrt(2); a run fails
 (predictions collapsed, accuracy at the floor) with probability `failure_rate`. The design is fixed,
-so expected_seeds = fixed_seeds = the preset's number of seeds. (Sequential designs with looks will
-report their expected seeds here.)
+so expected_seeds = fixed_seeds = the preset's number of seeds.
+
+A sequential design (a sweep with `looks`, harness.sequential) is simulated as it will run: each
+simulated group is replayed look by look (sequential.replay), so arms stop when their primaries
+are decided. It adds, per effect, expected_seeds (the mean seeds of claim 1's primary at its
+stopping look) and expected_runs (student and predecessor runs of the whole study) against
+fixed_seeds and fixed_runs, those of a fixed design at the last look.
 """
 
 from __future__ import annotations
@@ -86,6 +91,35 @@ def simulate(groups: list[tuple[list[str], str]], n: int, sims: int, *, failure_
     return hits / sims
 
 
+def simulate_sequential(groups: list[tuple[list[str], str]], design, sims: int, *, failure_rate=0.0,
+                        effect: float = 0.0, seed: int = 0) -> dict:
+    """The sequential procedure on `sims` simulated studies (module docstring): a dict with
+    fwer (effect 0: share of studies with any false primary verdict), power (share of groups whose
+    claim-1 primary reads supported), seeds (mean seeds of claim 1's primary at its stop) and runs
+    (mean runs of a whole study)."""
+    from harness.sequential import replay
+
+    rng = np.random.default_rng(seed)
+    n = design.looks[-1]
+    templates = [(group_template(arms, n), pred) for arms, pred in groups]
+    rates = list(failure_rate) if isinstance(failure_rate, (list, tuple)) else [failure_rate] * len(templates)
+    shift = {EFFECT_ARM: effect * math.sqrt(2) * RUN_SD} if effect else None
+    false = supported = seeds = runs = 0.0
+    for _ in range(sims):
+        study_false = False
+        for (t, pred), rate in zip(templates, rates):
+            r = replay(simulate_group(rng, t, pred, failure_rate=rate, shift=shift), design)
+            study_false |= any(false_verdict(d.claim, d.verdict) for d in r.decisions)
+            one = next(d for d in r.decisions if d.claim == "1")
+            supported += one.verdict == "supported"
+            seeds += one.seeds
+            students = [a for a in r.arm_seeds if not a.startswith("finetune-")]
+            runs += sum(r.arm_seeds.values()) + max((r.arm_seeds[a] for a in students), default=0)
+        false += study_false
+    g = len(templates)
+    return {"fwer": false / sims, "power": supported / (sims * g), "seeds": seeds / (sims * g), "runs": runs / sims}
+
+
 def design_of(sweep) -> tuple[list[tuple[list[str], str]], int]:
     """(per group: arm names and the predecessor's, number of seeds) of a sweep as it will run."""
     from harness.sweep import _arm_name, _predecessor_layers
@@ -105,6 +139,8 @@ def design_of(sweep) -> tuple[list[tuple[list[str], str]], int]:
 def check(sweep, *, sims: int = 1000, failure_rate: float = 0.0, seed: int = 0) -> dict:
     """The design check of a loaded sweep, as a JSON-ready dict (module docstring)."""
     groups, n = design_of(sweep)
+    if getattr(sweep, "looks", None):
+        return check_sequential(sweep, groups, sims=sims, failure_rate=failure_rate, seed=seed)
     fwer = simulate(groups, n, sims, failure_rate=failure_rate, seed=seed)
     power = {f"{e:g}": simulate(groups, n, sims, failure_rate=failure_rate, effect=e, seed=seed + 1)
              for e in EFFECTS if e}
@@ -113,3 +149,26 @@ def check(sweep, *, sims: int = 1000, failure_rate: float = 0.0, seed: int = 0) 
             "fwer_null_se": math.sqrt(fwer * (1 - fwer) / sims) if sims else math.nan,
             "power": power, "power_arm": EFFECT_ARM, "effects_in": "paired-sd units",
             "expected_seeds": {f"{e:g}": n for e in EFFECTS}, "fixed_seeds": n}
+
+
+def check_sequential(sweep, groups, *, sims: int, failure_rate: float, seed: int) -> dict:
+    """check() of a sweep with looks: the sequential procedure against a fixed design at the last look."""
+    from harness.sequential import Design
+
+    design = Design(tuple(sweep.looks), groups=len(groups), futility=sweep.futility)
+    by_effect = {f"{e:g}": simulate_sequential(groups, design, sims, failure_rate=failure_rate, effect=e,
+                                               seed=seed + i) for i, e in enumerate(EFFECTS)}
+    null = by_effect["0"]
+    fixed_runs = sum(len(arms) for arms, _ in groups) * design.looks[-1]
+    return {"preset": sweep.name, "seeds": design.looks[-1], "looks": list(design.looks), "groups": len(groups),
+            "arms": groups[0][0] if groups else [], "failure_rate": failure_rate, "sims": sims,
+            "spending": "Lan-DeMets O'Brien-Fleming type, Holm passing within each group, alpha / G over groups",
+            "futility": design.futility, "fwer_null": null["fwer"],
+            "fwer_null_se": math.sqrt(null["fwer"] * (1 - null["fwer"]) / sims),
+            "power": {k: v["power"] for k, v in by_effect.items() if k != "0"}, "power_arm": EFFECT_ARM,
+            "fixed_power": {f"{e:g}": simulate(groups, design.looks[-1], sims, failure_rate=failure_rate, effect=e,
+                                               seed=seed + i) for i, e in enumerate(EFFECTS) if e},
+            "effects_in": "paired-sd units",
+            "expected_seeds": {k: v["seeds"] for k, v in by_effect.items()},
+            "expected_runs": {k: v["runs"] for k, v in by_effect.items()},
+            "fixed_seeds": design.looks[-1], "fixed_runs": fixed_runs}

@@ -65,6 +65,31 @@ def write_record(record: dict, out_dir: Path, splits=None) -> Path:
     return path
 
 
+def import_records(source: Path, out_dir: Path, run_ids) -> int:
+    """Copy the successful records of `run_ids` that `source` (another store) holds and this one
+    lacks, with their splits files; a run key is the hash of everything that determines the run, so
+    a record under the same key is the same run. Returns how many were copied."""
+    source, out_dir, copied = Path(source), Path(out_dir), 0
+    for run_id in run_ids:
+        src, dst = record_path(source, run_id), record_path(out_dir, run_id)
+        if dst.exists() or not src.exists():
+            continue
+        try:
+            record = json.loads(src.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+            continue
+        if record.get("status") != "ok" or record.get("run_id") != run_id:
+            continue
+        data_hash = (record.get("task") or {}).get("data_hash")
+        split_src = source / "splits" / f"{data_hash}.json"
+        split_dst = out_dir / "splits" / f"{data_hash}.json"
+        if data_hash and split_src.exists() and not split_dst.exists():
+            atomic_write_text(split_dst, split_src.read_text(encoding="utf-8"))
+        atomic_write_text(dst, src.read_text(encoding="utf-8"))
+        copied += 1
+    return copied
+
+
 def label_counts(labels, num_classes: int) -> list[int]:
     """Examples per class (index = class id), shape (num_classes,)."""
     counts = [0] * max(num_classes, max(labels, default=-1) + 1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import budget_plots, plots
+from harness import budget_plots, plots, sequential
 from harness.analysis import Analysis, Group, analyze
 from harness.arms import THESEUS
 from harness.budget import GROUP as BUDGET_GROUP, budget_summary, has_budget_axis, interactions, where_it_holds
@@ -698,7 +698,52 @@ def _tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) -
     return "\n".join(out)
 
 
-def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tuning: dict | None = None) -> str:
+def _sequential_section(seq: dict) -> str:
+    """The study's answer when it ran as a sequential design: per group and primary the stopping
+    look, the verdict and the repeated interval; what was decided, at which looks; the runs saved."""
+    looks = seq["looks"]
+    t = seq["decisions"]
+    out = [f"Sequential design: looks at {', '.join(map(str, looks))} seeds per arm, declared before the runs. "
+           "After each look every primary is tested against Lan-DeMets O'Brien-Fleming-type boundaries "
+           "read on the nominal p scale (*bound*: the p a test had to reach at that look), Holm within each "
+           f"group's family (a decided primary passes its level to the others), alpha / {seq['groups']} per "
+           f"group; equivalence (the repeated interval inside ±{seq['margin']:g}) and 3b's non-superiority at "
+           f"alpha / ({seq['groups']} x {seq['family']}); a primary stops for futility (non-binding) when its "
+           f"conditional power at the current trend falls below {seq['futility']:g}. Only arms of open primaries "
+           "get the next look's seeds. *repeated CI*: the interval at the look's boundary, valid whenever the "
+           f"study stopped. {sequential.BIAS_NOTE[0].upper() + sequential.BIAS_NOTE[1:]}. The fixed-n tables "
+           "further down treat each arm's seeds as fixed in advance; their p-values do not apply to this "
+           "design (docs/method.md, \"Sequential seeds\").\n"]
+    if seq["open"]:
+        out.append(f"**In progress:** {seq['open']} primary comparison(s) wait for their next look; "
+                   "`python -m harness run-all` resumes where the study stopped.\n")
+    rows = []
+    for r in t.itertuples():
+        stop = "—" if not r.look else f"{r.look} ({r.seeds} seeds)"
+        ci = "—" if not np.isfinite(r.rci_low) else f"[{_num(r.rci_low)}, {_num(r.rci_high)}]"
+        rows.append({"group": r.task, "claim": r.claim, "comparison": r.comparison, "look": stop,
+                     "verdict": r.verdict, "estimate": _num(r.estimate, sign=True) if np.isfinite(r.estimate) else "—",
+                     "unit": r.unit, "repeated CI": ci,
+                     "p / bound": "—" if not np.isfinite(r.p) else f"{_p(r.p)} / {_p(r.bound)}",
+                     "n": r.n or "—", "note": r.note})
+    out.append(md_table(pd.DataFrame(rows)))
+    decided = t[t["verdict"].isin(["supported", "contradicted"]) | t["verdict"].str.startswith("equivalent")]
+    at = ", ".join(f"{n} at look {k}" for k, n in decided.groupby("look").size().items()) or "none"
+    counts = t["verdict"].str.split(" \\(").str[0].value_counts()
+    out.append(f"Decided: {len(decided)} of {len(t)} primary comparisons ({at}); "
+               + ", ".join(f"{v}: {n}" for v, n in counts.items()) + ".\n")
+    saved = seq["fixed_runs"] - seq["runs"]
+    out.append(f"Runs: {seq['runs']} (predecessor and student runs of every arm) against {seq['fixed_runs']} for a "
+               f"fixed design at {looks[-1]} seeds: {saved} saved ({100 * saved / seq['fixed_runs']:.0f}%)"
+               + (" so far" if seq["open"] else "") + f". Training time summed over the runs this study trained: "
+               f"{seq['wall_seconds'] / 3600:.1f} h"
+               + (f", {seq['reused']} runs reused from other stores with the same run keys" if seq["reused"] else "")
+               + ".\n")
+    return "\n".join(out)
+
+
+def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tuning: dict | None = None,
+                  sequential_view: dict | None = None) -> str:
     """The whole markdown report as a string (figures linked relative to report_path)."""
     by = {(i.group, i.name): i for i in infos}
     title = (meta or {}).get("title") or \
@@ -708,7 +753,11 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
     dirty = dirty_commits(meta)
     budget = [f"## Training budget\n", _budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []
     tuned = [f"## Tuning\n", _tuning_section(a, tuning, infos, report_path)] if tuning else []
-    parts = [f"# {title}\n", f"_Generated: {produced}_\n", "## Primary verdicts\n", _primary_section(a),
+    seq = [f"## Sequential verdicts\n", _sequential_section(sequential_view)] if sequential_view else []
+    fixed_note = (["_The same runs read as a fixed design (every seed each arm ran), for reference only: the "
+                   "study's verdicts are the sequential ones above._\n"] if sequential_view else [])
+    parts = [f"# {title}\n", f"_Generated: {produced}_\n", *seq, "## Primary verdicts\n", *fixed_note,
+             _primary_section(a),
              *tuned, *budget, f"## {SECTIONS[0]}\n", _summary(a, meta),
              f"## {SECTIONS[1]}\n", _figures_section(a, by, report_path),
              f"## {SECTIONS[2]}\n", _claims_section(a, by, report_path),
@@ -751,6 +800,8 @@ Generated from the runs table by `harness.analysis` (full precision; one row per
 - `power.csv`: seeds for 80% power under the primary test against finetune-L_s.
 - `variance_components.csv`: predecessor vs student seed variance (factorial sweeps).
 - `verdicts_by_budget.csv` (sweeps with several budgets): every claim verdict per budget.
+- `sequential.csv` (sequential designs): per group and primary the stopping look, verdict,
+  estimate, repeated interval (rci_low, rci_high at nominal level rci_p), p and its boundary.
 - `runs.csv`: the input runs table.
 """
 
@@ -786,7 +837,7 @@ def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str,
 def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements: pd.DataFrame | None,
                   meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
                   seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
-                  tuning: dict | None = None) -> dict:
+                  tuning: dict | None = None, sequential_view: dict | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
     equivalence margin (points) of claim 3b.
@@ -809,7 +860,11 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
         infos.append(plots.plot_expected_best(tuning["expected"], plots.arm_colors(tuning["trials"]["arm"]),
                                               results_dir / "plots" / "tuning_expected_best"))
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning), encoding="utf-8")
+    if sequential_view is not None:
+        tables["sequential"] = results_dir / "tables" / "sequential.csv"
+        sequential_view["decisions"].to_csv(tables["sequential"], index=False)
+    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view),
+                           encoding="utf-8")
     return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
             "index": update_index(report_path.parent)}
 

@@ -42,6 +42,9 @@ class Sweep:
     budgets: list  # student optimizer steps per run; [None] = each arm's epochs (no budget axis)
     source: dict  # the config as loaded, for provenance
     tuning: "Tuning | None" = None  # a tuning stage before the evaluation seeds (None: every arm as declared)
+    looks: list[int] | None = None  # a sequential design: seeds per arm at each look (harness.sequential)
+    futility: float = 0.10  # its futility threshold on conditional power
+    reuse: list[str] | None = None  # stores whose records with the same key are copied in before running
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def sweep_from_raw(raw: dict, config_path: Path) -> Sweep:
     config_path = Path(config_path)
     check_sweep(raw, config_path)  # every key's type, range and allowed values (and arms'): one error line
     base = dict(raw.get("base", {}))
-    seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", 5))))
+    looks = [int(x) for x in raw["looks"]] if "looks" in raw else None
+    seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", looks[-1] if looks else 5))))
     arms = raw["arms"]
     tuning = None
     if "tuning" in raw:
@@ -106,6 +110,7 @@ def sweep_from_raw(raw: dict, config_path: Path) -> Sweep:
         models=list(raw.get("models", [base.get("model", RunConfig.model)])),
         successor_layers=list(raw.get("successor_layers", [base.get("layers", RunConfig.layers)])),
         arms=arms, source=raw, budgets=list(raw.get("budgets") or [_base_budget(base)]), tuning=tuning,
+        looks=looks, futility=float(raw.get("futility", 0.10)), reuse=list(raw.get("reuse", [])) or None,
     )
 
 
@@ -370,6 +375,9 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
 def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None, out=None, backend="loky",
               scheduler=None, report_dir=None, limit_strategies=None, say=print) -> int:
     sweep = load_sweep(preset, config_path)
+    if seeds is not None and sweep.looks:
+        raise HarnessError(f"--seeds does not apply to {sweep.name}: a sequential design's seeds are its "
+                           f"looks ({', '.join(map(str, sweep.looks))})")
     if seeds is not None:
         if seeds < 1:
             raise HarnessError(f"--seeds must be >= 1, got {seeds}")
@@ -400,7 +408,9 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
         return m
 
     started = time.perf_counter()
-    if sweep.tuning is None:
+    if sweep.looks:
+        configs, results = run_sequential(sweep, out_dir, backend, scheduler, say, write_manifest)
+    elif sweep.tuning is None:
         configs = expand(sweep)
         write_manifest(configs)
         results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
@@ -436,6 +446,105 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     for name in unreadable:  # execute_jobs re-ran every unreadable record: this one is a store fault
         say(f"unreadable record: {name}")
     return 1 if failed or unreadable else 0
+
+
+def _reuse(sweep: Sweep, configs: list[RunConfig], out_dir: Path, say=print) -> None:
+    """Copy in the records of `sweep.reuse` stores (folders beside this one) with the same run keys."""
+    from harness.records import import_records
+    from harness.runner import key_of
+
+    for name in sweep.reuse or []:
+        source = Path(out_dir).parent / name
+        if not (source / "runs").is_dir():
+            say(f"reuse: no store {source}; its runs will be trained here")
+            continue
+        copied = import_records(source, out_dir, [key_of(c) for c in configs])
+        if copied:
+            say(f"reuse: {copied} record(s) with the same run key copied from {source}")
+
+
+def sequential_groups(sweep: Sweep, runs) -> list[tuple[dict, "object"]]:
+    """The sequential examination of a store's runs: per group (its key) the Replay (harness.sequential)."""
+    from harness.analysis import group_specs
+    from harness.sequential import Design, replay
+    from harness.stats import normalize_runs
+
+    if runs.empty:
+        return []
+    specs = group_specs(normalize_runs(runs))
+    design = Design(tuple(sweep.looks), groups=len(specs), futility=sweep.futility)
+    return [(dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=b),
+             replay(rows, design, sweep.seeds)) for t, m, ls, lp, b, rows in specs]
+
+
+def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
+    """The runs of `seeds` for the arms wanted(task, model, successor_layers, budget, arm name) -> bool."""
+    from dataclasses import replace
+
+    configs = []
+    for task in sweep.tasks:
+        for model in sweep.models:
+            lp = _predecessor_layers(sweep, model)
+            for ls in sweep.successor_layers:
+                for budget in sweep.budgets:
+                    arms = [a for a in sweep.arms
+                            if wanted(task, model, ls, budget, f"finetune-{lp}" if a.get("layers") == "predecessor"
+                                      else _arm_name(a, ls))]
+                    if arms:
+                        part = replace(sweep, tasks=[task], models=[model], successor_layers=[ls],
+                                       budgets=[budget], arms=arms)
+                        configs += expand(part, seeds=seeds)
+    return configs
+
+
+def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, write_manifest):
+    """A sequential sweep (harness.sequential): look by look, the next seeds only for the arms of the
+    primaries still open, each look examined from the store alone, so a stopped sweep resumes at the
+    same look. Returns (every config run so far, this session's run summaries)."""
+    import numpy as np
+
+    from harness.arms import family
+    from harness.records import read_records, runs_table
+    from harness.runner import key_of
+    from harness.strategies import get_strategy
+
+    configs: list[RunConfig] = []
+    results: list[dict] = []
+    previous = 0
+    for k, n in enumerate(sweep.looks):
+        if k == 0:
+            wave = expand(sweep, seeds=sweep.seeds[:n])
+        else:
+            ids = {key_of(c) for c in configs}
+            runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids])
+            replays = sequential_groups(sweep, runs)
+            if any(r.reached < k for _, r in replays):
+                say(f"look {k} is not complete (a run failed); run the sweep again to retry it")
+                break
+            need = {}
+            for key, r in replays:
+                arms = set(r.next_arms)
+                if any(get_strategy(family(a)).needs_predecessor for a in arms if family(a) != "other"):
+                    arms.add(f"finetune-{int(key['predecessor_layers'])}")
+                need[(key["task"], key["model"], int(key["successor_layers"]),
+                      None if not np.isfinite(key["budget"]) else int(key["budget"]))] = arms
+            open_arms = sum(len(a) for a in need.values())
+            if not open_arms:
+                say(f"every primary decided by look {k} ({previous} seeds): no further seeds")
+                break
+
+            def wanted(task, model, ls, budget, arm, need=need):
+                return arm in need.get((task, model, ls, budget), need.get((task, model, ls, None), set()))
+            wave = _wave(sweep, sweep.seeds[previous:n], wanted)
+            say(f"look {k} ({previous} seeds) examined: " + "; ".join(
+                f"{t} {', '.join(sorted(a)) or 'nothing'}" for (t, *_), a in need.items()) + f" continue to {n} seeds")
+        configs = list({key_of(c): c for c in configs + wave}.values())
+        write_manifest(configs)
+        _reuse(sweep, wave, out_dir, say)
+        say(f"look {k + 1}: seeds {previous}..{n - 1}")
+        results += execute_jobs(wave, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        previous = n
+    return configs, results
 
 
 def _selected(sweep: Sweep, out_dir: Path):
@@ -570,15 +679,47 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
         runs = runs[runs["selected"]].reset_index(drop=True)
     else:
         runs.to_csv(results_dir / "runs.csv", index=False)
+    seq_view = _sequential_view(runs, manifest, name, records)
+    if seq_view is not None:
+        runs = seq_view.pop("runs_table")
+        runs.to_csv(results_dir / "runs.csv", index=False)
     meta = {**_meta(records, {**manifest, "name": name}), **({"skipped_records": skipped} if skipped else {})}
     curves = curves_table(records)
     if not curves.empty:
         curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
     out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
-                        tuning=tuning)
+                        tuning=tuning, sequential_view=seq_view)
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
+
+
+def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> dict | None:
+    """For a store of a sequential sweep: the decisions of every group replayed from the store
+    (harness.sequential), the runs table with a `look` column (the look each run's seed entered
+    at), and the figures the report states; None for any other store."""
+    config = manifest.get("config")
+    if not isinstance(config, dict) or "looks" not in config:
+        return None
+    import numpy as np
+
+    from harness.claims import primary_family_size
+    from harness.sequential import OPEN, decisions_frame
+
+    sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
+    replays = sequential_groups(sweep, runs)
+    position = {s: i for i, s in enumerate(sweep.seeds)}
+    runs = runs.copy()
+    runs["look"] = [next((k + 1 for k, n in enumerate(sweep.looks) if position.get(s, np.inf) < n), np.nan)
+                    for s in runs["seed"]]
+    table = decisions_frame(replays)
+    arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
+                       + runs["successor_layers"].astype(str)).groupby(["task", "model"])["arm"].nunique()
+    own = [r for r in records if r.get("sweep") == name]
+    return {"runs_table": runs, "decisions": table, "looks": sweep.looks, "futility": sweep.futility,
+            "groups": len(replays), "family": primary_family_size(), "margin": 1.0,
+            "open": int((table["verdict"] == OPEN).sum()), "runs": len(runs), "fixed_runs": int(arms.sum()) * sweep.looks[-1],
+            "wall_seconds": sum(r.get("wall_seconds") or 0 for r in own), "reused": len(records) - len(own)}
 
 
 def _tuning_view(runs, config: dict | None, name: str) -> dict | None:

@@ -50,6 +50,10 @@ TOP = {
     "budgets": Key(list, item=int, minimum=1, what="student optimizer steps per run"),
     "arms": Key(list, item=dict),
     "tuning": Key(dict, what="a tuning stage: seeds (disjoint from the evaluation seeds) and lrs"),
+    "looks": Key(list, item=int, minimum=3, what="a sequential design: the seeds per arm at each look, increasing"),
+    "futility": Key(float, what="a sequential design's futility threshold on conditional power, in [0, 1)"),
+    "reuse": Key(list, item=str, what="stores (folders of results/) whose records with the same run key are "
+                                      "copied in before running"),
 }
 TUNING = {
     "seeds": Key(list, item=int, minimum=0, what="tuning seeds, disjoint from the evaluation seeds"),
@@ -201,6 +205,28 @@ def _check_tuning(tuning: dict, where: _Where) -> None:
             raise where.error("[tuning]", "lrs", f"item {i} is {lr}; every learning rate must be > 0")
 
 
+def _check_sequential(raw: dict, where: "_Where") -> None:
+    """looks increase and end at the number of evaluation seeds; futility needs looks; a sequential
+    design has no tuning stage (its rates would be chosen before the first look, a separate study)."""
+    if "futility" in raw:
+        if "looks" not in raw:
+            raise where.error("top level", "futility", "only a sequential design (looks = [...]) has a futility rule")
+        if not 0 <= raw["futility"] < 1:
+            raise where.error("top level", "futility", f"is {raw['futility']}; it must be in [0, 1)")
+    if "looks" not in raw:
+        return
+    looks = raw["looks"]
+    if not looks or any(b <= a for a, b in zip(looks, looks[1:])):
+        raise where.error("top level", "looks", f"is {looks}; looks must be a non-empty increasing list of seeds")
+    n = len(raw["seed_list"]) if "seed_list" in raw else raw.get("seeds")
+    if n is not None and n != looks[-1]:
+        raise where.error("top level", "looks", f"end at {looks[-1]} seeds but the sweep has {n}; "
+                                                "the last look is the number of evaluation seeds")
+    if "tuning" in raw:
+        raise where.error("top level", "looks", "a sequential design cannot have a [tuning] stage; "
+                                                "tune in a separate sweep and set the rates in the arms")
+
+
 def check_sweep(raw: dict, path: Path) -> None:
     """Validate a parsed sweep config against the schema; raise one HarnessError line on the first
     problem. Checks each key alone, then the cross-key rules (RunConfig of [base], arm options)."""
@@ -214,6 +240,7 @@ def check_sweep(raw: dict, path: Path) -> None:
         raise where.error("top level", "seed_list", "give seeds or seed_list, not both")
     if "tuning" in raw:
         _check_tuning(raw["tuning"], where)
+    _check_sequential(raw, where)
     for number, task in enumerate(raw.get("tasks", []), start=1):
         _check_task(task, where, "top level", f"tasks (item {number})")
     base = raw.get("base", {})

@@ -1,0 +1,377 @@
+"""Sequential seeds: a group-sequential study that stops each primary comparison once it is decided
+(docs/method.md, "Sequential seeds").
+
+A sweep with `looks = [5, 10, 15, 20]` runs its evaluation seeds in waves: the first 5 seeds of
+every arm, then the primaries are examined, then the next 5 seeds only of the arms that still
+serve an open primary, and so on. The looks are declared in seeds before any run and never move;
+the examination at look k reads exactly the first looks[k] seeds of each arm, whatever else is in
+the store, so replaying the store gives the same decisions as the sweep that made them.
+
+At each look, within one group's family of declared primaries (m of them, the fixed design's
+family; G groups share alpha by Bonferroni):
+
+- **Rejection** (supported / contradicted): each open primary i has the level alpha / G x w_i,
+  w_i = 1 / (m - r) with r the primaries of the group rejected so far (Holm's weights in the
+  graphical form of Maurer & Bretz 2013, "Multiple testing in group sequential trials using
+  graphical approaches", Stat. Biopharm. Res. 5: a rejected hypothesis passes its level to the
+  others, each then tested with the boundaries of its new level). The boundaries are those of the
+  Lan-DeMets O'Brien-Fleming-type spending function at the information fractions looks / looks[-1]
+  (inference.group_sequential_bounds), read on the nominal p scale: a look rejects when the
+  test's ordinary p is at or below the nominal p of the boundary (with 4 degrees of freedom at the
+  first look a constant t boundary would waste alpha). One-sided tests (claim 3b) use the
+  two-sided boundaries of twice their level, halved. After a rejection the other open primaries
+  are re-examined at the same look with their raised level.
+- **Equivalence** (mean differences) and **non-superiority** (3b's "no better"): a second test at
+  the Bonferroni level alpha / (G m), never passed on: equivalent within +-margin when the
+  repeated 1 - 2 alpha' interval (alpha' that level's nominal p at this look, read one-sided) lies
+  inside the margin; "no better" supported when the one-sided non-superiority p is below it.
+- **Futility** (non-binding): a comparison stops when, at the current trend, the conditional power
+  of every decision it can still reach at the last look is below `futility` (default 0.10; normal
+  approximation on the information scale: the drift estimated as z_k / sqrt(t_k)). Non-binding:
+  the rejection boundaries ignore it, so stopping for futility cannot raise the error rate; it
+  only lowers power, which `harness design` reports.
+- At the last look an open comparison is **undecided**, with its repeated interval.
+
+The repeated confidence interval at look k (Jennison & Turnbull 2000, ch. 9) is the estimate
++- the quantile of the nominal p boundary at the comparison's level: t with the paired df for a
+mean difference, Newcombe's interval at that level for a difference of rates. An estimate at an
+early stop is biased away from zero (the comparison stopped because it had crossed); the report
+says so beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from harness import inference, stats
+from harness.claims import CLAIMS, NO_INFORMATION, NOT_RUN, Claim, Comparison, Context, primary_arms
+from harness.stats import ALPHA
+
+FUTILITY = 0.10
+OPEN = "open"  # a comparison whose next look has not been reached yet
+FUTILE = "stopped for futility"
+UNDECIDED = "undecided"
+BIAS_NOTE = ("an estimate at an early stop is biased away from zero (it stopped because it crossed); "
+             "the repeated interval keeps its coverage")
+
+
+@dataclass(frozen=True)
+class Design:
+    """A sequential design: looks (cumulative seeds per arm, increasing), the overall level alpha,
+    groups G sharing it, the equivalence margin (points) and the futility threshold on
+    conditional power (0 switches futility off)."""
+    looks: tuple[int, ...]
+    alpha: float = ALPHA
+    groups: int = 1
+    margin: float = 1.0
+    futility: float = FUTILITY
+
+    def __post_init__(self):
+        looks = tuple(int(x) for x in self.looks)
+        if not looks or looks[0] < 3 or any(b <= a for a, b in zip(looks, looks[1:])):
+            raise ValueError(f"looks must increase from at least 3 seeds, got {list(self.looks)}")
+        object.__setattr__(self, "looks", looks)
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        return tuple(n / self.looks[-1] for n in self.looks)
+
+    def z_bounds(self, level: float) -> np.ndarray:
+        """The two-sided z boundaries of a hypothesis tested at `level` (shape (K,))."""
+        return _z_bounds(self.fractions, round(float(level), 15))
+
+    def nominal(self, level: float) -> np.ndarray:
+        """The nominal two-sided p boundaries at `level`, one per look."""
+        return inference.nominal_p_bounds(self.z_bounds(level))
+
+
+@functools.lru_cache(maxsize=256)
+def _z_bounds(fractions: tuple[float, ...], level: float) -> np.ndarray:
+    return inference.group_sequential_bounds(np.array(fractions), level)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where one primary comparison of one group stands.
+
+    claim, comparison (its label), a, b; verdict (supported, contradicted, equivalent within
+    +-margin, stopped for futility, undecided, no information, not run, not testable (...), or
+    open while its next look is not reached); look (1-based) and seeds (per arm) of the last look
+    it was examined at, which is its stopping look once decided; estimate and the repeated
+    interval rci_low / rci_high at nominal two-sided level rci_p (a 1 - rci_p interval); p, the
+    nominal p of the test that decided it (or of the rejection test) and bound, the boundary it
+    was compared with; level: the share of alpha the rejection test had at that look; cp: the
+    largest conditional power left at a futility stop; unit; n: runs behind it; note."""
+    claim: str
+    comparison: str
+    a: str
+    b: str
+    verdict: str
+    look: int
+    seeds: int
+    estimate: float = np.nan
+    rci_low: float = np.nan
+    rci_high: float = np.nan
+    rci_p: float = np.nan
+    p: float = np.nan
+    bound: float = np.nan
+    level: float = np.nan
+    cp: float = np.nan
+    unit: str = "points"
+    n: str = ""
+    note: str = ""
+
+    @property
+    def stopped(self) -> bool:
+        return self.verdict != OPEN
+
+
+@dataclass
+class Replay:
+    """The sequential examination of one group: decisions (one per declared primary), looks
+    reached, the seeds each arm ran in it (arm -> seeds), and the arms the next look needs (empty
+    when every primary is decided or the last look is done)."""
+    decisions: list[Decision]
+    reached: int
+    arm_seeds: dict[str, int] = field(default_factory=dict)
+    next_arms: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- one look, one comparison
+
+def _z(p: float, sign: float) -> float:
+    """The signed z of a two-sided p."""
+    return float(math.copysign(st.norm.isf(min(max(p, 1e-300), 1.0) / 2), sign)) if np.isfinite(p) else 0.0
+
+
+def _cp_two_sided(z: float, t: float, z_last: float) -> float:
+    """Conditional power of |Z_K| >= z_last at the current trend (drift z / sqrt(t))."""
+    if t >= 1:
+        return float(abs(z) >= z_last)
+    mean, sd = z / math.sqrt(t), math.sqrt(1 - t)
+    return float(st.norm.cdf((mean - z_last) / sd) + st.norm.cdf((-z_last - mean) / sd))
+
+
+def _cp_one_sided(z: float, t: float, z_last: float) -> float:
+    if t >= 1:
+        return float(z >= z_last)
+    return float(st.norm.cdf((z / math.sqrt(t) - z_last) / math.sqrt(1 - t)))
+
+
+def _cp_equivalence(cmp: Comparison, t: float, z_last: float, margin: float) -> float:
+    """P(the last look's repeated interval lies inside +-margin) at the current trend: the final
+    estimate ~ N(estimate, se^2 t (1 - t)), its interval half-width z_last x se sqrt(t)."""
+    if not (np.isfinite(cmp.se) and np.isfinite(cmp.estimate)):
+        return 0.0
+    room = margin - z_last * cmp.se * math.sqrt(t)
+    if room <= 0:
+        return 0.0
+    s = cmp.se * math.sqrt(t * (1 - t))
+    if s == 0:
+        return float(abs(cmp.estimate) < room)
+    return float(st.norm.cdf((room - cmp.estimate) / s) - st.norm.cdf((-room - cmp.estimate) / s))
+
+
+def _interval(cmp: Comparison, p_level: float) -> tuple[float, float]:
+    """The 1 - p_level interval of a comparison (two-sided): t with its df for a mean difference,
+    Newcombe's for a difference of rates (percentage points)."""
+    if not np.isfinite(p_level):
+        return np.nan, np.nan
+    if cmp.kind in ("difference", "no-better"):
+        if not (np.isfinite(cmp.se) and np.isfinite(cmp.df)):
+            return np.nan, np.nan
+        h = float(st.t.isf(p_level / 2, cmp.df) * cmp.se)
+        return cmp.estimate - h, cmp.estimate + h
+    if cmp.kind == "rates" and cmp.rates:
+        lo, hi = stats.rate_difference_interval(*cmp.rates, level=1 - p_level)
+        return 100 * lo, 100 * hi
+    return np.nan, np.nan
+
+
+def _for_want_of_runs(reason: str) -> bool:
+    """An untestable comparison that more seeds can make testable ("n < 3", "baseline n < 4")."""
+    return "n <" in reason
+
+
+def _no_information(cmp: Comparison) -> bool:
+    if cmp.kind != "rates" or not cmp.rates:
+        return False
+    ka, na, kb, nb = cmp.rates
+    return ka + kb == 0 or ka + kb == na + nb
+
+
+def _rejects(cmp: Comparison, design: Design, level: float, k: int) -> tuple[str | None, float, float]:
+    """(verdict or None, the nominal p compared, its boundary) of the rejection test at look k."""
+    if cmp.kind == "no-better":  # one-sided superiority: contradicted when significant
+        bound = design.nominal(2 * level)[k] / 2
+        return ("contradicted" if cmp.p <= bound else None), cmp.p, bound
+    bound = design.nominal(level)[k]
+    if not np.isfinite(cmp.p) or cmp.p > bound or _no_information(cmp):
+        return None, cmp.p, bound
+    return ("supported" if np.sign(cmp.signed) == cmp.direction else "contradicted"), cmp.p, bound
+
+
+def _second(cmp: Comparison, design: Design, k: int) -> tuple[str | None, float, float]:
+    """(verdict or None, p, boundary) of the second test at the Bonferroni level alpha / (G m):
+    equivalence by the repeated interval (a mean difference) or non-superiority (3b)."""
+    level = design.alpha / (design.groups * _family_size())
+    bound = design.nominal(2 * level)[k] / 2  # each one-sided test at `level`
+    if cmp.kind == "no-better":
+        return ("supported" if np.isfinite(cmp.p_equiv) and cmp.p_equiv <= bound else None), cmp.p_equiv, bound
+    if cmp.kind == "difference":
+        lo, hi = _interval(cmp, 2 * bound)
+        inside = np.isfinite(lo) and -cmp.margin < lo and hi < cmp.margin
+        return (f"equivalent within ±{cmp.margin:g}" if inside else None), cmp.p_equiv, bound
+    return None, np.nan, np.nan
+
+
+def _futility_cp(cmp: Comparison, design: Design, level: float, k: int) -> float:
+    """The largest conditional power (at the current trend) among the decisions still reachable."""
+    t, last = design.fractions[k], len(design.looks) - 1
+    if cmp.kind == "no-better":
+        z_sup = st.norm.isf(min(max(cmp.p, 1e-300), 1.0)) if np.isfinite(cmp.p) else 0.0
+        eq_level = design.alpha / (design.groups * _family_size())
+        z_ns = st.norm.isf(min(max(cmp.p_equiv, 1e-300), 1.0)) if np.isfinite(cmp.p_equiv) else 0.0
+        return max(_cp_one_sided(z_sup, t, design.z_bounds(2 * level)[last]),
+                   _cp_one_sided(z_ns, t, design.z_bounds(2 * eq_level)[last]))
+    cp = _cp_two_sided(_z(cmp.p, cmp.signed if np.isfinite(cmp.signed) else 0.0), t, design.z_bounds(level)[last])
+    if cmp.kind == "difference":
+        eq_level = design.alpha / (design.groups * _family_size())
+        cp = max(cp, _cp_equivalence(cmp, t, design.z_bounds(2 * eq_level)[last], cmp.margin))
+    return cp
+
+
+@functools.lru_cache(maxsize=1)
+def _family_size() -> int:
+    return sum(c.primary is not None for c in CLAIMS)
+
+
+# ---------------------------------------------------------------- replay of one group
+
+def _arms_of(ctx: Context, claims: list[Claim]) -> list[str]:
+    names = []
+    for claim in claims:
+        names += list(primary_arms(ctx, claim) or ())
+    return list(dict.fromkeys(names))
+
+
+def _complete(runs: pd.DataFrame, arms: list[str], seeds: list) -> bool:
+    """Every arm has a successful run at every one of `seeds`."""
+    ok = runs[(runs["status"] == "ok") & runs["arm"].isin(arms) & runs["seed"].isin(seeds)]
+    have = ok.groupby("arm")["seed"].nunique()
+    return all(have.get(a, 0) == len(seeds) for a in arms)
+
+
+def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
+           replacements: pd.DataFrame | None = None, claims: list[Claim] | None = None) -> Replay:
+    """Examine one group's runs look by look (module docstring).
+
+    group_runs: the normalised runs of one group, the predecessor's included (any seeds: look k
+    reads only the first looks[k] of `seeds`, default 0, 1, 2, ...); a look is reached when every
+    arm of the primaries still open has a successful run at each of its seeds.
+    """
+    claims = [c for c in (CLAIMS if claims is None else claims) if c.primary is not None]
+    seeds = list(range(design.looks[-1])) if seeds is None else list(seeds)[: design.looks[-1]]
+    full = Context.of(group_runs, replacements, margin=design.margin, alpha=design.alpha, with_power=False)
+    decided: dict[str, Decision] = {}
+    for claim in claims:
+        if primary_arms(full, claim) is None:
+            a, b = claim.primary.a, claim.primary.b
+            decided[claim.id] = Decision(claim.id, f"{a} vs {b}", a, b, NOT_RUN, 0, 0)
+    rejected: set[str] = set()
+    last_seen: dict[str, Decision] = {}
+    arm_seeds: dict[str, int] = {}
+    reached = 0
+    m = len(claims)
+    for k, n in enumerate(design.looks):
+        open_claims = [c for c in claims if c.id not in decided]
+        if not open_claims:
+            break
+        arms = _arms_of(full, open_claims)
+        look_seeds = seeds[:n]
+        if len(look_seeds) < n or not _complete(group_runs, arms, look_seeds):
+            break
+        reached = k + 1
+        for a in arms:
+            arm_seeds[a] = n
+        ctx = Context.of(group_runs[group_runs["seed"].isin(look_seeds)], replacements, margin=design.margin,
+                         alpha=design.alpha, with_power=False)
+        cmps = {c.id: c.test(ctx, *primary_arms(ctx, c)) for c in open_claims}
+        def decision(claim: Claim, cmp: Comparison, verdict: str, p: float, bound: float, level: float,
+                     rci_p: float, cp: float = np.nan, note: str = "") -> Decision:
+            lo, hi = _interval(cmp, rci_p)
+            notes = "; ".join(x for x in (cmp.note, note) if x)
+            return Decision(claim.id, cmp.label, cmp.a, cmp.b, verdict, k + 1, n, cmp.estimate, lo, hi, rci_p,
+                            p, bound, level, cp, cmp.unit, _n(cmp), notes)
+
+        changed = True
+        while changed:  # Holm's passing: a rejection raises the others' level at this same look
+            changed = False
+            level = design.alpha / design.groups / (m - len(rejected))
+            for claim in open_claims:
+                cmp = cmps[claim.id]
+                if claim.id in decided or cmp.untested:
+                    continue
+                verdict, p, bound = _rejects(cmp, design, level, k)
+                if verdict:
+                    rci = design.nominal(level)[k]
+                    decided[claim.id] = decision(claim, cmp, verdict, p, bound, level, rci)
+                    rejected.add(claim.id)
+                    changed = True
+        level = design.alpha / design.groups / (m - len(rejected))
+        for claim in open_claims:
+            if claim.id in decided:
+                continue
+            cmp = cmps[claim.id]
+            rci = design.nominal(level)[k]
+            if cmp.untested:  # too few runs may become enough at a later look; other reasons stay
+                if k == len(design.looks) - 1 or not _for_want_of_runs(cmp.untested):
+                    decided[claim.id] = decision(claim, cmp, cmp.untested, np.nan, np.nan, level, np.nan)
+                else:
+                    last_seen[claim.id] = decision(claim, cmp, OPEN, np.nan, np.nan, level, np.nan)
+                continue
+            verdict, p, bound = _second(cmp, design, k)
+            if verdict:
+                decided[claim.id] = decision(claim, cmp, verdict, p, bound, level,
+                                             2 * bound if cmp.kind == "difference" else rci)
+                continue
+            _, p, bound = _rejects(cmp, design, level, k)
+            if k == len(design.looks) - 1:
+                final = NO_INFORMATION if _no_information(cmp) else UNDECIDED
+                decided[claim.id] = decision(claim, cmp, final, p, bound, level, rci)
+                continue
+            cp = _futility_cp(cmp, design, level, k)
+            if design.futility and cp < design.futility:
+                note = "no failures or only failures so far" if _no_information(cmp) else ""
+                decided[claim.id] = decision(claim, cmp, FUTILE, p, bound, level, rci, cp, note)
+            else:
+                last_seen[claim.id] = decision(claim, cmp, OPEN, p, bound, level, rci, cp)
+    decisions = []
+    for claim in claims:
+        d = decided.get(claim.id) or last_seen.get(claim.id)
+        if d is None:
+            a, b = claim.primary.a, claim.primary.b
+            d = Decision(claim.id, f"{a} vs {b}", a, b, OPEN, 0, 0)
+        decisions.append(d)
+    still = [c for c in claims if decided.get(c.id) is None]
+    done = reached == len(design.looks)
+    return Replay(decisions, reached, arm_seeds, [] if done or not still else _arms_of(full, still))
+
+
+def _n(cmp: Comparison) -> str:
+    return f"{cmp.n_paired} pairs" if cmp.n_paired else f"{cmp.n_a} vs {cmp.n_b}"
+
+
+def decisions_frame(replays: list[tuple[dict, Replay]]) -> pd.DataFrame:
+    """One row per (group, primary): the group key's columns, then Decision's fields."""
+    from dataclasses import asdict, fields
+
+    rows = [{**key, **asdict(d)} for key, r in replays for d in r.decisions]
+    cols = (list(replays[0][0]) if replays else []) + [f.name for f in fields(Decision)]
+    return pd.DataFrame(rows, columns=cols)
