@@ -357,6 +357,14 @@ def _summary(a: Analysis, meta: dict) -> str:
     if dirty:
         out.append(f"**Provenance warning:** the runs were made from a dirty working tree "
                    f"({', '.join(f'`{c}`' for c in dirty)}): the code that produced them is not a commit.\n")
+    retrained = (meta or {}).get("predecessor_mismatch") or []
+    if retrained:
+        seeds = sorted({(m["task"], m["seed"]) for m in retrained})
+        out.append(f"**Provenance warning:** {len(retrained)} student run(s) used a predecessor retrained after its "
+                   "stored record was made (its cache was missing, e.g. on another machine), whose test accuracy "
+                   "differs from the stored record's: " + "; ".join(
+                       f"{t} seed {sd}" for t, sd in seeds) + ". Those students are paired by seed with runs that "
+                   "used the stored predecessor; the list is in the report's metadata (predecessor_mismatch).\n")
     for g in a.groups:
         out.append(f"**{g.label}.** " + " ".join(_headlines(g)) + "\n")
         if len(a.groups) <= 2:  # with more, each claim's line per group is in Claims

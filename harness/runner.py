@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 import platform
 import subprocess
@@ -157,8 +158,22 @@ def get_predecessor(config: RunConfig, predecessor_layers: int, num_classes: int
     if meta is not None:
         return model.to(device), {"key": key, "trained_now": False, **meta.get("metrics", {})}
     log(f"training the predecessor (finetune-{predecessor_layers}, seed {config.seed}) once for this seed")
-    record, model = execute(pconfig, out_dir=out_dir, log=log, return_model=True)
-    return model, {"key": key, "trained_now": True, **_metrics(record)}
+    # a store keeps the first record of a key: a retrain (the cache was missing, say on another
+    # machine) goes to the cache only, and the student's record says which predecessor it used
+    kept = out_dir is not None and stored_ok(Path(out_dir), key)
+    record, model = execute(pconfig, out_dir=None if kept else out_dir, log=log, return_model=True)
+    return model, {"key": key, "trained_now": True, **_metrics(record), **({"record_kept": True} if kept else {})}
+
+
+def stored_ok(out_dir: Path, run_id: str) -> bool:
+    """A successful record of run_id is in the store."""
+    from harness.records import record_path
+
+    path = record_path(out_dir, run_id)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
 
 
 def _metrics(record: dict) -> dict:

@@ -253,8 +253,13 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
+    from harness.runner import stored_ok
+
+    # a stored predecessor retrained for a missing cache (_cache_warmups): the store keeps its record
+    keep = is_predecessor(config) and stored_ok(Path(out_dir), key_of(config))
     try:
-        record = execute(config, out_dir=Path(out_dir), log=lambda *_: None, record_fields={"sweep": sweep_name})
+        record = execute(config, out_dir=None if keep else Path(out_dir), log=lambda *_: None,
+                         record_fields={"sweep": sweep_name})
     except Exception as exc:  # recorded, reported, and the sweep goes on
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         strategy, variant = arm_label(config)
@@ -286,6 +291,27 @@ def _pending(configs: list[RunConfig], out_dir: Path) -> list[RunConfig]:
                 pass
         pending.append(c)
     return pending
+
+
+def _cache_warmups(pending: list[RunConfig], out_dir: Path) -> list[RunConfig]:
+    """The stored predecessors that pending students need but the predecessor cache lacks (a fresh
+    machine): each is retrained once, first, for the cache (its record stays), instead of by every
+    student of its seed at once."""
+    from harness import predecessor as pred_cache
+    from harness.runner import key_of, stored_ok
+    from harness.strategies import get_strategy
+
+    keys = {key_of(c) for c in pending}
+    out: dict[str, RunConfig] = {}
+    for c in pending:
+        if c.predecessor_layers is None or not get_strategy(c.strategy).needs_predecessor:
+            continue
+        p = pred_cache.predecessor_config(c, c.predecessor_layers)
+        k = key_of(p)
+        if k not in keys and k not in out and stored_ok(out_dir, k) and \
+                not (pred_cache.cache_root() / k / "meta.json").exists():
+            out[k] = p
+    return list(out.values())
 
 
 def _parallel_context(backend: str, scheduler: str | None):
@@ -345,8 +371,13 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
     if not pending:
         return results
     started = time.perf_counter()
-    bar = tqdm(total=len(configs), initial=done, unit="run", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    waves = job_waves(pending)
+    warm = _cache_warmups(pending, out_dir)
+    if warm:
+        say(f"{len(warm)} stored predecessor(s) missing from the predecessor cache: retrained first, for the "
+            "cache only (their records stay)")
+    total = len(configs) + len(warm)
+    bar = tqdm(total=total, initial=done, unit="run", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    waves = job_waves(warm + pending)
     with _parallel_context(backend, scheduler):
         # results as they finish where the backend can stream them (loky, dask); ray's joblib backend
         # cannot, so there every run of a wave reports when the wave ends (each record is still
@@ -363,7 +394,7 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
                 bar.update(1)
                 status = (f"test acc {summary['test_accuracy']:.4f}" if summary["status"] == "ok"
                           else f"FAILED: {summary['error']}")
-                line = (f"[{done + len(results)}/{len(configs)}] {summary['label']} seed {summary['seed']}: "
+                line = (f"[{done + len(results)}/{total}] {summary['label']} seed {summary['seed']}: "
                         f"{status} ({summary['wall_seconds']:.0f}s, elapsed {time.perf_counter() - started:.0f}s)")
                 (tqdm.write if not bar.disable else say)(line)
     bar.close()
@@ -622,8 +653,25 @@ def _meta(records: list[dict], manifest: dict) -> dict:
         "runs": len(records), "failed": [{"run_id": r["run_id"], "strategy": r["strategy"], "seed": r["seed"],
                                           "error": r.get("error")} for r in records if r.get("status") != "ok"],
         "total_run_seconds": sum(r.get("wall_seconds") or 0 for r in records),
+        "predecessor_mismatch": predecessor_mismatch(ok),
         "sweep_sessions": manifest.get("sessions", []),
     }
+
+
+def predecessor_mismatch(records: list[dict]) -> list[dict]:
+    """Student runs whose predecessor (by its run key) scored a different test accuracy than the
+    store's record of that key: a retrain (a missing cache, another machine's numerics), not the
+    predecessor the store describes. One dict per such run: run_id, arm, task, seed, the two accuracies."""
+    stored = {r["run_id"]: (r.get("final") or {}).get("test_accuracy") for r in records}
+    out = []
+    for r in records:
+        p = r.get("predecessor") or {}
+        mine, theirs = p.get("test_accuracy"), stored.get(p.get("key"))
+        if mine is not None and theirs is not None and abs(mine - theirs) > 1e-9:
+            out.append({"run_id": r["run_id"], "arm": f"{r['strategy']}/{r.get('variant', '')}".rstrip("/"),
+                        "task": r["task"]["name"], "seed": r["seed"], "predecessor_used": mine,
+                        "predecessor_stored": theirs})
+    return out
 
 
 def output_dirs(name: str, out: Path | None = None, report_dir: Path | None = None) -> tuple[Path, Path]:

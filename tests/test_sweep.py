@@ -215,3 +215,36 @@ def test_a_user_sweep_trains_the_studied_budget_unless_it_gives_epochs(tmp_path,
     assert sweep.budgets == [RunConfig.budget] == [567]
     by_epochs = write_tiny_sweep(tmp_path / "epochs.toml", tiny_model_dir, tiny_task)  # [base] epochs = 1
     assert sweep_mod.load_sweep(config_path=by_epochs).budgets == [None]
+
+
+def test_a_stored_predecessor_missing_from_the_cache_is_retrained_once_and_its_record_kept(
+        tiny_model_dir, tiny_task, tmp_path, monkeypatch):
+    """A fresh machine has the store but not the predecessor cache: the predecessor is retrained
+    once, before the students that need it, for the cache only; the store keeps its first record
+    and the student's record says it used a retrain."""
+    cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=1)
+    out = tmp_path / "s"
+    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lambda *_: None) == 0
+    records = {p: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+    pred_path = next(p for p, r in records.items() if r["strategy"].startswith("finetune") and r["config"]["layers"] == 4)
+    pred_bytes = pred_path.read_bytes()
+    student = next(p for p, r in records.items() if r["strategy"] == "theseus-add")
+    student.unlink()
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "fresh-cache"))
+    lines: list[str] = []
+    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert any("1 stored predecessor(s) missing from the predecessor cache" in x for x in lines)
+    assert pred_path.read_bytes() == pred_bytes
+    used = json.loads(student.read_text())["predecessor"]
+    assert used["trained_now"] is False  # the warm-up trained it; the student loaded it from the cache
+    assert used["key"] == json.loads(pred_bytes)["run_id"]
+
+
+def test_predecessor_mismatch_names_students_that_used_a_different_predecessor():
+    pred = {"run_id": "p0", "status": "ok", "strategy": "finetune", "variant": "", "seed": 0,
+            "task": {"name": "t"}, "final": {"test_accuracy": 0.80}}
+    same = {"run_id": "s0", "status": "ok", "strategy": "theseus-add", "variant": "seed", "seed": 0,
+            "task": {"name": "t"}, "predecessor": {"key": "p0", "test_accuracy": 0.80}}
+    other = {**same, "run_id": "s1", "predecessor": {"key": "p0", "test_accuracy": 0.81}}
+    got = sweep_mod.predecessor_mismatch([pred, same, other])
+    assert [m["run_id"] for m in got] == ["s1"] and got[0]["predecessor_stored"] == 0.80
