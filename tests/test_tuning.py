@@ -157,3 +157,17 @@ def test_expected_best_of_k_trials_is_dodge_et_al_with_replacement():
         best = [max(d, key=lambda i: dev[i]) for d in draws]
         assert expected_best(dev, test, k) == pytest.approx((np.mean(dev[best]), np.mean(test[best])))
     assert expected_best(dev, test, 4)[0] < dev.max()  # the known downward bias at k = N
+
+
+def test_the_committed_tuned_runs_table_has_equal_trials_and_disjoint_seeds():
+    """results/tuned/runs.csv as committed: `stage` and `lr` columns, the same number of tuning
+    trials for every student arm of a task, and no seed both tuned on and evaluated on."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "tuned" / "runs.csv"
+    runs = pd.read_csv(path)
+    assert {"stage", "lr"} <= set(runs.columns) and set(runs["stage"]) == {"tune", "evaluate"}
+    tune = runs[(runs["stage"] == "tune") & ~runs["strategy"].str.startswith("finetune-6")]
+    trials = tune.groupby(["task", "strategy", "variant"], dropna=False).size()
+    assert len(trials) == 2 * 6 and trials.nunique() == 1 and trials.iloc[0] == 4 * 2  # 4 rates x 2 seeds
+    assert not set(runs.loc[runs["stage"] == "tune", "seed"]) & set(runs.loc[runs["stage"] == "evaluate", "seed"])
