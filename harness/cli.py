@@ -36,7 +36,7 @@ PROFILE_FLAGS = {"lr": "--lr", "epochs": "--epochs", "budget": "--budget", "eval
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    from harness.config import DEFAULT_PROFILE, DEFAULTS, RunConfig
+    from harness.training.config import DEFAULT_PROFILE, DEFAULTS, RunConfig
 
     d = RunConfig()
     p.add_argument("--defaults", default=DEFAULT_PROFILE, choices=list(DEFAULTS), metavar="NAME",
@@ -82,7 +82,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(a) -> "RunConfig":
-    from harness.config import configured
+    from harness.training.config import configured
 
     given = {k: getattr(a, k) for k in PROFILE_FLAGS if getattr(a, k) is not None}
     return configured(
@@ -99,7 +99,7 @@ def _config_from_args(a) -> "RunConfig":
 
 def defaults_line(a) -> str:
     """The run summary's line naming the defaults used and the flags that overrode them."""
-    from harness.config import DEFAULTS
+    from harness.training.config import DEFAULTS
 
     used = DEFAULTS[a.defaults]
     given = [flag for k, flag in PROFILE_FLAGS.items() if getattr(a, k) is not None]
@@ -109,11 +109,11 @@ def defaults_line(a) -> str:
 
 
 def cmd_list(a) -> int:
-    from harness.adapters import supported
-    from harness.models import BUNDLED_MODELS
+    from harness.data.tasks import SOURCE_PREFIXES, TASKS
+    from harness.encoders.adapters import supported
+    from harness.encoders.models import BUNDLED_MODELS
     from harness.strategies import all_strategies
-    from harness.sweep import list_presets
-    from harness.tasks import SOURCE_PREFIXES, TASKS
+    from harness.sweep.plan import list_presets
 
     print("tasks:")
     for t in TASKS.values():
@@ -135,7 +135,7 @@ def cmd_list(a) -> int:
     print("presets:")
     for name, desc in list_presets().items():
         print(f"  {name:<14} {desc}")
-    from harness.config import DEFAULT_PROFILE, DEFAULTS
+    from harness.training.config import DEFAULT_PROFILE, DEFAULTS
 
     print("defaults (run --defaults NAME):")
     for x in DEFAULTS.values():
@@ -146,7 +146,7 @@ def cmd_list(a) -> int:
 
 
 def cmd_fetch(a) -> int:
-    from harness import sources
+    from harness.data import sources
 
     for name, path in sources.fetch_all().items():
         print(f"{name:<12} {path}")
@@ -154,7 +154,7 @@ def cmd_fetch(a) -> int:
 
 
 def cmd_run(a) -> int:
-    from harness.runner import execute
+    from harness.run.runner import execute
 
     config = _config_from_args(a)
     record = execute(config, out_dir=a.out)
@@ -168,7 +168,7 @@ def cmd_run(a) -> int:
     chosen = [k for k in ("train", "dev", "test") if getattr(config, f"{k}_size") is None]
     how = ""
     if chosen:
-        from harness.data import DEFAULT_SIZES
+        from harness.data.splits import DEFAULT_SIZES
 
         small = any(sizes[k] < DEFAULT_SIZES[k] for k in chosen)
         how = (f" ({'/'.join(chosen)} sized for a data set of {n:,} examples; --train-size, --dev-size and "
@@ -189,7 +189,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_run_all(a) -> int:
-    from harness.sweep import run_sweep
+    from harness.sweep.execute import run_sweep
 
     return run_sweep(preset=a.preset, config_path=a.config, seeds=a.seeds, jobs=a.jobs, threads=a.threads,
                      out=a.out, backend=a.backend, scheduler=a.scheduler, report_dir=a.report_dir,
@@ -197,9 +197,9 @@ def cmd_run_all(a) -> int:
 
 
 def cmd_design(a) -> int:
-    from harness.design import check
+    from harness.analysis.design import check
     from harness.errors import HarnessError
-    from harness.sweep import load_sweep
+    from harness.sweep.plan import load_sweep
 
     sweep = load_sweep(a.preset, a.config)
     if a.seeds is not None:
@@ -236,28 +236,28 @@ def cmd_design(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from harness.sweep import build_report
+    from harness.report.pipeline import build_report
 
     build_report(Path(a.results_dir), report_dir=a.report_dir)
     return 0
 
 
 def cmd_analyze(a) -> int:
-    from harness.sweep import analyze_csv
+    from harness.report.pipeline import analyze_csv
 
     analyze_csv(Path(a.csv), out=a.out, report_dir=a.report_dir)
     return 0
 
 
 def cmd_compare(a) -> int:
-    from harness.compare import compare
+    from harness.analysis.compare import compare
 
     compare(Path(a.a), Path(a.b), out=a.out, margin=a.margin, metric=a.metric)
     return 0
 
 
 def cmd_bench(a) -> int:
-    from harness.bench import main as bench_main
+    from harness.bench.bench import main as bench_main
 
     return bench_main(a)
 

@@ -67,7 +67,7 @@ def tiny_task(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config(tiny_model_dir, tiny_task):
-    from harness.config import RunConfig
+    from harness.training.config import RunConfig
 
     # epochs, not the default budget; dev after every epoch (the seed's defaults)
     return RunConfig(task=tiny_task, model=tiny_model_dir, layers=2, train_size=160, dev_size=60,

@@ -9,16 +9,15 @@ import json
 
 import pytest
 import torch
-
-from harness import adapters
-from harness.cli import main
-from harness.config import RunConfig
-from harness.errors import HarnessError
-from harness.models import FIDELITY_TOLERANCE, Classifier, _load_cached, build_classifier, load_pretrained
-from harness.runner import execute
-from harness.strategies.theseus import BinaryChoice, ProportionalAdd, RateSchedule, TheseusModel
-
 from conftest import WORDS
+
+from harness.cli import main
+from harness.encoders import adapters
+from harness.encoders.models import FIDELITY_TOLERANCE, Classifier, _load_cached, build_classifier, load_pretrained
+from harness.errors import HarnessError
+from harness.run.runner import execute
+from harness.strategies.theseus import BinaryChoice, ProportionalAdd, RateSchedule, TheseusModel
+from harness.training.config import RunConfig
 
 FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "deberta-v2"]
 COMMON = dict(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,

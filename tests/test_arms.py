@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-from harness import arms, stats
-from harness.config import RunConfig
+from harness import arms
+from harness.analysis import stats
 from harness.strategies import arm_label
+from harness.training.config import RunConfig
 
 
 def test_names_families_and_order():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.bench import computed_flops, forward_flops_per_token, format_report, run_bench, useful_flops
+from harness.bench.bench import computed_flops, format_report, forward_flops_per_token, run_bench, useful_flops
 
 
 def test_flops_per_token_matches_a_hand_computation():
@@ -84,7 +84,7 @@ def test_op_families_put_each_op_under_its_family():
     forward op that made them, and the families add up to every op's self time."""
     from torch.profiler import profile
 
-    from harness.bench import FAMILIES, OVERHEAD, op_families
+    from harness.bench.bench import FAMILIES, OVERHEAD, op_families
 
     torch.manual_seed(0)
     lin, norm = torch.nn.Linear(16, 16), torch.nn.LayerNorm(16)
@@ -114,7 +114,7 @@ def test_op_families_put_each_op_under_its_family():
 
 
 def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
-    from harness.bench import FAMILIES, format_profile, run_profile
+    from harness.bench.bench import FAMILIES, format_profile, run_profile
 
     results = run_profile(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                           log=lambda *_: None)
@@ -131,8 +131,8 @@ def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
 
 _ENGINE_CHILD = """
 import json, os, sys, torch
-from harness.config import RunConfig
-from harness.runner import execute
+from harness.training.config import RunConfig
+from harness.run.runner import execute
 out = {"records": [], "states": [], "engines": []}
 for d in json.loads(sys.stdin.read()):
     record, model = execute(RunConfig.from_dict(d), log=lambda *_: None, return_model=True)
@@ -156,7 +156,6 @@ def _runs_under(engine: str, configs: list, tmp_path, sources=None) -> dict:
     import os
     import subprocess
     import sys
-
     from pathlib import Path
 
     out, cache = tmp_path / f"{engine}.pt", tmp_path / f"cache-{engine}"
@@ -206,7 +205,7 @@ def test_engines_give_bit_identical_runs(tiny_config, tmp_path):
 @pytest.mark.slow
 def test_engines_give_bit_identical_runs_on_the_real_model(tmp_path):
     """The same on MiniLM-L6 and rt-polarity (6 -> 3, short runs): the real shapes and kernels."""
-    from harness.config import RunConfig
+    from harness.training.config import RunConfig
 
     base = RunConfig(task="rt-polarity", model="minilm-l6", layers=3, train_size=320, dev_size=64, test_size=64,
                      epochs=1, budget=None, predecessor_epochs=1, threads=1)
@@ -223,7 +222,7 @@ def test_engines_give_bit_identical_runs_on_the_real_model(tmp_path):
 
 
 def test_frozen_casts_give_linears_the_values_autocast_would(tmp_path):
-    from harness.train import FrozenCasts
+    from harness.training.loop import FrozenCasts
 
     torch.manual_seed(0)
     frozen, trained = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
@@ -254,7 +253,7 @@ def test_frozen_casts_give_linears_the_values_autocast_would(tmp_path):
 
 
 def test_compare_engines_measures_both_and_checks_identity(tiny_model_dir, tiny_task):
-    from harness.bench import compare_engines, format_engines
+    from harness.bench.bench import compare_engines, format_engines
 
     results = compare_engines(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                               precisions=("bf16",), rounds=1, log=lambda *_: None)
@@ -269,7 +268,7 @@ def test_compare_engines_measures_both_and_checks_identity(tiny_model_dir, tiny_
 # ---------------------------------------------------------------- prototypes (never used by runs)
 
 def test_prototypes_run_and_report_speedups_against_their_baseline(tiny_model_dir, tiny_task):
-    from harness.bench import PROTOTYPES, format_prototypes, run_prototypes
+    from harness.bench.bench import PROTOTYPES, format_prototypes, run_prototypes
 
     results = run_prototypes(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                              precisions=("bf16",), rounds=1, log=lambda *_: None)
@@ -282,7 +281,7 @@ def test_prototypes_run_and_report_speedups_against_their_baseline(tiny_model_di
 
 
 def test_cheap_dropout_keeps_the_expected_share_and_scales():
-    from harness.bench import cheap_dropout
+    from harness.bench.bench import cheap_dropout
 
     torch.manual_seed(0)
     x = torch.ones(200_000)

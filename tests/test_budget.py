@@ -8,16 +8,18 @@ import json
 import pandas as pd
 import pytest
 import torch
-
 from conftest import PREDECESSOR_AND_BASELINE, write_tiny_sweep
-from harness import sweep as sweep_mod
-from harness.config import DEFAULTS, LATER_DEFAULTS, RunConfig, configured, run_key, stable_hash
-from harness.diagnostics import is_degenerate, single_class_from_metrics, still_improving
+
+from harness.encoders.models import build_classifier, load_pretrained
 from harness.errors import HarnessError
-from harness.models import build_classifier, load_pretrained
-from harness.records import read_records, runs_table
+from harness.report import pipeline
+from harness.store.records import read_records, runs_table
 from harness.strategies import Context, get_strategy, split_budget
-from harness.train import eval_steps
+from harness.sweep import execute
+from harness.sweep import plan as sweep_mod
+from harness.training.config import DEFAULTS, LATER_DEFAULTS, RunConfig, configured, run_key, stable_hash
+from harness.training.diagnostics import is_degenerate, single_class_from_metrics, still_improving
+from harness.training.loop import eval_steps
 
 
 def test_budget_and_eval_points_reach_the_key_and_old_keys_stay():
@@ -79,11 +81,11 @@ def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task
     assert configs[0].budget is None and sweep_mod.is_predecessor(configs[0])
     assert [c.budget for c in configs[1:]] == sorted(c.budget for c in configs[1:])  # whole budgets first
     # wave 1: the predecessor and the smallest budget's baseline; wave 2 goes budget by budget
-    first, second = sweep_mod.job_waves(configs)
+    first, second = execute.job_waves(configs)
     assert [(c.strategy, c.budget) for c in first] == [("finetune", None), ("finetune", 5)]
     assert [c.budget for c in second] == [5] * 5 + [12] * 6
     out = tmp_path / "store"
-    results = sweep_mod.execute_jobs(configs, out, "tiny-budget", jobs=1, say=lambda *_: None)
+    results = execute.execute_jobs(configs, out, "tiny-budget", jobs=1, say=lambda *_: None)
     assert all(r["status"] == "ok" for r in results), results
     records = read_records(out)
     students = [r for r in records if r["budget"] is not None]
@@ -102,7 +104,7 @@ def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task
     assert sorted(table["budget"].dropna().unique().tolist()) == [5, 12]
     assert {"degenerate", "still_improving", "max_class_share", "steps"} <= set(table.columns)
     # the report leads with the budget axis: figure, where each claim holds, arm x budget table
-    report = sweep_mod.build_report(out, report_dir=tmp_path / "report", say=lambda *_: None)
+    report = pipeline.build_report(out, report_dir=tmp_path / "report", say=lambda *_: None)
     text = report.read_text()
     assert text.index("## Training budget") < text.index("## Summary")
     assert "accuracy_vs_budget.png" in text and (out / "plots" / "accuracy_vs_budget.png").exists()
@@ -199,7 +201,7 @@ def test_records_without_curves_use_the_epoch_evaluations(tmp_path):
 
 
 def test_budget_summary_counts_failures_and_unfinished_runs_per_arm_and_budget():
-    from harness.budget import budget_summary, has_budget_axis
+    from harness.analysis.budget import budget_summary, has_budget_axis
 
     rows = []
     for budget, accs, deg, imp in [(100, [0.578, 0.578, 0.70], [True, True, False], [False, False, True]),
@@ -219,7 +221,7 @@ def test_budget_summary_counts_failures_and_unfinished_runs_per_arm_and_budget()
 
 
 def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
-    from harness.budget import where_it_holds
+    from harness.analysis.budget import where_it_holds
 
     def row(task, claim, comparison, *verdicts):
         return {"task": task, "model": "m", "successor_layers": 3.0, "claim": claim, "comparison": comparison,
@@ -263,8 +265,8 @@ def test_where_it_holds_says_where_a_claim_holds_and_where_it_flips():
 def test_report_warns_when_the_budget_is_short_of_convergence(tmp_path, improving, warned):
     import numpy as np
 
-    from harness import report
-    from harness.analysis import analyze
+    from harness.analysis.groups import analyze
+    from harness.report import markdown as report
 
     rng = np.random.default_rng(0)
     rows = [dict(task="t", strategy="finetune-6", seed=i, test_accuracy=0.8 + 0.01 * rng.normal()) for i in range(5)]
@@ -283,8 +285,8 @@ def test_report_warns_when_the_budget_is_short_of_convergence(tmp_path, improvin
 def test_report_names_an_under_trained_arm_even_when_few_runs_are_improving(tmp_path):
     import numpy as np
 
-    from harness import report
-    from harness.analysis import analyze
+    from harness.analysis.groups import analyze
+    from harness.report import markdown as report
 
     rng = np.random.default_rng(0)
     rows = [dict(task="t", strategy="finetune-6", seed=i, test_accuracy=0.8 + 0.01 * rng.normal()) for i in range(5)]
@@ -301,8 +303,8 @@ def test_seed_12_budget_check_reuses_seed_12s_predecessors_and_reruns_its_12_to_
     """seed-12-budget answers "is seed-12's 12 -> 3 verdict a budget artefact?" only while it stays
     seed-12 at another length: the same predecessor run (so the cache serves it) and, at 189 steps,
     the same 12 -> 3 training as seed-12's 3 epochs (2 + 1 for Theseus, 63 steps per epoch)."""
-    from harness.runner import key_of
-    from harness.sweep import expand
+    from harness.run.runner import key_of
+    from harness.sweep.plan import expand
 
     def configs(name):
         sweep = sweep_mod.load_sweep(name)

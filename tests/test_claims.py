@@ -1,4 +1,4 @@
-"""harness.claims: each claim on crafted data (against scipy where a number comes from it), the
+"""harness.analysis.claims: each claim on crafted data (against scipy where a number comes from it), the
 primaries' fixed Holm family, the verdict vocabulary, the A/A error rate of the whole procedure at
 the committed designs, and the per-budget use."""
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from harness import inference, stats
-from harness.analysis import analyze
-from harness.claims import CLAIMS, PRIMARY_CLAIMS, Claim, evaluate_claims
+from harness.analysis import inference, stats
+from harness.analysis.claims import CLAIMS, PRIMARY_CLAIMS, Claim, evaluate_claims
+from harness.analysis.groups import analyze
 
 BINARY_FLOOR = 57.8  # a single-class predictor's accuracy (the test set's majority share)
 
@@ -250,7 +250,7 @@ def test_claims_per_budget_side_by_side():
     assert pd.isna(row["budget 1600"])  # the declared primary there reads "not run" under its declared name
     alone = evaluate_claims(a.groups[0].runs, groups=3)
     assert [(r.comparison, r.p_adj) for r in alone] == [(r.comparison, r.p_adj) for r in a.groups[0].claims]
-    from harness.budget import interactions
+    from harness.analysis.budget import interactions
     inter = interactions(a.runs, a.claims_table())
     (hit,) = inter[inter["claim"] == "1"].itertuples()
     assert hit.budgets == "100 -> 400" and hit.estimate < -5 and hit.p_adj < 0.05
@@ -276,8 +276,8 @@ def test_aa_of_the_whole_procedure_at_the_committed_designs(design, groups, rate
     """The share of simulated studies in which any primary verdict is false when no arm differs
     (supported or contradicted; for 3b, "two-stage is no better", only contradicted: with no
     difference "no better" is true, and its error rate is checked where it is false, below): at
-    most 5% (+ 2.5 Monte Carlo standard errors), over 1,000 simulated studies (harness.design)."""
-    from harness.design import simulate
+    most 5% (+ 2.5 Monte Carlo standard errors), over 1,000 simulated studies (harness.analysis.design)."""
+    from harness.analysis.design import simulate
 
     sims = 1000
     rate = simulate(groups, 5, sims, failure_rate=rates, seed=7)
@@ -288,7 +288,7 @@ def test_no_better_is_rarely_supported_where_it_is_false():
     """Claim 3b at a true difference equal to the margin (two-stage 1 point better): "supported"
     (significantly below +margin) is then a false verdict; at most 5% (+ 2.5 s.e.), per group
     and without the family's adjustment, the worst case."""
-    from harness.design import group_template, simulate_group
+    from harness.analysis.design import group_template, simulate_group
 
     rng, sims, hits = np.random.default_rng(3), 600, 0
     claim = [c for c in CLAIMS if c.id == "3b"]

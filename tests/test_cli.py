@@ -81,10 +81,10 @@ def test_clue_label_mismatch(capsys, base, tmp_path):
 
 
 def test_chinese_task_with_the_english_model_is_refused_before_any_download(capsys, tmp_path, monkeypatch):
-    from harness import sources
+    from harness.data import sources
 
     monkeypatch.setattr(sources, "fetch", lambda name: (_ for _ in ()).throw(AssertionError(f"fetched {name}")))
-    monkeypatch.setattr("harness.runner.load_pretrained", lambda name: type("P", (), {"num_layers": 6})())
+    monkeypatch.setattr("harness.run.runner.load_pretrained", lambda name: type("P", (), {"num_layers": 6})())
     code, _, err = _run(capsys, "run", "--task", "thucnews-10", "--model", "minilm-l6", "--out", str(tmp_path / "s"))
     assert code == 2 and "is Chinese but model 'minilm-l6' is English-only" in err, err
 
@@ -130,7 +130,7 @@ def _write_clue(folder, texts, labels):
 
 def _as_minilm(monkeypatch, tiny_model_dir):
     """Load the tiny model under the bundled English-only model's name (no download)."""
-    from harness import runner
+    from harness.run import runner
 
     real = runner.load_pretrained
     monkeypatch.setattr(runner, "load_pretrained", lambda name: real(tiny_model_dir if name == "minilm-l6" else name))

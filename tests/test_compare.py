@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.analysis.compare import compare_runs
 from harness.cli import main
-from harness.compare import compare_runs
 from harness.errors import HarnessError
 
 
@@ -59,7 +59,7 @@ def test_a_sweep_with_more_seeds_is_compared_on_the_shared_seeds_only():
     assert (t["left_out"] == 5).all()
     assert (t["mean_b"] - t["mean_a"] - t["diff"]).abs().max() < 1e-9   # the +30 seeds are not in the means
     assert (t["diff"] - 0.5).abs().max() < 1e-9
-    from harness.compare import render
+    from harness.analysis.compare import render
     text = render(compare_runs(a, b), "a", "b")
     assert "300 s summed over A's runs, 150 s over B's (B is 2.00x as fast)" in text
 
@@ -68,7 +68,7 @@ def test_budgets_are_paired_within_a_budget_study_and_named_when_they_differ():
     """Two budget studies: each (arm, budget) is its own comparison, never averaged over budgets, and a
     budget-less predecessor pairs with the budget-less one. One budget against none: paired across,
     and the report says the training lengths differ."""
-    from harness.compare import render
+    from harness.analysis.compare import render
 
     def study(shift_at_400: float) -> pd.DataFrame:
         low = _table({"finetune-3": 74.0}).assign(budget=100)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import DEFAULT_SIZES, Encoded, auto_sizes, collate, make_splits, stratified_split, train_batches
+from harness.data.splits import (DEFAULT_SIZES, Encoded, auto_sizes, collate, make_splits, stratified_split,
+                                 train_batches)
+from harness.data.tasks import TaskData
 from harness.errors import HarnessError
-from harness.tasks import TaskData
 
 
 def _task(n=600, predefined=None):

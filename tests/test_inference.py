@@ -1,4 +1,4 @@
-"""harness.inference against published values, scipy, brute-force enumeration and simulation."""
+"""harness.analysis.inference against published values, scipy, brute-force enumeration and simulation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from harness import inference as inf
-from harness.stats import holm
+from harness.analysis import inference as inf
+from harness.analysis.stats import holm
 
 # ---------------------------------------------------------------- Bonett (2006) sd ratio
 

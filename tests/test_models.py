@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.encoders.models import build_classifier, layer_indices, load_pretrained
 from harness.errors import HarnessError
-from harness.models import build_classifier, layer_indices, load_pretrained
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:

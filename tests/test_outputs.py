@@ -10,11 +10,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import write_tiny_sweep
 
 import harness
-from conftest import write_tiny_sweep
-from harness import sweep as sweep_mod
 from harness.cli import main
+from harness.sweep import execute
+from harness.sweep import plan as sweep_mod
 
 PACKAGE = Path(harness.__file__).resolve().parent
 REPO = PACKAGE.parent
@@ -71,7 +72,7 @@ def test_run_all_writes_under_the_working_directory_by_default(tiny_model_dir, t
     work.mkdir()
     monkeypatch.chdir(work)
     before = _package_files()
-    assert sweep_mod.run_sweep(config_path=config, say=lambda *_: None) == 0
+    assert execute.run_sweep(config_path=config, say=lambda *_: None) == 0
     assert len(list((work / "results" / "tiny" / "runs").glob("*.json"))) == 2
     assert (work / "results" / "tiny" / "runs.csv").exists() and (work / "results" / "tiny" / "tables").is_dir()
     assert (work / "report" / "tiny.md").exists() and (work / "report" / "README.md").exists()

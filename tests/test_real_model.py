@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import RunConfig
-from harness.models import build_classifier, load_pretrained
-from harness.runner import execute
+from harness.encoders.models import build_classifier, load_pretrained
+from harness.run.runner import execute
+from harness.training.config import RunConfig
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +53,8 @@ def test_real_english_model_takes_an_english_clue_directory_and_refuses_a_chines
     """CLUE's format is used for English data too: the language is read from the text."""
     import json
 
+    from harness.data.tasks import load_task
     from harness.errors import HarnessError
-    from harness.tasks import load_task
 
     rt = load_task("rt-polarity")
 

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from conftest import write_tiny_sweep
-from harness import sweep as sweep_mod
+
 from harness.cli import main
-from harness.records import read_records
+from harness.store.records import read_records
+from harness.sweep import execute
 
 
 def _sweep(tmp_path: Path, model: str, task: str) -> Path:
@@ -40,13 +41,13 @@ def test_report_on_a_store_with_a_truncated_record(tiny_model_dir, tiny_task, tm
     """The issue's case: one record cut after 200 bytes; `report` said nothing about it."""
     config = _sweep(tmp_path, tiny_model_dir, tiny_task)
     store, reports = tmp_path / "store", tmp_path / "reports"
-    assert sweep_mod.run_sweep(config_path=config, out=store, report_dir=reports, say=lambda *_: None) == 0
+    assert execute.run_sweep(config_path=config, out=store, report_dir=reports, say=lambda *_: None) == 0
     records = sorted((store / "runs").glob("*.json"))
     assert len(records) == 4
     # the store's own runs.csv passes the checks a user's table gets, unchanged
     import pandas as pd
 
-    from harness.user_runs import read_runs_csv
+    from harness.store.user_runs import read_runs_csv
 
     pd.testing.assert_frame_equal(read_runs_csv(store / "runs.csv"), pd.read_csv(store / "runs.csv"))
     victim = records[1]
@@ -65,7 +66,7 @@ def test_report_on_a_store_with_a_truncated_record(tiny_model_dir, tiny_task, tm
 
     # run-all re-runs the damaged record, and the report is whole again
     lines: list[str] = []
-    assert sweep_mod.run_sweep(config_path=config, out=store, report_dir=reports, say=lines.append) == 0
+    assert execute.run_sweep(config_path=config, out=store, report_dir=reports, say=lines.append) == 0
     assert any("3 already stored, 1 to run" in line for line in lines)
     assert not any(line.startswith("records skipped") for line in lines)
     assert json.loads(victim.read_text())["status"] == "ok"
@@ -87,7 +88,7 @@ def test_a_store_with_only_unreadable_records_is_one_error_line(tmp_path, capsys
 def test_a_damaged_manifest_is_named_and_the_store_still_reports(tiny_model_dir, tiny_task, tmp_path, capsys):
     config = _sweep(tmp_path, tiny_model_dir, tiny_task)
     store = tmp_path / "store"
-    assert sweep_mod.run_sweep(config_path=config, out=store, report_dir=tmp_path / "r",
+    assert execute.run_sweep(config_path=config, out=store, report_dir=tmp_path / "r",
                                say=lambda *_: None) == 0
     (store / "sweep.json").write_text('{"name": "ti')
     capsys.readouterr()

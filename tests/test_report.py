@@ -1,4 +1,4 @@
-"""harness.report end to end on fixture tables built here (with harness.plots and harness.stats)."""
+"""harness.report.markdown end to end on fixture tables built here (with harness.report.plots and harness.analysis.stats)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import report, stats
-from harness.analysis import Analysis
-from harness.claims import CLAIMS
+from harness.analysis import stats
+from harness.analysis.claims import CLAIMS
+from harness.analysis.groups import Analysis
+from harness.report import markdown as report
+from harness.report import pipeline
 
 N_BOOT = 1000
 
@@ -74,7 +76,7 @@ META = {"sweep": "fixture", "produced_at": "2025-01-02T03:04:05+00:00", "git_com
 def written(tmp_path_factory):
     root = tmp_path_factory.mktemp("out")
     runs = fixture_runs()
-    out = report.write_outputs(runs, fixture_epochs(runs), fixture_replacements(runs), META,
+    out = pipeline.write_outputs(runs, fixture_epochs(runs), fixture_replacements(runs), META,
                                results_dir=root / "results", report_path=root / "report" / "fixture.md",
                                n_boot=N_BOOT, seed=0)
     return out, runs
@@ -163,7 +165,7 @@ def test_minimal_csv(tmp_path):
                          ("theseus-binary", 59)] for i in range(4)]
     csv = tmp_path / "user.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    out = report.write_outputs(pd.read_csv(csv), None, None, {}, results_dir=tmp_path / "results",
+    out = pipeline.write_outputs(pd.read_csv(csv), None, None, {}, results_dir=tmp_path / "results",
                                report_path=tmp_path / "report" / "user.md", n_boot=N_BOOT)
     text = out["report"].read_text()
     for h in report.SECTIONS:
@@ -180,7 +182,7 @@ def test_tiny_group_and_nan(tmp_path):
     runs = pd.DataFrame({"task": "t", "strategy": ["finetune-6", "finetune-6", "finetune-3", "finetune-3",
                                                    "theseus-binary", "theseus-binary"],
                          "seed": [0, 1, 0, 1, 0, 1], "test_accuracy": [80, 81, 70, np.nan, 75, 75]})
-    out = report.write_outputs(runs, pd.DataFrame(), pd.DataFrame(), {"sweep": "tiny"},
+    out = pipeline.write_outputs(runs, pd.DataFrame(), pd.DataFrame(), {"sweep": "tiny"},
                                results_dir=tmp_path / "r", report_path=tmp_path / "rep" / "tiny.md",
                                n_boot=N_BOOT)
     assert {c.verdict for c in out["analysis"].claims} <= {
@@ -189,7 +191,7 @@ def test_tiny_group_and_nan(tmp_path):
         "not testable (no fine-tuning level: baseline n < 4)"}
     assert "not testable" in out["report"].read_text()
     only_kd = pd.DataFrame({"task": "t", "strategy": "kd", "seed": [0, 1, 2], "test_accuracy": [1, 2, 3]})
-    out = report.write_outputs(only_kd, None, None, None, results_dir=tmp_path / "k",
+    out = pipeline.write_outputs(only_kd, None, None, None, results_dir=tmp_path / "k",
                                report_path=tmp_path / "rep" / "kd.md", n_boot=N_BOOT)
     assert "t / ?, ? -> ? layers" in out["report"].read_text()
     assert "kd.md" in (tmp_path / "rep" / "README.md").read_text()
@@ -268,13 +270,13 @@ def test_budgets_are_reported_side_by_side(tmp_path):
     for budget, shift in ((200, -2.0), (800, 2.0)):
         rows += [dict(task="t", strategy=s, seed=i, budget=budget, test_accuracy=74 + d + rng.normal(0, 0.3))
                  for s, d in (("finetune-3", 0.0), ("theseus-add", shift)) for i in range(6)]
-    from harness.analysis import analyze
+    from harness.analysis.groups import analyze
 
     a = analyze(pd.DataFrame(rows), n_boot=N_BOOT)  # no figures: the layout is what is tested here
     text = report.render_report(a, [], {"sweep": "b"}, tmp_path / "rep" / "b.md")
     assert "**Where each primary verdict holds.**" in text
     assert "**Budget x arm interactions of the primary mean comparisons**" in text and "| 200 -> 800 |" in text
-    paths = report.write_tables(a, pd.DataFrame(rows), tmp_path / "r" / "tables")
+    paths = pipeline.write_tables(a, pd.DataFrame(rows), tmp_path / "r" / "tables")
     assert paths["verdicts_by_budget"].exists() and len(a.groups) == 2
 
 

@@ -1,4 +1,4 @@
-"""Sequential seeds (harness.sequential): the boundaries a look uses, looks that never depend on
+"""Sequential seeds (harness.analysis.sequential): the boundaries a look uses, looks that never depend on
 results, Holm's passing of a rejected primary's level, the whole procedure's error rate, and a
 sequential sweep that runs only the open primaries' arms and resumes after SIGKILL."""
 
@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_tiny_sweep
-from harness import design as design_mod
-from harness import sequential as seq
-from harness import sweep as sweep_mod
+
+from harness.analysis import design as design_mod
+from harness.analysis import sequential as seq
 from harness.errors import HarnessError
+from harness.sweep import execute
+from harness.sweep import plan as sweep_mod
 
 ARMS = ["finetune-6", "finetune-3", "theseus-binary/seed", "theseus-add/seed", "two-stage/predecessor-1x"]
 
@@ -163,17 +164,17 @@ def _records(out: Path) -> pd.DataFrame:
 def test_a_sequential_sweep_runs_only_the_open_primaries_arms(tiny_model_dir, tiny_task, tmp_path):
     cfg = _seq_config(tmp_path, tiny_model_dir, tiny_task)
     out, lines = tmp_path / "store", []
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
     sweep = sweep_mod.load_sweep(config_path=cfg)
     first = _records(out)
     first = first[first["seed"] < 3]
     # the first look: every arm at seeds 0..2
     assert len(first) == 5 * 3
     # what the store holds after look 1 is exactly what look 1's examination asked for
-    from harness.records import read_records, runs_table
-    from harness.stats import normalize_runs
+    from harness.analysis.stats import normalize_runs
+    from harness.store.records import read_records, runs_table
     runs = runs_table(read_records(out))
-    look1 = sweep_mod.sequential_groups(sweep, runs[runs["seed"] < 3])
+    look1 = seq.examine_store(runs[runs["seed"] < 3], sweep.looks, sweep.seeds, sweep.futility)
     (_, r), = look1
     need = set(r.next_arms) | ({"finetune-4"} if set(r.next_arms) - {"finetune-2"} else set())
     later = normalize_runs(runs)
@@ -183,7 +184,7 @@ def test_a_sequential_sweep_runs_only_the_open_primaries_arms(tiny_model_dir, ti
     report = (tmp_path / "r" / "seq.md").read_text()
     assert "## Sequential verdicts" in report and "looks at 3, 6 seeds" in report
     lines.clear()
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
     assert not any("to run" in x and " 0 to run" not in x for x in lines)  # resumed: nothing trained again
 
 

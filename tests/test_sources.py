@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import sources
+from harness.data import sources
 from harness.errors import HarnessError
 
 

@@ -1,4 +1,4 @@
-"""harness.stats against scipy, hand computations and simulation."""
+"""harness.analysis.stats against scipy, hand computations and simulation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from harness import stats
+from harness.analysis import stats
 from harness.errors import HarnessError
 
 A = np.array([78.1, 79.4, 77.2, 80.3, 78.8, 79.9, 77.5, 78.6])
@@ -60,7 +60,7 @@ def test_holm_known_examples():
 
 
 def test_pairwise_holds_raw_p_only_and_welch_when_seeds_do_not_pair():
-    """Adjusted p-values belong to the claims (harness.claims); the all-pairs table is raw. Arms
+    """Adjusted p-values belong to the claims (harness.analysis.claims); the all-pairs table is raw. Arms
     that share fewer than 3 seeds fall back to Welch's t and its interval."""
     r = runs_from({"theseus-add": A, "theseus-binary": B, "finetune-3": B - 1, "finetune-6": A + 5})
     t = stats.pairwise_tests(r)

@@ -7,14 +7,14 @@ import copy
 import pytest
 import torch
 
-from harness.config import RunConfig
+from harness.encoders.models import Classifier, build_classifier, load_pretrained
 from harness.errors import HarnessError
-from harness.models import Classifier, build_classifier, load_pretrained
-from harness.runner import execute
+from harness.run.runner import execute
 from harness.strategies import Context, get_strategy
 from harness.strategies.kd import distillation_loss
 from harness.strategies.theseus import BinaryChoice, ProportionalAdd, RateSchedule, TheseusModel
-from harness.train import LoopSettings, fit
+from harness.training.config import RunConfig
+from harness.training.loop import LoopSettings, fit
 
 QUIET = dict(log=lambda *_: None)
 
@@ -112,7 +112,7 @@ def _context(config, options, predecessor, pretrained, steps_per_epoch=10, **ext
 
 @pytest.mark.parametrize("variant", ["official", "seed"])
 def test_theseus_phase_leaves_every_predecessor_parameter_bit_identical(tiny_model_dir, tiny_config, variant):
-    from harness.runner import prepare_data
+    from harness.run.runner import prepare_data
 
     pretrained = load_pretrained(tiny_model_dir)
     config = tiny_config.replace(strategy="theseus-binary", variant=variant)
@@ -212,8 +212,8 @@ def test_indivisible_layers_are_refused(tiny_config):
 
 def test_predecessor_is_trained_once_then_reused_and_a_corrupt_entry_is_retrained(tiny_config, tmp_path,
                                                                                  monkeypatch):
-    from harness import predecessor as cache
-    from harness.runner import CODE_VERSION
+    from harness.run import predecessor as cache
+    from harness.run.runner import CODE_VERSION
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     config = tiny_config.replace(strategy="theseus-binary", variant="official",

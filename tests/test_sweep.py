@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PREDECESSOR_AND_BASELINE, write_tiny_sweep
-from harness import sweep as sweep_mod
+
 from harness.errors import HarnessError
+from harness.report import pipeline
+from harness.sweep import execute
+from harness.sweep import plan as sweep_mod
 
 VOLATILE = ["wall_seconds", "sweep"]
 
@@ -66,7 +68,7 @@ def test_sweep_runs_reports_and_resumes_without_training(tiny_model_dir, tiny_ta
     cfg = _write_config(tmp_path, tiny_model_dir, tiny_task)
     out, report = tmp_path / "store", tmp_path / "report"
     lines: list[str] = []
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
     assert len(list((out / "runs").glob("*.json"))) == 8
     assert len(list((out / "splits").glob("*.json"))) == 1  # the split is recorded once for all runs
     table = _table(out)
@@ -74,17 +76,17 @@ def test_sweep_runs_reports_and_resumes_without_training(tiny_model_dir, tiny_ta
     assert (report / "tiny.md").exists() and (out / "tables").is_dir()
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     lines.clear()
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=report, say=lines.append) == 0
     assert any("8 already stored, 0 to run" in line for line in lines)
     assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     # `report` rebuilds from the store alone
     (report / "tiny.md").unlink()
-    sweep_mod.build_report(out, report_dir=report, say=lambda *_: None)
+    pipeline.build_report(out, report_dir=report, say=lambda *_: None)
     assert (report / "tiny.md").exists()
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tiny_model_dir, tiny_task, tmp_path, monkeypatch):
-    from harness import runner
+    from harness.run import runner
 
     real = runner.execute
 
@@ -96,7 +98,7 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tiny_model_dir, tiny_ta
     monkeypatch.setattr(runner, "execute", flaky)  # jobs = 1 runs in this process
     cfg = _write_config(tmp_path, tiny_model_dir, tiny_task)
     lines: list[str] = []
-    code = sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "s", report_dir=tmp_path / "r", say=lines.append)
+    code = execute.run_sweep(config_path=cfg, out=tmp_path / "s", report_dir=tmp_path / "r", say=lines.append)
     assert code == 1
     table = _table(tmp_path / "s")
     failed = table[table.status == "failed"]
@@ -132,11 +134,11 @@ def test_sigkill_then_resume_gives_every_run_once_and_the_uninterrupted_table(ti
 def test_dask_local_cluster_gives_the_local_results(tiny_model_dir, tiny_task, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=1, jobs=2)
-    assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "local", report_dir=tmp_path / "r",
+    assert execute.run_sweep(config_path=cfg, out=tmp_path / "local", report_dir=tmp_path / "r",
                                say=lambda *_: None) == 0
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "dask", report_dir=tmp_path / "r",
+        assert execute.run_sweep(config_path=cfg, out=tmp_path / "dask", report_dir=tmp_path / "r",
                                    backend="dask", scheduler=cluster.scheduler_address,
                                    say=lambda *_: None) == 0
     pd.testing.assert_frame_equal(_table(tmp_path / "local"), _table(tmp_path / "dask"))
@@ -145,10 +147,10 @@ def test_dask_local_cluster_gives_the_local_results(tiny_model_dir, tiny_task, t
 def test_ray_local_instance_gives_the_local_results(tiny_model_dir, tiny_task, tmp_path):
     ray = pytest.importorskip("ray")
     cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=1, jobs=2)
-    assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "local", report_dir=tmp_path / "r",
+    assert execute.run_sweep(config_path=cfg, out=tmp_path / "local", report_dir=tmp_path / "r",
                                say=lambda *_: None) == 0
     try:  # no --scheduler: ray starts a local instance, as `ray.init()` does
-        assert sweep_mod.run_sweep(config_path=cfg, out=tmp_path / "ray", report_dir=tmp_path / "r",
+        assert execute.run_sweep(config_path=cfg, out=tmp_path / "ray", report_dir=tmp_path / "r",
                                    backend="ray", say=lambda *_: None) == 0
     finally:
         ray.shutdown()
@@ -185,8 +187,9 @@ def test_every_committed_study_keeps_its_run_keys(name, monkeypatch):
     layer count and what "auto" precision resolved to are taken from the records."""
     from types import SimpleNamespace
 
-    from harness import models, train
-    from harness.runner import key_of
+    from harness.encoders import models
+    from harness.run.runner import key_of
+    from harness.training import loop as train
 
     store = REPO / "results" / name
     manifest = json.loads((store / "sweep.json").read_text())
@@ -206,7 +209,7 @@ def test_every_committed_study_keeps_its_run_keys(name, monkeypatch):
 def test_a_user_sweep_trains_the_studied_budget_unless_it_gives_epochs(tmp_path, tiny_model_dir, tiny_task):
     """[base] without a length: every student arm takes the run default (567 student steps); with
     epochs (as every shipped preset has, or a budget) that length is kept."""
-    from harness.config import RunConfig
+    from harness.training.config import RunConfig
 
     plain = tmp_path / "plain.toml"
     plain.write_text(f'name = "plain"\n[base]\ntask = "{tiny_task}"\nmodel = "{tiny_model_dir}"\n'
@@ -224,7 +227,7 @@ def test_a_stored_predecessor_missing_from_the_cache_is_retrained_once_and_its_r
     and the student's record says it used a retrain."""
     cfg = _write_config(tmp_path, tiny_model_dir, tiny_task, seeds=1)
     out = tmp_path / "s"
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lambda *_: None) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lambda *_: None) == 0
     records = {p: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
     pred_path = next(p for p, r in records.items() if r["strategy"].startswith("finetune") and r["config"]["layers"] == 4)
     pred_bytes = pred_path.read_bytes()
@@ -232,7 +235,7 @@ def test_a_stored_predecessor_missing_from_the_cache_is_retrained_once_and_its_r
     student.unlink()
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "fresh-cache"))
     lines: list[str] = []
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
     assert any("1 stored predecessor(s) missing from the predecessor cache" in x for x in lines)
     assert pred_path.read_bytes() == pred_bytes
     used = json.loads(student.read_text())["predecessor"]
@@ -246,5 +249,5 @@ def test_predecessor_mismatch_names_students_that_used_a_different_predecessor()
     same = {"run_id": "s0", "status": "ok", "strategy": "theseus-add", "variant": "seed", "seed": 0,
             "task": {"name": "t"}, "predecessor": {"key": "p0", "test_accuracy": 0.80}}
     other = {**same, "run_id": "s1", "predecessor": {"key": "p0", "test_accuracy": 0.81}}
-    got = sweep_mod.predecessor_mismatch([pred, same, other])
+    got = pipeline.predecessor_mismatch([pred, same, other])
     assert [m["run_id"] for m in got] == ["s1"] and got[0]["predecessor_stored"] == 0.80

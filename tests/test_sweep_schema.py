@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness import sweep as sweep_mod
 from harness.cli import main
-from harness.config import RunConfig
 from harness.errors import HarnessError
-from harness.sweep_schema import TOP, run_field_types
+from harness.sweep import plan as sweep_mod
+from harness.sweep.schema import TOP, run_field_types
+from harness.training.config import RunConfig
 
 GOOD = """
 name = "mine"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import sources, tasks
+from harness.data import sources, tasks
+from harness.data.tasks import load_task
 from harness.errors import HarnessError
-from harness.tasks import load_task
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import train
-from harness.config import RunConfig, run_key
-from harness.models import build_classifier, load_pretrained
-from harness.runner import execute
-from harness.train import LoopSettings, Phase, fit, macro_f1
-from harness.data import Encoded
+from harness.data.splits import Encoded
+from harness.encoders.models import build_classifier, load_pretrained
+from harness.run.runner import execute
+from harness.training import loop as train
+from harness.training.config import RunConfig, run_key
+from harness.training.loop import LoopSettings, Phase, fit, macro_f1
 
 
 def _encoded(n=32, seed=0):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from harness import sweep as sweep_mod
-from harness.errors import HarnessError
-from harness.runner import key_of
-from harness.tuning import annotate, effective_lr, lr_setting, select_settings
 from conftest import write_tiny_sweep
+
+from harness.analysis.tuning import annotate, effective_lr, lr_setting, select_settings
+from harness.errors import HarnessError
+from harness.run.runner import key_of
+from harness.sweep import execute
+from harness.sweep import plan as sweep_mod
 
 
 def _tune_rows(dev: dict[float, list[float]], arm="theseus-add/seed", seeds=(100, 101)) -> list[dict]:
@@ -53,8 +54,8 @@ def test_a_trial_sets_only_the_students_rate():
 
 
 def test_tuned_preset_gives_every_arm_the_same_trials_on_seeds_it_never_evaluates():
-    from harness.predecessor import predecessor_key
-    from harness.runner import CODE_VERSION
+    from harness.run.predecessor import predecessor_key
+    from harness.run.runner import CODE_VERSION
 
     sweep = sweep_mod.load_sweep("tuned")
     assert not set(sweep.tuning.seeds) & set(sweep.seeds)
@@ -96,7 +97,7 @@ def test_a_tuned_sweep_tunes_then_evaluates_at_the_selected_and_the_shared_rate(
     cfg = write_tiny_sweep(tmp_path / "tuned.toml", tiny_model_dir, tiny_task, arms=arms, seeds=2,
                            tuning={"seeds": [50], "lrs": [3e-4, 3e-3]})
     out, lines = tmp_path / "store", []
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
     runs = pd.read_csv(out / "runs.csv")
     assert {"stage", "lr", "selected", "shared"} <= set(runs.columns)
     tune = runs[runs["stage"] == "tune"]
@@ -122,7 +123,7 @@ def test_a_tuned_sweep_tunes_then_evaluates_at_the_selected_and_the_shared_rate(
     assert (out / "plots" / "tuning_expected_best.png").exists()
     # run again: nothing trains
     lines.clear()
-    assert sweep_mod.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
+    assert execute.run_sweep(config_path=cfg, out=out, report_dir=tmp_path / "r", say=lines.append) == 0
     assert sum("0 to run" in line for line in lines) == 2
 
 
@@ -148,7 +149,7 @@ def test_annotate_marks_stage_and_settings():
 def test_expected_best_of_k_trials_is_dodge_et_al_with_replacement():
     from itertools import product
 
-    from harness.tuning import expected_best
+    from harness.analysis.tuning import expected_best
 
     dev, test = np.array([0.70, 0.80, 0.75, 0.60]), np.array([0.71, 0.78, 0.77, 0.61])
     assert expected_best(dev, test, 1) == pytest.approx((dev.mean(), test.mean()))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.user_runs import read_runs_csv
+from harness.store.user_runs import read_runs_csv
 
 HEADER = "task,strategy,seed,test_accuracy"
 ROWS = ["t,finetune-6,0,0.85", "t,finetune-6,1,0.84", "t,finetune-3,0,0.75", "t,finetune-3,1,0.77",
@@ -179,8 +179,9 @@ class _Loaded(Exception):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(table=tables(), command=st.sampled_from(["analyze", "compare"]))
 def test_generated_tables_load_or_give_one_error_line(tmp_path, monkeypatch, capsys, table, command):
-    from harness import compare as compare_mod
-    from harness import report, stats
+    from harness.analysis import compare as compare_mod
+    from harness.analysis import stats
+    from harness.report import markdown as report
 
     def loaded(runs, *args, **kwargs):
         stats.normalize_runs(runs)  # what every statistic starts from: may refuse, never crash

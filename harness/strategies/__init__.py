@@ -12,11 +12,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness.config import RunConfig
+from harness.data.splits import Encoded
+from harness.encoders.models import Classifier, Pretrained
 from harness.errors import HarnessError
-from harness.models import Classifier, Pretrained
-from harness.data import Encoded
-from harness.train import LoopSettings, Phase
+from harness.training.config import RunConfig
+from harness.training.loop import LoopSettings, Phase
 
 
 @dataclass

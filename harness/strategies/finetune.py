@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from harness.models import build_classifier
+from harness.encoders.models import build_classifier
 from harness.strategies import Context, Plan, Strategy
-from harness.train import Phase
+from harness.training.loop import Phase
 
 
 def build(ctx: Context) -> Plan:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from harness.models import build_classifier
+from harness.data.splits import eval_batches
+from harness.encoders.models import build_classifier
 from harness.strategies import Context, Plan, Strategy
-from harness.train import Phase, autocast
-from harness.data import eval_batches
+from harness.training.loop import Phase, autocast
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.encoders.models import Classifier, layer_indices, run_layer
 from harness.errors import HarnessError
-from harness.models import Classifier, layer_indices, run_layer
 from harness.strategies import Context, Plan, Strategy
-from harness.train import Phase
+from harness.training.loop import Phase
 
 
 class RateSchedule:

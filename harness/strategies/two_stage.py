@@ -12,9 +12,9 @@ import copy
 
 import torch.nn.functional as F
 
-from harness.models import Classifier, layer_indices, make_head
+from harness.encoders.models import Classifier, layer_indices, make_head
 from harness.strategies import Context, Plan, Strategy
-from harness.train import Phase
+from harness.training.loop import Phase
 
 
 def build(ctx: Context) -> Plan:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.data import Encoded, eval_batches, train_batches
+from harness.data.splits import Encoded, eval_batches, train_batches
 from harness.errors import HarnessError
 
 

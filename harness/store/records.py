@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.diagnostics import (collapsed, is_degenerate, kappa_from_counts, max_class_share,
-                                 single_class_from_metrics, still_improving)
+from harness.analysis.tuning import effective_lr
 from harness.arms import name as arm_name
-from harness.tuning import effective_lr
+from harness.training.diagnostics import (collapsed, is_degenerate, kappa_from_counts, max_class_share,
+                                          single_class_from_metrics, still_improving)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -164,7 +164,7 @@ def dev_curve(record: dict) -> list[dict]:
 
 def run_diagnostics(record: dict, label_counts: dict[str, list[int]] | None = None) -> dict:
     """budget, steps, max_class_share, single_class, kappa, degenerate and still_improving of one
-    record (see harness.diagnostics). degenerate (a failed run) is the collapse rule, Cohen's kappa
+    record (see harness.training.diagnostics). degenerate (a failed run) is the collapse rule, Cohen's kappa
     of the test predictions against the labels below diagnostics.KAPPA_FAILED, where the record's
     predicted-class counts and its test split's label counts (`label_counts`: data_hash -> counts)
     are known; else the single-class rule (>= 98% of predictions in one class, or for records

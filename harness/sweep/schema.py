@@ -18,8 +18,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import RunConfig
 from harness.errors import HarnessError
+from harness.training.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def _check_run_fields(fields: dict, where: _Where, table: str, refused: dict[str
 
 def _check_task(spec: str, where: _Where, table: str, key: str) -> None:
     """A built-in task name or a source spec (its files are read when the first run starts)."""
-    from harness.tasks import SOURCE_PREFIXES, TASKS
+    from harness.data.tasks import SOURCE_PREFIXES, TASKS
 
     kind, colon, arg = spec.partition(":")
     if spec not in TASKS and not (colon and arg and kind in {p.split(":")[0] for p in SOURCE_PREFIXES}):

@@ -45,14 +45,13 @@ from torch import nn
 from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, PrinterCallback, Trainer,
                           TrainerCallback, TrainingArguments)
 
-from harness.config import RunConfig
-from harness.data import Encoded, eval_batches, train_batches
+from harness.data.splits import Encoded, eval_batches, train_batches
+from harness.encoders.models import build_classifier, load_pretrained
 from harness.errors import HarnessError
-from harness.models import build_classifier, load_pretrained
-from harness.runner import _cpu_name, _settings, prepare_data
+from harness.run.runner import _cpu_name, _settings, prepare_data
 from harness.strategies import Context, get_strategy
-from harness.train import autocast, fit, native_precision, pick_device, predict, seed_everything
-
+from harness.training.config import RunConfig
+from harness.training.loop import autocast, fit, native_precision, pick_device, predict, seed_everything
 
 # ---------------------------------------------------------------- analytic FLOPs
 
@@ -655,7 +654,7 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
     for r in range(rounds):
         for engine in ("previous", "current"):
             log(f"  round {r + 1}/{rounds}: engine {engine} (a fresh process) ...")
-            out = subprocess.run([sys.executable, "-c", "from harness.bench import _engine_worker; _engine_worker()"],
+            out = subprocess.run([sys.executable, "-c", "from harness.bench.bench import _engine_worker; _engine_worker()"],
                                  input=json.dumps({**args, "engine": engine}), capture_output=True, text=True)
             line = next((x for x in out.stdout.splitlines() if x.startswith("ENGINE-ROWS ")), None)
             if out.returncode or line is None:

@@ -36,8 +36,8 @@ def max_class_share(pred_counts: list[int]) -> float:
 
 def kappa_from_counts(accuracy: float, pred_counts: list[int], true_counts: list[int]) -> float:
     """Cohen's kappa of a run's test predictions against the labels, from its accuracy and the two
-    marginals (harness.inference.kappa_from_counts); NaN when undefined."""
-    from harness.inference import kappa_from_counts as kappa
+    marginals (harness.analysis.inference.kappa_from_counts); NaN when undefined."""
+    from harness.analysis.inference import kappa_from_counts as kappa
 
     if accuracy is None or len(pred_counts) > len(true_counts) and any(pred_counts[len(true_counts):]):
         return math.nan

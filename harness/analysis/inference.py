@@ -1,7 +1,7 @@
 """Inference helpers that decide whether a verdict is reachable at all and back the primary verdicts.
 
 Pure functions of arrays and integers, numpy/scipy only; nothing here knows arms or claims
-(harness/claims.py and harness/analysis.py call them). What is here and why:
+(harness/analysis/claims.py and harness/analysis/groups.py call them). What is here and why:
 
 * reachability: `fisher_min_p`, `fisher_min_p_one_sided` (the smallest p Fisher's exact test can
   give at these sizes) and `min_attainable_p_adjusted` (the smallest Holm-adjusted p it can then
@@ -214,8 +214,8 @@ def paired_interaction(d1, d2, alpha: float = 0.05) -> Interaction:
     Output: Interaction of e_i = d1[i] - d2[i]: estimate mean(e), interval
     mean(e) +- t_{n-1, 1 - alpha/2} sd(e) / sqrt(n), p two-sided of the one-sample t test of
     mean(e) = 0 (Student; equal to scipy.stats.ttest_rel(d1, d2)).
-    Fewer than 3 seeds: described, not tested (interval and p NaN), as harness.stats.MIN_N.
-    Zero spread (every e_i equal), as harness.stats.t_test_p: p = 1 and interval [0, 0] when
+    Fewer than 3 seeds: described, not tested (interval and p NaN), as harness.analysis.stats.MIN_N.
+    Zero spread (every e_i equal), as harness.analysis.stats.t_test_p: p = 1 and interval [0, 0] when
     every e_i is exactly 0 (each seed shows no interaction); p NaN and interval [e, e] otherwise
     (the t statistic is infinite: no sampling distribution to read a p from).
     """

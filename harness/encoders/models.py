@@ -4,7 +4,7 @@ A `Classifier` is embeddings -> a list of transformer layers -> a head, built fr
 encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, MPNet, DeBERTa-v2/v3). Every strategy composes
 these pieces; none of them calls the Hugging Face model's own forward, so a successor can run its
 layers inside a predecessor's stack (SPEC 3.2). How a family's embeddings and layers are called is
-its adapter's business (harness/adapters.py); `load_pretrained` runs a model only after checking
+its adapter's business (harness/encoders/adapters.py); `load_pretrained` runs a model only after checking
 that this path equals the model's own forward (`check_fidelity`), and records the difference.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.adapters import Adapter, LayerInputs, adapter_for
+from harness.encoders.adapters import Adapter, LayerInputs, adapter_for
 from harness.errors import HarnessError
 
 BUNDLED_MODELS = {
@@ -55,7 +55,7 @@ class Pretrained:
 
 
 class Embeddings(nn.Module):
-    """The encoder's input part, run through its family's adapter (harness/adapters.py).
+    """The encoder's input part, run through its family's adapter (harness/encoders/adapters.py).
 
     embeddings: the model's embedding block; projection: ELECTRA's embeddings_project when it has one;
     shared: the encoder-level parameters every layer needs (MPNet's relative position bias, DeBERTa's
@@ -147,7 +147,7 @@ def _weights_identity(path: Path) -> dict:
 def resolve_model_path(name: str) -> str:
     """A bundled model name -> its cached folder; anything else is passed to transformers as is."""
     if name in BUNDLED_MODELS:
-        from harness import sources
+        from harness.data import sources
 
         return str(sources.fetch(name))
     return name

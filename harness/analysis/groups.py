@@ -3,7 +3,7 @@
 A group is one (task, model, successor_layers) with successor_layers < predecessor_layers, split
 further by `budget` when that column holds more than one distinct value in it; the predecessor's
 rows (and runs without a budget) belong to every group they share a task and model with. Each
-group gets the tables of harness.stats and the claims of harness.claims (evaluated on the group's
+group gets the tables of harness.analysis.stats and the claims of harness.analysis.claims (evaluated on the group's
 own rows: a pure function of them, so the verdicts of several budgets sit side by side in
 `Analysis.verdicts_by_budget`). plots.py and report.py only consume an Analysis.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import stats
-from harness.claims import ClaimResult, claims_frame, evaluate_claims
+from harness.analysis import stats
+from harness.analysis.claims import ClaimResult, claims_frame, evaluate_claims
 
 
 @dataclass

@@ -41,9 +41,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness import arms, inference, stats
+from harness import arms
+from harness.analysis import inference, stats
+from harness.analysis.stats import ALPHA, MIN_N, NOT_TESTED
 from harness.arms import THESEUS
-from harness.stats import ALPHA, MIN_N, NOT_TESTED
 
 QUESTIONS = {
     "1": "Is Theseus better than direct fine-tuning of the first L_s layers? By how much?",

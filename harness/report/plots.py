@@ -1,4 +1,4 @@
-"""Figures of SPEC section 5. They only draw what harness.stats and harness.claims computed (held
+"""Figures of SPEC section 5. They only draw what harness.analysis.stats and harness.analysis.claims computed (held
 by an analysis.Group); nothing is estimated here.
 
 Every plot function takes one Group, the arm -> colour mapping and a path (the suffix is
@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.analysis import Analysis, Group  # noqa: E402
+from harness.analysis.groups import Analysis, Group  # noqa: E402
+from harness.analysis.stats import ASO_THRESHOLD, MIN_SPREAD_N  # noqa: E402
 from harness.arms import THESEUS, family  # noqa: E402
 from harness.arms import order as arm_order  # noqa: E402
-from harness.stats import ASO_THRESHOLD, MIN_SPREAD_N  # noqa: E402
 
 ACC = "test accuracy (%)"
 TITLE_SIZE = 10

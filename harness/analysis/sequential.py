@@ -49,9 +49,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness import inference, stats
-from harness.claims import CLAIMS, NO_INFORMATION, NOT_RUN, Claim, Comparison, Context, primary_arms
-from harness.stats import ALPHA
+from harness.analysis import inference, stats
+from harness.analysis.claims import CLAIMS, NO_INFORMATION, NOT_RUN, Claim, Comparison, Context, primary_arms
+from harness.analysis.stats import ALPHA
 
 FUTILITY = 0.10
 OPEN = "open"  # a comparison whose next look has not been reached yet
@@ -375,3 +375,17 @@ def decisions_frame(replays: list[tuple[dict, Replay]]) -> pd.DataFrame:
     rows = [{**key, **asdict(d)} for key, r in replays for d in r.decisions]
     cols = (list(replays[0][0]) if replays else []) + [f.name for f in fields(Decision)]
     return pd.DataFrame(rows, columns=cols)
+
+
+def examine_store(runs: pd.DataFrame, looks, seeds, futility: float = FUTILITY) -> list[tuple[dict, Replay]]:
+    """The sequential examination of a store's runs table: per group (its key: task, model,
+    successor and predecessor layers, budget) the Replay of its primaries, G = the number of groups."""
+    from harness.analysis.groups import group_specs
+    from harness.analysis.stats import normalize_runs
+
+    if runs.empty:
+        return []
+    specs = group_specs(normalize_runs(runs))
+    design = Design(tuple(looks), groups=len(specs), futility=futility)
+    return [(dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=b), replay(rows, design, seeds))
+            for t, m, ls, lp, b, rows in specs]

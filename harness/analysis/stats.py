@@ -2,8 +2,8 @@
 
 Every function here is pure: it takes DataFrames / arrays, returns new ones, and draws its
 randomness from a generator it is given (or one seeded by its `seed` argument). scipy does the
-numerics. Nothing here knows the seed's claims: they are declared in harness/claims.py, which
-calls these functions; harness/analysis.py groups runs and assembles the tables; plots.py draws
+numerics. Nothing here knows the seed's claims: they are declared in harness/analysis/claims.py, which
+calls these functions; harness/analysis/groups.py groups runs and assembles the tables; plots.py draws
 and report.py renders what they return.
 
 Units: accuracy and macro-F1 columns are percent. `normalize_runs` converts a column given as
@@ -874,7 +874,7 @@ def pairwise_tests(runs: pd.DataFrame, *, pairs: list[tuple[str, str]] | None = 
     (aso_a_better: eps_min < ASO_THRESHOLD), Hedges' g of a over b, prob_improvement =
     P(A > B) + 0.5 P(A = B) = U_a / (n_a n_b), std_a / std_b with Brown-Forsythe (bf_p) and
     Levene (levene_p), degenerate counts with Fisher's exact p. Every p here is raw: a pair that
-    is one of a claim's comparisons gets its adjusted p from harness.claims, nowhere else.
+    is one of a claim's comparisons gets its adjusted p from harness.analysis.claims, nowhere else.
     Pairs with n < 3 on either side keep their descriptive columns, tests NaN, tested=False.
     """
     if pairs is None:

@@ -3,7 +3,7 @@
 A sweep with `budgets = [...]` holds every student arm at several budgets (student optimizer
 steps), paired by seed across arms and budgets. These are pure functions over the tidy runs table
 (one row per run, with `budget`, `degenerate` and `still_improving` columns, see
-harness.records.run_diagnostics) and over the claim results of harness.claims, computed once per
+harness.store.records.run_diagnostics) and over the claim results of harness.analysis.claims, computed once per
 (task, model, successor size, budget) group; the report and the plots only lay them out.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness import inference, stats
+from harness.analysis import inference, stats
 
 GROUP = ["task", "model", "successor_layers"]
 DECISIONS = ("supported", "contradicted", "equivalent")  # the verdicts that decide a comparison
@@ -34,7 +34,7 @@ def budget_summary(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """One row per (task, model, successor_layers, arm, budget) of the successful student runs.
 
     Columns: n, mean, std and the t interval of the mean of test accuracy (in the table's units:
-    percent after harness.stats.normalize_runs),
+    percent after harness.analysis.stats.normalize_runs),
     degenerate / still_improving counts out of the runs where each is known (n_degenerate_known,
     n_improving_known), mean optimizer steps and mean wall seconds per run.
     """

@@ -1,6 +1,6 @@
 """The markdown report, the CSV tables and the report index (SPEC section 6).
 
-Consumes analysis.analyze (harness.stats + harness.claims) and plots.plot_all; computes nothing of
+Consumes analysis.analyze (harness.analysis.stats + harness.analysis.claims) and plots.plot_all; computes nothing of
 its own beyond formatting, counting verdicts for the summary sentences, and the join of our means
 with the seed's fixed reference numbers (SPEC section 7).
 
@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import budget_plots, plots, sequential
-from harness.analysis import Analysis, Group, analyze
+from harness.analysis import sequential
+from harness.analysis.budget import GROUP as BUDGET_GROUP
+from harness.analysis.budget import budget_summary, has_budget_axis, interactions, where_it_holds
+from harness.analysis.claims import CLAIMS, PRIMARY_CLAIMS, QUESTIONS
+from harness.analysis.groups import Analysis, Group
+from harness.analysis.stats import ALPHA, ASO_THRESHOLD, LEVEL_SDS
 from harness.arms import THESEUS
-from harness.budget import GROUP as BUDGET_GROUP, budget_summary, has_budget_axis, interactions, where_it_holds
-from harness.claims import CLAIMS, PRIMARY_CLAIMS, QUESTIONS
-from harness.stats import ALPHA, ASO_THRESHOLD, LEVEL_SDS, SENSITIVITY_COLUMNS
 
 SECTIONS = ("Summary", "Figures", "Claims", "Reference numbers from the seed", "Appendix",
             "Failed runs", "Provenance")
@@ -292,7 +293,7 @@ def _headlines(g: Group) -> list[str]:
 def _budget_warning(g: Group) -> list[str]:
     """A sentence when the budget looks short of convergence: a quarter or more of the student runs,
     or half or more of one arm's runs, were still improving when training stopped
-    (harness.diagnostics.still_improving). Arms with half or more of their runs still improving are
+    (harness.training.diagnostics.still_improving). Arms with half or more of their runs still improving are
     named as under-trained at this budget."""
     if "still_improving" not in g.runs:
         return []
@@ -788,131 +789,4 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
 
 # ---------------------------------------------------------------- entry points
 
-TABLES_README = """# Tables
 
-Generated from the runs table by `harness.analysis` (full precision; one row per group key first).
-
-- `claims.csv`: one row per claim comparison: estimate, interval (ci_level), raw p, p_adj (Holm
-  within the claim's family), verdict, n, seeds_for_power, decided_by (the primary test).
-- `variance.csv`: one row per arm: mean, std, t interval of the mean, chi-square interval of the
-  std, degenerate counts with Clopper-Pearson intervals, the spread of the non-degenerate runs,
-  runs below the fine-tuning level, gaps to the predecessor and the baseline.
-- `pairwise.csv`: every pair of arms, the primary test only (paired t, else Welch; raw p);
-  `claim` / `claim_p_adj` where the pair is one of a claim's comparisons.
-- `sensitivity.csv`: every pair of arms, the sensitivity checks, raw p-values, used for no
-  verdict: Welch, Mann-Whitney U, paired t, Wilcoxon, ASO eps_min (a_better: eps_min < 0.2),
-  Hedges' g, P(A > B), std ratio with Brown-Forsythe and Levene, degenerate counts with Fisher.
-- `expected_max.csv`: expected test accuracy of the best-by-dev run among n seeds (Dodge et al.),
-  and expected_max_test, the optimistic max of test accuracy.
-- `profile.csv`: share of runs at or above each accuracy threshold (performance profile).
-- `power.csv`: seeds for 80% power under the primary test against finetune-L_s.
-- `variance_components.csv`: predecessor vs student seed variance (factorial sweeps).
-- `verdicts_by_budget.csv` (sweeps with several budgets): every claim verdict per budget.
-- `sequential.csv` (sequential designs): per group and primary the stopping look, verdict,
-  estimate, repeated interval (rci_low, rci_high at nominal level rci_p), p and its boundary.
-- `runs.csv`: the input runs table.
-"""
-
-
-def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str, Path]:
-    """Every table as CSV at full precision (and tables/README.md describing them); returns
-    name -> path."""
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    comps = a.table("components")
-    pw = a.table("pairwise")
-    front = [c for c in pw.columns if c not in SENSITIVITY_COLUMNS]
-    keys = [c for c in pw.columns if c in ("task", "model", "predecessor_layers", "successor_layers",
-                                           "budget", "a", "b")]
-    frames = {"claims": a.claims_table(), "variance": a.table("variance"),
-              "pairwise": pw[front] if not pw.empty else pw,
-              "sensitivity": pw[keys + [c for c in SENSITIVITY_COLUMNS if c in pw]] if not pw.empty else pw,
-              "expected_max": a.table("expected_max"), "profile": a.table("profile"), "power": a.table("power"),
-              "variance_components": comps if not comps.empty else pd.DataFrame(
-                  columns=["task", "model", "predecessor_layers", "successor_layers", "arm", "design",
-                           "var_predecessor", "var_student", "var_residual", "share_predecessor"]),
-              "runs": runs}
-    by_budget = a.verdicts_by_budget()
-    if not by_budget.empty:
-        frames["verdicts_by_budget"] = by_budget
-    paths = {}
-    for name, df in frames.items():
-        paths[name] = tables_dir / f"{name}.csv"
-        df.to_csv(paths[name], index=False)
-    (tables_dir / "README.md").write_text(TABLES_README, encoding="utf-8")
-    return paths
-
-
-def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements: pd.DataFrame | None,
-                  meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
-                  seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
-                  tuning: dict | None = None, sequential_view: dict | None = None) -> dict:
-    """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
-    report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
-    equivalence margin (points) of claim 3b.
-
-    Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
-    """
-    results_dir, report_path = Path(results_dir), Path(report_path)
-    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin)
-    tables = write_tables(a, runs, results_dir / "tables")
-    infos = plots.plot_all(a, results_dir / "plots")
-    if has_budget_axis(a.runs):
-        infos += _budget_outputs(a, curves, results_dir)
-    if tuning is not None:  # the same statistics at the shared rate: the sensitivity row of every verdict
-        tuning = {**tuning, "shared": analyze(tuning["shared_runs"], None, None, n_boot=n_boot, seed=seed,
-                                              margin=margin)}
-        for key in ("selected", "trials", "expected"):
-            tables[f"tuning_{key}"] = results_dir / "tables" / f"tuning_{key}.csv"
-            tuning[key].drop(columns=[c for c in ("dev_by_lr",) if c in tuning[key]]).to_csv(
-                tables[f"tuning_{key}"], index=False)
-        infos.append(plots.plot_expected_best(tuning["expected"], plots.arm_colors(tuning["trials"]["arm"]),
-                                              results_dir / "plots" / "tuning_expected_best"))
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    if sequential_view is not None:
-        tables["sequential"] = results_dir / "tables" / "sequential.csv"
-        sequential_view["decisions"].to_csv(tables["sequential"], index=False)
-    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view),
-                           encoding="utf-8")
-    return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
-            "index": update_index(report_path.parent)}
-
-
-def _budget_outputs(a: Analysis, curves: pd.DataFrame | None, results_dir: Path) -> list:
-    """tables/budget_summary.csv, the accuracy-against-budget figure (groups side by side) and per
-    group the dev curves by fraction of the run, when the runs hold several budgets."""
-    summary = budget_summary(a.runs)
-    summary.to_csv(results_dir / "tables" / "budget_summary.csv", index=False)
-    colors = plots.arm_colors(a.runs["arm"])
-    panels = []
-    for key, g in summary.groupby(BUDGET_GROUP, sort=False):
-        r = a.runs
-        in_group = (r["task"] == key[0]) & (r["model"] == key[1]) & (  # + the predecessor (no budget)
-            (r["successor_layers"] == key[2]) | r["budget"].isna())
-        panels.append((f"{key[0]} / {key[1]}, {key[2]:g} layers", a.runs[in_group], g))
-    infos = [budget_plots.plot_budget_panels(panels, colors, results_dir / "plots" / "accuracy_vs_budget")]
-    if curves is not None and not curves.empty:
-        for label, runs, _ in panels:
-            c = curves[curves["run_id"].isin(runs["run_id"])]
-            infos.append(budget_plots.plot_dev_curves_by_fraction(
-                c, colors, results_dir / "plots" / f"{plots.slug(label)}_dev_curves_by_budget", label))
-    return infos
-
-
-def update_index(report_dir: Path) -> Path:
-    """Write report_dir/README.md: one line per *.md report there, with its title and date."""
-    report_dir = Path(report_dir)
-    rows = []
-    for p in sorted(report_dir.glob("*.md")):
-        if p.name == "README.md":
-            continue
-        text = p.read_text(encoding="utf-8", errors="replace")
-        title = re.search(r"^# (.+)$", text, re.M)
-        date = re.search(r"^_Generated: (.+?)_$", text, re.M)
-        when = date.group(1) if date else datetime.fromtimestamp(
-            p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-        rows.append(f"| [{p.name}]({p.name}) | {title.group(1) if title else p.stem} | {when} |")
-    index = report_dir / "README.md"
-    index.write_text("# Reports\n\nGenerated from the results store, one line per report.\n\n"
-                     "| report | title | date |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n",
-                     encoding="utf-8")
-    return index

@@ -31,7 +31,7 @@ class RunConfig:
     # data
     train_size: int | None = None           # None = from the data: 4,000 / 500 / 2,000 (sized for a 2-core
     dev_size: int | None = None             # CPU), or 70/10/20 of a data set too small for those
-    test_size: int | None = None            # (harness.data.DEFAULT_SIZES, auto_sizes)
+    test_size: int | None = None            # (harness.data.splits.DEFAULT_SIZES, auto_sizes)
     split_seed: int = 0
     max_length: int = 128                    # the seed's value; batches are padded dynamically
     text_column: str = "text"
@@ -116,7 +116,7 @@ class RunConfig:
         need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
         if self.precision == "auto":
             # resolved here, before the run key is taken: the key and the record say what ran
-            from harness.train import native_precision
+            from harness.training.loop import native_precision
 
             return self.replace(precision=native_precision(self.device))
         return self

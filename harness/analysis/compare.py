@@ -23,19 +23,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.analysis.stats import ALPHA, MIN_N, normalize_runs, pairwise_tests
 from harness.arms import order as arm_order
-from harness.stats import ALPHA, MIN_N, normalize_runs, pairwise_tests
+from harness.errors import HarnessError
 
 GROUP = ["task", "model", "successor_layers"]
 
 
 def load_runs(path: Path, say=print) -> pd.DataFrame:
     """A results directory (its run store, else its runs.csv) or a tidy runs CSV (checked row by
-    row: harness.user_runs). Unreadable records of a store are named, never dropped silently."""
+    row: harness.store.user_runs). Unreadable records of a store are named, never dropped silently."""
     path = Path(path)
     if path.is_dir():
-        from harness.records import read_records, runs_table
+        from harness.store.records import read_records, runs_table
 
         if (path / "runs").is_dir():
             skipped: list[str] = []
@@ -47,7 +47,7 @@ def load_runs(path: Path, say=print) -> pd.DataFrame:
         path = path / "runs.csv"
     if not path.exists():
         raise HarnessError(f"{path} not found: give a results directory or a runs CSV")
-    from harness.user_runs import read_runs_csv
+    from harness.store.user_runs import read_runs_csv
 
     return read_runs_csv(path)
 
@@ -103,7 +103,7 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame, *, label_a: str = "A", label_
     if not rows:
         raise HarnessError("the two tables share no (task, model, successor_layers, arm): nothing to compare")
     out = pd.DataFrame(rows)
-    from harness.stats import holm
+    from harness.analysis.stats import holm
 
     for c in ("paired_p", "wilcoxon_p"):
         out.insert(out.columns.get_loc(c) + 1, f"{c}_holm", holm(out[c].astype(float)))
@@ -143,7 +143,7 @@ def _verdict(r: pd.Series, margin: float) -> str:
 
 
 def render(table: pd.DataFrame, source_a: str, source_b: str) -> str:
-    from harness.report import md_table
+    from harness.report.markdown import md_table
 
     at = table.attrs
     la, lb, metric = at["label_a"], at["label_b"], at["metric"]
@@ -197,7 +197,7 @@ def compare(path_a: Path, path_b: Path, *, out: Path | None = None, margin: floa
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         name = f"{table.attrs['label_b']}-vs-{table.attrs['label_a']}".replace("/", "_").replace(" ", "_")
-        from harness.records import atomic_write_text
+        from harness.store.records import atomic_write_text
 
         atomic_write_text(out / f"{name}.md", text)
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))

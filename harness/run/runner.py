@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 
 from harness import __version__
-from harness import predecessor as pred_cache
-from harness.config import RunConfig, run_key
-from harness.data import Splits, encode, make_splits
-from harness.diagnostics import is_degenerate, max_class_share, still_improving
+from harness.data.splits import Splits, encode, make_splits
+from harness.encoders.models import Classifier, Pretrained, build_classifier, load_pretrained
 from harness.errors import HarnessError
-from harness.models import Classifier, Pretrained, build_classifier, load_pretrained
+from harness.run import predecessor as pred_cache
 from harness.strategies import Context, arm_label, get_strategy
-from harness.train import LoopSettings, fit, pick_device, seed_everything
+from harness.training.config import RunConfig, run_key
+from harness.training.diagnostics import is_degenerate, max_class_share, still_improving
+from harness.training.loop import LoopSettings, fit, pick_device, seed_everything
 
 # Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
 RESULTS_SCHEMA = 2  # 2: fused AdamW on CPU too (numbers move in the last digits)
@@ -39,7 +39,7 @@ def key_of(config: RunConfig) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _task(spec: str, text_column: str, label_column: str):
-    from harness.tasks import load_task
+    from harness.data.tasks import load_task
 
     return load_task(spec, text_column=text_column, label_column=label_column)
 
@@ -51,7 +51,7 @@ def _splits(spec, text_column, label_column, train_size, dev_size, test_size, sp
 
 def prepare_data(config: RunConfig, pretrained: Pretrained):
     """Splits and their tokenisation, each computed once per process and reused by every run."""
-    from harness.tasks import TASKS
+    from harness.data.tasks import TASKS
 
     builtin = TASKS.get(config.task)
     _check_language(config, builtin.language if builtin else None)  # before any download
@@ -70,7 +70,7 @@ def _check_language(config: RunConfig, language: str | None) -> None:
     """Refuse a CJK task with a model known to be English-only. `language`: a built-in task's
     declared language, or what tasks.detect_language read from a user source's text (None: not
     determined; the tokenizer check below decides)."""
-    from harness.tasks import LANGUAGE_NAMES
+    from harness.data.tasks import LANGUAGE_NAMES
 
     if language in ("zh", "ja", "ko") and config.model in ENGLISH_ONLY_MODELS and not config.force:
         name = LANGUAGE_NAMES[language]
@@ -167,7 +167,7 @@ def get_predecessor(config: RunConfig, predecessor_layers: int, num_classes: int
 
 def stored_ok(out_dir: Path, run_id: str) -> bool:
     """A successful record of run_id is in the store."""
-    from harness.records import record_path
+    from harness.store.records import record_path
 
     path = record_path(out_dir, run_id)
     try:
@@ -189,7 +189,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
     With out_dir, the record (plus `record_fields`, e.g. the sweep's name) is also written there
     atomically, as runs/<run_id>.json, and the split's example indices as splits/<data_hash>.json.
     """
-    from harness.records import write_record
+    from harness.store.records import write_record
 
     started = time.perf_counter()
     config = config.validated()

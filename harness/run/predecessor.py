@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from harness.config import RunConfig, run_key
+from harness.training.config import RunConfig, run_key
 
 
 def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
@@ -42,7 +42,7 @@ def predecessor_key(config: RunConfig, predecessor_layers: int, code_version: st
 
 
 def cache_root() -> Path:
-    from harness.sources import cache_dir
+    from harness.data.sources import cache_dir
 
     return cache_dir() / "predecessors"
 

@@ -1,4 +1,4 @@
-"""Figures of the budget axis. They only draw what harness.budget computed (and the runs)."""
+"""Figures of the budget axis. They only draw what harness.analysis.budget computed (and the runs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.plots import PlotInfo, _save  # noqa: E402
+from harness.report.plots import PlotInfo, _save  # noqa: E402
 
 LEGEND = "mean and 95% CI per arm; dots = runs, x = degenerate (one class)"
 
@@ -23,7 +23,7 @@ def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: d
     predecessor (trained at its own fixed length) as a dashed line.
 
     runs: the group's tidy runs (one task, model, successor size; accuracy in percent, as
-    harness.stats.normalize_runs gives it); summary: budget.budget_summary of the same runs. With
+    harness.analysis.stats.normalize_runs gives it); summary: budget.budget_summary of the same runs. With
     `ax` the panel is drawn there and nothing is saved.
     """
     info = PlotInfo("accuracy_vs_budget", label)

@@ -1,7 +1,7 @@
 """`harness design`: check a sweep's design before it spends compute.
 
 A verdict must be reachable: before a study trains anything, the whole claims procedure
-(harness.claims.evaluate_claims on every group, the primaries' fixed family, Bonferroni over the
+(harness.analysis.claims.evaluate_claims on every group, the primaries' fixed family, Bonferroni over the
 groups) is run on synthetic runs laid out exactly as the preset's runs will be: its seeds, its arms,
 its tasks x models x successor sizes x budgets. Two questions are answered:
 
@@ -16,7 +16,7 @@ noise (sd 1 point), so arms pair by seed and a paired difference has sd sqrt(2);
 (predictions collapsed, accuracy at the floor) with probability `failure_rate`. The design is fixed,
 so expected_seeds = fixed_seeds = the preset's number of seeds.
 
-A sequential design (a sweep with `looks`, harness.sequential) is simulated as it will run: each
+A sequential design (a sweep with `looks`, harness.analysis.sequential) is simulated as it will run: each
 simulated group is replayed look by look (sequential.replay), so arms stop when their primaries
 are decided. It adds, per effect, expected_seeds (the mean seeds of claim 1's primary at its
 stopping look) and expected_runs (student and predecessor runs of the whole study) against
@@ -30,8 +30,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness import stats
-from harness.claims import evaluate_claims
+from harness.analysis import stats
+from harness.analysis.claims import evaluate_claims
 
 EFFECTS = (0.0, 0.5, 1.0, 1.5)  # in paired-sd units
 FLOOR = 57.8  # accuracy of a run whose predictions collapsed (any constant: only its failed flag matters)
@@ -97,7 +97,7 @@ def simulate_sequential(groups: list[tuple[list[str], str]], design, sims: int, 
     fwer (effect 0: share of studies with any false primary verdict), power (share of groups whose
     claim-1 primary reads supported), seeds (mean seeds of claim 1's primary at its stop) and runs
     (mean runs of a whole study)."""
-    from harness.sequential import replay
+    from harness.analysis.sequential import replay
 
     rng = np.random.default_rng(seed)
     n = design.looks[-1]
@@ -122,7 +122,7 @@ def simulate_sequential(groups: list[tuple[list[str], str]], design, sims: int, 
 
 def design_of(sweep) -> tuple[list[tuple[list[str], str]], int]:
     """(per group: arm names and the predecessor's, number of seeds) of a sweep as it will run."""
-    from harness.sweep import _arm_name, _predecessor_layers
+    from harness.sweep.plan import _arm_name, _predecessor_layers
 
     groups = []
     for model in sweep.models:
@@ -153,7 +153,7 @@ def check(sweep, *, sims: int = 1000, failure_rate: float = 0.0, seed: int = 0) 
 
 def check_sequential(sweep, groups, *, sims: int, failure_rate: float, seed: int) -> dict:
     """check() of a sweep with looks: the sequential procedure against a fixed design at the last look."""
-    from harness.sequential import Design
+    from harness.analysis.sequential import Design
 
     design = Design(tuple(sweep.looks), groups=len(groups), futility=sweep.futility)
     by_effect = {f"{e:g}": simulate_sequential(groups, design, sims, failure_rate=failure_rate, effect=e,

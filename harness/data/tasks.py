@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness import sources
+from harness.data import sources
 from harness.errors import HarnessError
 
 Split = tuple[list[str], list[str]]  # texts, label strings (before indexing)

@@ -1,0 +1,1 @@
+"""Statistics: pure tests over arrays (stats, inference), the per-group tables and claims built on them (groups, claims), across budgets (budget), between stores (compare), over looks (sequential), before a study (design), over tuning trials (tuning). docs/method.md says what each computes."""

@@ -1,0 +1,360 @@
+"""The report pipeline: a results store (`report`) or a runs CSV (`analyze`) -> the runs table ->
+analysis (harness/analysis) -> tables, figures and the markdown report (docs/method.md, "Reports").
+
+Data flows one way: records -> tidy tables -> statistics -> plots -> report; nothing here trains."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis.budget import GROUP as BUDGET_GROUP
+from harness.analysis.budget import budget_summary, has_budget_axis
+from harness.analysis.groups import Analysis, analyze
+from harness.analysis.sequential import examine_store
+from harness.analysis.stats import SENSITIVITY_COLUMNS
+from harness.errors import HarnessError
+from harness.report import budget_plots, plots
+from harness.report.markdown import render_report
+from harness.sweep.plan import default_report_dir, shared_lrs, sweep_from_raw
+
+
+def _read_manifest(results_dir: Path, say=print) -> dict | None:
+    """results_dir/sweep.json, or None when absent; a damaged one is named and treated as absent."""
+    path = Path(results_dir) / "sweep.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(manifest, dict):
+            return manifest
+        problem = f"a JSON {type(manifest).__name__}, not an object"
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        problem = str(exc).splitlines()[0]
+    say(f"warning: {path} is unreadable ({problem}); using every record in {Path(results_dir) / 'runs'}")
+    return None
+
+
+def _sweep_records(out_dir: Path, run_ids: list[str] | None, skipped: list[str] | None = None) -> list[dict]:
+    """The records of a sweep (every record in the store when run_ids is None). Unreadable files of
+    the sweep are appended to `skipped` as "<file> (<why>)"."""
+    from harness.store.records import read_records
+
+    unreadable: list[str] = []
+    records = read_records(out_dir, unreadable)
+    if run_ids is not None:
+        wanted = set(run_ids)
+        records = [r for r in records if r["run_id"] in wanted]
+        unreadable = [u for u in unreadable if u.split(".json", 1)[0] in wanted]
+    if skipped is not None:
+        skipped.extend(unreadable)
+    return records
+
+
+def _meta(records: list[dict], manifest: dict) -> dict:
+    ok = [r for r in records if r.get("status") == "ok"]
+    first = ok[0] if ok else {}
+    tasks = {r["task"]["name"]: {k: r["task"].get(k) for k in ("source", "split_sizes", "data_hash", "num_classes")}
+             for r in ok}
+    models = {r["model"]["name"]: r["model"] for r in ok}
+    return {
+        "sweep": manifest.get("name"), "description": manifest.get("description"),
+        "produced_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": manifest.get("config"), "parallel": {k: manifest.get(k) for k in ("jobs", "threads", "backend")},
+        "tasks": tasks, "models": models, "provenance": first.get("provenance", {}),
+        "git_commits": sorted({r.get("provenance", {}).get("git_commit", "?") for r in ok}),
+        # what ran: "auto" in the config is resolved per machine before a run's key is taken
+        "precisions_run": sorted({r.get("config", {}).get("precision", "?") for r in ok}),
+        "devices_run": sorted({r.get("provenance", {}).get("device", "?") for r in ok}),
+        "runs": len(records), "failed": [{"run_id": r["run_id"], "strategy": r["strategy"], "seed": r["seed"],
+                                          "error": r.get("error")} for r in records if r.get("status") != "ok"],
+        "total_run_seconds": sum(r.get("wall_seconds") or 0 for r in records),
+        "predecessor_mismatch": predecessor_mismatch(ok),
+        "sweep_sessions": manifest.get("sessions", []),
+    }
+
+
+def predecessor_mismatch(records: list[dict]) -> list[dict]:
+    """Student runs whose predecessor (by its run key) scored a different test accuracy than the
+    store's record of that key: a retrain (a missing cache, another machine's numerics), not the
+    predecessor the store describes. One dict per such run: run_id, arm, task, seed, the two accuracies."""
+    stored = {r["run_id"]: (r.get("final") or {}).get("test_accuracy") for r in records}
+    out = []
+    for r in records:
+        p = r.get("predecessor") or {}
+        mine, theirs = p.get("test_accuracy"), stored.get(p.get("key"))
+        if mine is not None and theirs is not None and abs(mine - theirs) > 1e-9:
+            out.append({"run_id": r["run_id"], "arm": f"{r['strategy']}/{r.get('variant', '')}".rstrip("/"),
+                        "task": r["task"]["name"], "seed": r["seed"], "predecessor_used": mine,
+                        "predecessor_stored": theirs})
+    return out
+
+
+def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -> Path:
+    """Tables, plots and the markdown report from the store alone (no training); the report goes to
+    report_dir (default: default_report_dir)."""
+    from harness.store.records import curves_table, epochs_table, read_label_counts, replacements_table, runs_table
+
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise HarnessError(f"results directory {results_dir} not found")
+    manifest = _read_manifest(results_dir, say) or {}
+    name = str(manifest.get("name") or results_dir.name)
+    run_ids = manifest.get("run_ids") if isinstance(manifest.get("run_ids"), list) else None
+    skipped: list[str] = []
+    records = _sweep_records(results_dir, run_ids, skipped)
+    if skipped:
+        say(f"records skipped: {len(skipped)} unreadable record(s) in {results_dir / 'runs'} left out of "
+            f"the report: {'; '.join(skipped)}")
+    if not records:
+        only_csv = not (results_dir / "runs").is_dir() and (results_dir / "runs.csv").is_file()
+        raise HarnessError(f"no readable run records under {results_dir / 'runs'}"
+                           f"{f' ({len(skipped)} unreadable)' if skipped else ''}; "
+                           + (f"this directory holds only its runs.csv: `python -m harness analyze "
+                              f"{results_dir / 'runs.csv'}` analyses it, `run-all` rebuilds the store"
+                              if only_csv else "run `python -m harness run-all` first"))
+    report_dir = Path(report_dir) if report_dir else default_report_dir(results_dir, name)
+    runs = runs_table(records, read_label_counts(results_dir))
+    tuning = _tuning_view(runs, manifest.get("config"), name)
+    if tuning is not None:
+        runs = tuning.pop("runs")
+        runs.to_csv(results_dir / "runs.csv", index=False)
+        say(f"tuning: {int((runs['stage'] == 'tune').sum())} tuning run(s); the analysis uses the "
+            f"{int(runs['selected'].sum())} evaluation run(s) at each arm's selected rate")
+        tuning["shared_runs"] = runs[runs["shared"]].reset_index(drop=True)
+        runs = runs[runs["selected"]].reset_index(drop=True)
+    else:
+        runs.to_csv(results_dir / "runs.csv", index=False)
+    seq_view = _sequential_view(runs, manifest, name, records)
+    if seq_view is not None:
+        runs = seq_view.pop("runs_table")
+        runs.to_csv(results_dir / "runs.csv", index=False)
+    meta = {**_meta(records, {**manifest, "name": name}), **({"skipped_records": skipped} if skipped else {})}
+    curves = curves_table(records)
+    if not curves.empty:
+        curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
+    out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
+                        results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
+                        tuning=tuning, sequential_view=seq_view)
+    say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
+    return Path(out["report"])
+
+
+def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> dict | None:
+    """For a store of a sequential sweep: the decisions of every group replayed from the store
+    (harness.analysis.sequential), the runs table with a `look` column (the look each run's seed entered
+    at), and the figures the report states; None for any other store."""
+    config = manifest.get("config")
+    if not isinstance(config, dict) or "looks" not in config:
+        return None
+    import numpy as np
+
+    from harness.analysis.claims import primary_family_size
+    from harness.analysis.sequential import OPEN, decisions_frame
+
+    sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
+    replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
+    position = {s: i for i, s in enumerate(sweep.seeds)}
+    runs = runs.copy()
+    runs["look"] = [next((k + 1 for k, n in enumerate(sweep.looks) if position.get(s, np.inf) < n), np.nan)
+                    for s in runs["seed"]]
+    table = decisions_frame(replays)
+    arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
+                       + runs["successor_layers"].astype(str)).groupby(["task", "model"])["arm"].nunique()
+    own = [r for r in records if r.get("sweep") == name]
+    return {"runs_table": runs, "decisions": table, "looks": sweep.looks, "futility": sweep.futility,
+            "groups": len(replays), "family": primary_family_size(), "margin": 1.0,
+            "open": int((table["verdict"] == OPEN).sum()), "runs": len(runs), "fixed_runs": int(arms.sum()) * sweep.looks[-1],
+            "wall_seconds": sum(r.get("wall_seconds") or 0 for r in own), "reused": len(records) - len(own)}
+
+
+def _tuning_view(runs, config: dict | None, name: str) -> dict | None:
+    """For a store of a sweep with a tuning stage: runs (the runs table with stage / selected /
+    shared columns), selected (select_settings), trials (trials_table), expected
+    (expected_best_table), lrs and seeds; None for any other store."""
+    if not isinstance(config, dict) or "tuning" not in config:
+        return None
+    from harness.analysis.tuning import annotate, expected_best_table, select_settings, trials_table
+
+    sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
+    lrs, seeds = sweep.tuning.lrs, sweep.tuning.seeds
+    selected = select_settings(runs, lrs, seeds)
+    trials = trials_table(runs, lrs, seeds)
+    annotated = annotate(runs, selected, seeds, shared_lrs(sweep))
+    students = annotated["selected"] & ~(annotated["arm"].str.startswith("finetune-")
+                                         & (annotated["successor_layers"] == annotated["predecessor_layers"]))
+    n_arms = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
+        len([a for a in sweep.arms if a.get("layers") != "predecessor"])
+    return {"runs": annotated, "selected": selected, "trials": trials, "expected": expected_best_table(trials),
+            "lrs": lrs, "seeds": seeds, "complete": bool(len(selected) == n_arms and selected["complete"].all()),
+            "evaluated": int((students & (annotated["status"] == "ok")).sum()),
+            "to_evaluate": n_arms * len(sweep.seeds)}
+
+
+def analyze_csv(csv_path: Path, out: Path | None = None, report_dir: Path | None = None, say=print) -> Path:
+    """The same statistics, plots and report from a user's own tidy runs CSV (checked row by row
+    first: see harness.store.user_runs)."""
+    from harness.store.user_runs import read_runs_csv
+
+    csv_path = Path(csv_path)
+    runs = read_runs_csv(csv_path)
+    out = Path(out) if out else csv_path.parent / f"{csv_path.stem}-analysis"
+    report_dir = Path(report_dir) if report_dir else out
+    meta = {"source": str(csv_path.resolve()), "rows": len(runs),
+            "produced_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    result = write_outputs(runs, None, None, meta, results_dir=out, report_path=report_dir / f"{csv_path.stem}.md")
+    _print_summary(result["analysis"], say)
+    say(f"report: {result['report']}  (tables: {out / 'tables'}, plots: {out / 'plots'})")
+    return Path(result["report"])
+
+
+def _print_summary(analysis, say) -> None:
+    for group in analysis.groups:
+        say(f"== {group.label}")
+        v = group.variance
+        for _, row in v.iterrows():
+            failed = (f"  degenerate {int(row['n_degenerate'])}/{int(row['n_degenerate_known'])}"
+                      if row["n_degenerate_known"] else "")
+            say(f"  {row['arm']:<28} n={int(row['n']):>3}  mean {row['mean']:.3f}  "
+                f"95% CI [{row['ci_low']:.3f}, {row['ci_high']:.3f}]  std {row['std']:.3f}{failed}")
+        cols = ("primary_p", "welch_p", "mwu_p", "paired_p", "wilcoxon_p", "bf_p", "fisher_p")  # raw p
+        for _, row in group.pairwise.iterrows():
+            say(f"  {row['a']} vs {row['b']}: diff {row['diff']:+.3f} [{row['diff_ci_low']:.3f}, "
+                f"{row['diff_ci_high']:.3f}]  " + "  ".join(f"{c} {row[c]:.4g}" for c in cols))
+        for c in group.claims:
+            say(f"  claim {c.claim} {c.comparison}: {c.verdict} (adjusted p {c.p_adj:.4g}, {c.decided_by})")
+
+
+TABLES_README = """# Tables
+
+Generated from the runs table by `harness.analysis.groups` (full precision; one row per group key first).
+
+- `claims.csv`: one row per claim comparison: estimate, interval (ci_level), raw p, p_adj (Holm
+  within the claim's family), verdict, n, seeds_for_power, decided_by (the primary test).
+- `variance.csv`: one row per arm: mean, std, t interval of the mean, chi-square interval of the
+  std, degenerate counts with Clopper-Pearson intervals, the spread of the non-degenerate runs,
+  runs below the fine-tuning level, gaps to the predecessor and the baseline.
+- `pairwise.csv`: every pair of arms, the primary test only (paired t, else Welch; raw p);
+  `claim` / `claim_p_adj` where the pair is one of a claim's comparisons.
+- `sensitivity.csv`: every pair of arms, the sensitivity checks, raw p-values, used for no
+  verdict: Welch, Mann-Whitney U, paired t, Wilcoxon, ASO eps_min (a_better: eps_min < 0.2),
+  Hedges' g, P(A > B), std ratio with Brown-Forsythe and Levene, degenerate counts with Fisher.
+- `expected_max.csv`: expected test accuracy of the best-by-dev run among n seeds (Dodge et al.),
+  and expected_max_test, the optimistic max of test accuracy.
+- `profile.csv`: share of runs at or above each accuracy threshold (performance profile).
+- `power.csv`: seeds for 80% power under the primary test against finetune-L_s.
+- `variance_components.csv`: predecessor vs student seed variance (factorial sweeps).
+- `verdicts_by_budget.csv` (sweeps with several budgets): every claim verdict per budget.
+- `sequential.csv` (sequential designs): per group and primary the stopping look, verdict,
+  estimate, repeated interval (rci_low, rci_high at nominal level rci_p), p and its boundary.
+- `runs.csv`: the input runs table.
+"""
+
+
+def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str, Path]:
+    """Every table as CSV at full precision (and tables/README.md describing them); returns
+    name -> path."""
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    comps = a.table("components")
+    pw = a.table("pairwise")
+    front = [c for c in pw.columns if c not in SENSITIVITY_COLUMNS]
+    keys = [c for c in pw.columns if c in ("task", "model", "predecessor_layers", "successor_layers",
+                                           "budget", "a", "b")]
+    frames = {"claims": a.claims_table(), "variance": a.table("variance"),
+              "pairwise": pw[front] if not pw.empty else pw,
+              "sensitivity": pw[keys + [c for c in SENSITIVITY_COLUMNS if c in pw]] if not pw.empty else pw,
+              "expected_max": a.table("expected_max"), "profile": a.table("profile"), "power": a.table("power"),
+              "variance_components": comps if not comps.empty else pd.DataFrame(
+                  columns=["task", "model", "predecessor_layers", "successor_layers", "arm", "design",
+                           "var_predecessor", "var_student", "var_residual", "share_predecessor"]),
+              "runs": runs}
+    by_budget = a.verdicts_by_budget()
+    if not by_budget.empty:
+        frames["verdicts_by_budget"] = by_budget
+    paths = {}
+    for name, df in frames.items():
+        paths[name] = tables_dir / f"{name}.csv"
+        df.to_csv(paths[name], index=False)
+    (tables_dir / "README.md").write_text(TABLES_README, encoding="utf-8")
+    return paths
+
+
+def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements: pd.DataFrame | None,
+                  meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
+                  seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
+                  tuning: dict | None = None, sequential_view: dict | None = None) -> dict:
+    """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
+    report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
+    equivalence margin (points) of claim 3b.
+
+    Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
+    """
+    results_dir, report_path = Path(results_dir), Path(report_path)
+    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin)
+    tables = write_tables(a, runs, results_dir / "tables")
+    infos = plots.plot_all(a, results_dir / "plots")
+    if has_budget_axis(a.runs):
+        infos += _budget_outputs(a, curves, results_dir)
+    if tuning is not None:  # the same statistics at the shared rate: the sensitivity row of every verdict
+        tuning = {**tuning, "shared": analyze(tuning["shared_runs"], None, None, n_boot=n_boot, seed=seed,
+                                              margin=margin)}
+        for key in ("selected", "trials", "expected"):
+            tables[f"tuning_{key}"] = results_dir / "tables" / f"tuning_{key}.csv"
+            tuning[key].drop(columns=[c for c in ("dev_by_lr",) if c in tuning[key]]).to_csv(
+                tables[f"tuning_{key}"], index=False)
+        infos.append(plots.plot_expected_best(tuning["expected"], plots.arm_colors(tuning["trials"]["arm"]),
+                                              results_dir / "plots" / "tuning_expected_best"))
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    if sequential_view is not None:
+        tables["sequential"] = results_dir / "tables" / "sequential.csv"
+        sequential_view["decisions"].to_csv(tables["sequential"], index=False)
+    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view),
+                           encoding="utf-8")
+    return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
+            "index": update_index(report_path.parent)}
+
+
+def _budget_outputs(a: Analysis, curves: pd.DataFrame | None, results_dir: Path) -> list:
+    """tables/budget_summary.csv, the accuracy-against-budget figure (groups side by side) and per
+    group the dev curves by fraction of the run, when the runs hold several budgets."""
+    summary = budget_summary(a.runs)
+    summary.to_csv(results_dir / "tables" / "budget_summary.csv", index=False)
+    colors = plots.arm_colors(a.runs["arm"])
+    panels = []
+    for key, g in summary.groupby(BUDGET_GROUP, sort=False):
+        r = a.runs
+        in_group = (r["task"] == key[0]) & (r["model"] == key[1]) & (  # + the predecessor (no budget)
+            (r["successor_layers"] == key[2]) | r["budget"].isna())
+        panels.append((f"{key[0]} / {key[1]}, {key[2]:g} layers", a.runs[in_group], g))
+    infos = [budget_plots.plot_budget_panels(panels, colors, results_dir / "plots" / "accuracy_vs_budget")]
+    if curves is not None and not curves.empty:
+        for label, runs, _ in panels:
+            c = curves[curves["run_id"].isin(runs["run_id"])]
+            infos.append(budget_plots.plot_dev_curves_by_fraction(
+                c, colors, results_dir / "plots" / f"{plots.slug(label)}_dev_curves_by_budget", label))
+    return infos
+
+
+def update_index(report_dir: Path) -> Path:
+    """Write report_dir/README.md: one line per *.md report there, with its title and date."""
+    report_dir = Path(report_dir)
+    rows = []
+    for p in sorted(report_dir.glob("*.md")):
+        if p.name == "README.md":
+            continue
+        text = p.read_text(encoding="utf-8", errors="replace")
+        title = re.search(r"^# (.+)$", text, re.M)
+        date = re.search(r"^_Generated: (.+?)_$", text, re.M)
+        when = date.group(1) if date else datetime.fromtimestamp(
+            p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        rows.append(f"| [{p.name}]({p.name}) | {title.group(1) if title else p.stem} | {when} |")
+    index = report_dir / "README.md"
+    index.write_text("# Reports\n\nGenerated from the results store, one line per report.\n\n"
+                     "| report | title | date |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n",
+                     encoding="utf-8")
+    return index

@@ -1,0 +1,367 @@
+"""`run-all`: run a sweep's runs resumably and in parallel, then build its report.
+
+The store is the single source of truth: a finished run is a record file named by the hash of
+everything that determines it (harness/run/identity.py), so re-running skips it, a changed setting
+gets a new key, and a killed sweep loses at most the runs that were in flight. A sweep with a
+tuning stage runs it first; a sequential sweep runs look by look (docs/method.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.analysis.sequential import examine_store
+from harness.errors import HarnessError
+from harness.report.pipeline import _read_manifest, _sweep_records, build_report
+from harness.sweep.plan import (Sweep, _arm_name, _check_disjoint, _predecessor_layers, evaluation_configs, expand,
+                                is_predecessor, load_sweep, output_dirs, tuning_configs)
+from harness.training.config import RunConfig
+
+
+def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
+    """Run one job in a worker; any failure becomes a 'failed' record, never a lost run."""
+    import torch
+
+    from harness.run.runner import execute, key_of
+    from harness.store.records import write_record
+    from harness.strategies import arm_label
+
+    config = RunConfig.from_dict(config_dict)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    from harness.run.runner import stored_ok
+
+    # a stored predecessor retrained for a missing cache (_cache_warmups): the store keeps its record
+    keep = is_predecessor(config) and stored_ok(Path(out_dir), key_of(config))
+    try:
+        record = execute(config, out_dir=None if keep else Path(out_dir), log=lambda *_: None,
+                         record_fields={"sweep": sweep_name})
+    except Exception as exc:  # recorded, reported, and the sweep goes on
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        strategy, variant = arm_label(config)
+        record = {"schema": 1, "run_id": key_of(config), "sweep": sweep_name, "status": "failed",
+                  "error": f"{type(exc).__name__}: {message}", "strategy": strategy, "variant": variant,
+                  "seed": config.seed, "student_seed": config.student, "config": config.to_dict(),
+                  "predecessor_layers": config.predecessor_layers, "successor_layers": config.layers,
+                  "epochs": [], "final": None, "wall_seconds": time.perf_counter() - started}
+        write_record(record, Path(out_dir))
+    final = record.get("final") or {}
+    return {"run_id": record["run_id"], "status": record["status"], "error": record.get("error"),
+            "label": f"{record['strategy']}{'/' + record['variant'] if record['variant'] else ''}",
+            "seed": record["seed"], "test_accuracy": final.get("test_accuracy"),
+            "wall_seconds": record["wall_seconds"]}
+
+
+def _pending(configs: list[RunConfig], out_dir: Path) -> list[RunConfig]:
+    from harness.run.runner import key_of
+    from harness.store.records import record_path
+
+    pending = []
+    for c in configs:
+        path = record_path(out_dir, key_of(c))
+        if path.exists():
+            try:
+                if json.loads(path.read_text()).get("status") == "ok":
+                    continue
+            except (json.JSONDecodeError, OSError):
+                pass
+        pending.append(c)
+    return pending
+
+
+def _cache_warmups(pending: list[RunConfig], out_dir: Path) -> list[RunConfig]:
+    """The stored predecessors that pending students need but the predecessor cache lacks (a fresh
+    machine): each is retrained once, first, for the cache (its record stays), instead of by every
+    student of its seed at once."""
+    from harness.run import predecessor as pred_cache
+    from harness.run.runner import key_of, stored_ok
+    from harness.strategies import get_strategy
+
+    keys = {key_of(c) for c in pending}
+    out: dict[str, RunConfig] = {}
+    for c in pending:
+        if c.predecessor_layers is None or not get_strategy(c.strategy).needs_predecessor:
+            continue
+        p = pred_cache.predecessor_config(c, c.predecessor_layers)
+        k = key_of(p)
+        if k not in keys and k not in out and stored_ok(out_dir, k) and \
+                not (pred_cache.cache_root() / k / "meta.json").exists():
+            out[k] = p
+    return list(out.values())
+
+
+def _parallel_context(backend: str, scheduler: str | None):
+    import contextlib
+
+    import joblib
+
+    if backend == "loky":
+        return contextlib.nullcontext()
+    if backend == "dask":
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise HarnessError("backend 'dask' needs dask.distributed: pip install 'dask[distributed]'") from None
+        client = Client(scheduler) if scheduler else Client(processes=True)
+        stack = contextlib.ExitStack()
+        stack.enter_context(client)
+        stack.enter_context(joblib.parallel_config(backend="dask"))
+        return stack
+    if backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError:
+            raise HarnessError("backend 'ray' needs ray: pip install 'ray[default]'") from None
+        ray.init(address=scheduler, ignore_reinit_error=True)
+        register_ray()
+        return joblib.parallel_config(backend="ray")
+    raise HarnessError(f"unknown backend {backend!r}; choose loky, dask or ray")
+
+
+def job_waves(pending: list[RunConfig]) -> list[list[RunConfig]]:
+    """Wave 1: runs that need no predecessor, predecessors first; wave 2: the runs that reuse them.
+    A predecessor is then trained exactly once, and no core idles while the last ones train. With
+    budgets, wave 1 keeps only the smallest budget's runs besides the predecessors: the rest wait in
+    wave 2, which keeps `pending`'s order (budget by budget), so a stopped sweep holds whole budgets
+    of every arm rather than every budget of the baseline."""
+    from harness.strategies import get_strategy
+
+    smallest = min((c.budget for c in pending if c.budget is not None), default=None)
+    first = [not get_strategy(c.strategy).needs_predecessor and c.budget in (None, smallest) for c in pending]
+    return [[c for c, f in zip(pending, first) if f], [c for c, f in zip(pending, first) if not f]]
+
+
+def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs: int, backend: str = "loky",
+                 scheduler: str | None = None, say=print) -> list[dict]:
+    """Run the pending jobs in two waves so each seed's predecessor is trained exactly once."""
+    from joblib import Parallel, delayed
+    from joblib.parallel import get_active_backend
+    from tqdm import tqdm
+
+    pending = _pending(configs, out_dir)
+    done = len(configs) - len(pending)
+    say(f"{len(configs)} runs in the sweep, {done} already stored, {len(pending)} to run "
+        f"({jobs} parallel job(s), backend {backend})")
+    results: list[dict] = []
+    if not pending:
+        return results
+    started = time.perf_counter()
+    warm = _cache_warmups(pending, out_dir)
+    if warm:
+        say(f"{len(warm)} stored predecessor(s) missing from the predecessor cache: retrained first, for the "
+            "cache only (their records stay)")
+    total = len(configs) + len(warm)
+    bar = tqdm(total=total, initial=done, unit="run", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    waves = job_waves(warm + pending)
+    with _parallel_context(backend, scheduler):
+        # results as they finish where the backend can stream them (loky, dask); ray's joblib backend
+        # cannot, so there every run of a wave reports when the wave ends (each record is still
+        # written by its own job the moment it finishes)
+        streams = getattr(get_active_backend()[0], "supports_return_generator", False)
+        return_as = "generator_unordered" if streams else "list"
+        for wave in waves:
+            if not wave:
+                continue
+            parallel = Parallel(n_jobs=min(jobs, len(wave)), return_as=return_as, batch_size=1,
+                                pre_dispatch="n_jobs")
+            for summary in parallel(delayed(run_job)(c.to_dict(), str(out_dir), sweep_name) for c in wave):
+                results.append(summary)
+                bar.update(1)
+                status = (f"test acc {summary['test_accuracy']:.4f}" if summary["status"] == "ok"
+                          else f"FAILED: {summary['error']}")
+                line = (f"[{done + len(results)}/{total}] {summary['label']} seed {summary['seed']}: "
+                        f"{status} ({summary['wall_seconds']:.0f}s, elapsed {time.perf_counter() - started:.0f}s)")
+                (tqdm.write if not bar.disable else say)(line)
+    bar.close()
+    return results
+
+
+def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None, out=None, backend="loky",
+              scheduler=None, report_dir=None, limit_strategies=None, say=print) -> int:
+    sweep = load_sweep(preset, config_path)
+    if seeds is not None and sweep.looks:
+        raise HarnessError(f"--seeds does not apply to {sweep.name}: a sequential design's seeds are its "
+                           f"looks ({', '.join(map(str, sweep.looks))})")
+    if seeds is not None:
+        if seeds < 1:
+            raise HarnessError(f"--seeds must be >= 1, got {seeds}")
+        sweep.seeds = list(range(seeds))
+    if threads is not None:
+        sweep.threads = threads
+    if jobs is not None:
+        sweep.jobs = jobs
+    if sweep.jobs < 1:
+        raise HarnessError(f"jobs must be >= 1, got {sweep.jobs}")
+    if limit_strategies:
+        sweep.arms = [a for a in sweep.arms if a["strategy"] in limit_strategies or a.get("layers") == "predecessor"]
+    if sweep.tuning:
+        _check_disjoint(sweep.tuning, sweep.seeds, f"{sweep.name} (with --seeds)")
+    out_dir, report_dir = output_dirs(sweep.name, out, report_dir)
+    from harness.run.runner import key_of
+    from harness.store.records import atomic_write_text
+
+    def write_manifest(configs, session=None) -> dict:
+        """sweep.json: written before any run (so `report` reads a store mid-sweep as this sweep's)
+        and again at the end with this session's figures."""
+        previous = _read_manifest(out_dir, say) or {}
+        m = {"name": sweep.name, "description": sweep.description, "config": sweep.source,
+             "seeds": sweep.seeds, "jobs": sweep.jobs, "threads": sweep.threads, "backend": backend,
+             "run_ids": [key_of(c) for c in configs],
+             "sessions": previous.get("sessions", []) + ([session] if session else [])}
+        atomic_write_text(out_dir / "sweep.json", json.dumps(m, indent=1))
+        return m
+
+    started = time.perf_counter()
+    if sweep.looks:
+        configs, results = run_sequential(sweep, out_dir, backend, scheduler, say, write_manifest)
+    elif sweep.tuning is None:
+        configs = expand(sweep)
+        write_manifest(configs)
+        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+    else:  # tuning seeds (and the shared setting) first; the selected rates follow from dev accuracy
+        configs = list({key_of(c): c for c in tuning_configs(sweep) + expand(sweep)}.values())
+        selected, missing = _selected(sweep, out_dir)
+        write_manifest(configs + ([] if missing else evaluation_configs(sweep, selected)))
+        say(f"tuning stage: {len(sweep.tuning.lrs)} learning rates x every student arm on tuning seeds "
+            f"{', '.join(map(str, sweep.tuning.seeds))}, and the evaluation seeds at the shared setting")
+        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        selected, missing = _selected(sweep, out_dir)
+        if missing:
+            say(f"tuning incomplete ({missing}); the evaluation stage waits: run the sweep again")
+        else:
+            for r in selected.itertuples():
+                say(f"selected: {r.task} {r.arm} lr {r.lr:g} (mean dev {100 * r.dev_mean:.2f} over "
+                    f"{len(sweep.tuning.seeds)} tuning seeds){'  AT THE GRID EDGE' if r.at_edge else ''}")
+            stage2 = evaluation_configs(sweep, selected)
+            say("evaluation stage: the evaluation seeds at each arm's selected rate")
+            results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+            configs = list({key_of(c): c for c in configs + stage2}.values())
+    elapsed = time.perf_counter() - started
+    finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    manifest = write_manifest(configs, {"finished_at": finished, "runs_executed": len(results),
+                                        "wall_seconds": elapsed})
+    say(f"sweep {sweep.name}: {len(results)} run(s) executed in {elapsed:.0f}s")
+    build_report(out_dir, report_dir=report_dir, say=say)
+    unreadable: list[str] = []
+    failed = [r for r in _sweep_records(out_dir, manifest["run_ids"], unreadable) if r.get("status") != "ok"]
+    for r in failed:
+        say(f"failed: {r['strategy']}{'/' + r['variant'] if r.get('variant') else ''} seed {r['seed']} "
+            f"({r['run_id']}): {r.get('error')}")
+    for name in unreadable:  # execute_jobs re-ran every unreadable record: this one is a store fault
+        say(f"unreadable record: {name}")
+    return 1 if failed or unreadable else 0
+
+
+def _reuse(sweep: Sweep, configs: list[RunConfig], out_dir: Path, say=print) -> None:
+    """Copy in the records of `sweep.reuse` stores (folders beside this one) with the same run keys."""
+    from harness.run.runner import key_of
+    from harness.store.records import import_records
+
+    for name in sweep.reuse or []:
+        source = Path(out_dir).parent / name
+        if not (source / "runs").is_dir():
+            say(f"reuse: no store {source}; its runs will be trained here")
+            continue
+        copied = import_records(source, out_dir, [key_of(c) for c in configs])
+        if copied:
+            say(f"reuse: {copied} record(s) with the same run key copied from {source}")
+
+
+def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
+    """The runs of `seeds` for the arms wanted(task, model, successor_layers, budget, arm name) -> bool."""
+    from dataclasses import replace
+
+    configs = []
+    for task in sweep.tasks:
+        for model in sweep.models:
+            lp = _predecessor_layers(sweep, model)
+            for ls in sweep.successor_layers:
+                for budget in sweep.budgets:
+                    arms = [a for a in sweep.arms
+                            if wanted(task, model, ls, budget, f"finetune-{lp}" if a.get("layers") == "predecessor"
+                                      else _arm_name(a, ls))]
+                    if arms:
+                        part = replace(sweep, tasks=[task], models=[model], successor_layers=[ls],
+                                       budgets=[budget], arms=arms)
+                        configs += expand(part, seeds=seeds)
+    return configs
+
+
+def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, write_manifest):
+    """A sequential sweep (harness.analysis.sequential): look by look, the next seeds only for the arms of the
+    primaries still open, each look examined from the store alone, so a stopped sweep resumes at the
+    same look. Returns (every config run so far, this session's run summaries)."""
+    import numpy as np
+
+    from harness.arms import family
+    from harness.run.runner import key_of
+    from harness.store.records import read_records, runs_table
+    from harness.strategies import get_strategy
+
+    configs: list[RunConfig] = []
+    results: list[dict] = []
+    previous = 0
+    for k, n in enumerate(sweep.looks):
+        if k == 0:
+            wave = expand(sweep, seeds=sweep.seeds[:n])
+        else:
+            ids = {key_of(c) for c in configs}
+            runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids])
+            replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
+            if any(r.reached < k for _, r in replays):
+                say(f"look {k} is not complete (a run failed); run the sweep again to retry it")
+                break
+            need = {}
+            for key, r in replays:
+                arms = set(r.next_arms)
+                if any(get_strategy(family(a)).needs_predecessor for a in arms if family(a) != "other"):
+                    arms.add(f"finetune-{int(key['predecessor_layers'])}")
+                need[(key["task"], key["model"], int(key["successor_layers"]),
+                      None if not np.isfinite(key["budget"]) else int(key["budget"]))] = arms
+            open_arms = sum(len(a) for a in need.values())
+            if not open_arms:
+                say(f"every primary decided by look {k} ({previous} seeds): no further seeds")
+                break
+
+            def wanted(task, model, ls, budget, arm, need=need):
+                return arm in need.get((task, model, ls, budget), need.get((task, model, ls, None), set()))
+            wave = _wave(sweep, sweep.seeds[previous:n], wanted)
+            say(f"look {k} ({previous} seeds) examined: " + "; ".join(
+                f"{t} {', '.join(sorted(a)) or 'nothing'}" for (t, *_), a in need.items()) + f" continue to {n} seeds")
+        configs = list({key_of(c): c for c in configs + wave}.values())
+        write_manifest(configs)
+        _reuse(sweep, wave, out_dir, say)
+        say(f"look {k + 1}: seeds {previous}..{n - 1}")
+        results += execute_jobs(wave, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        previous = n
+    return configs, results
+
+
+def _selected(sweep: Sweep, out_dir: Path):
+    """(select_settings table, what is missing as text or ""): the tuning stage read from the store."""
+    from harness.analysis.tuning import select_settings
+    from harness.run.runner import key_of
+    from harness.store.records import read_records, runs_table
+
+    wanted = {key_of(c) for c in tuning_configs(sweep)}
+    runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in wanted])
+    if runs.empty:
+        return None, "no tuning run stored"
+    failed = int((runs["status"] != "ok").sum())
+    selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds)
+    expected = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
+        len([a for a in sweep.arms if a.get("layers") != "predecessor"])
+    incomplete = int((~selected["complete"]).sum()) + expected - len(selected)
+    missing = []
+    if len(runs) < len(wanted):
+        missing.append(f"{len(wanted) - len(runs)} tuning run(s) not stored")
+    if failed:
+        missing.append(f"{failed} tuning run(s) failed")
+    if incomplete and not missing:
+        missing.append(f"{incomplete} arm(s) without every trial")
+    return selected, "; ".join(missing)
