@@ -13,11 +13,12 @@ from conftest import PREDECESSOR_AND_BASELINE, write_tiny_sweep
 from harness.encoders.models import build_classifier, load_pretrained
 from harness.errors import HarnessError
 from harness.report import pipeline
+from harness.run.identity import run_key
 from harness.store.records import read_records, runs_table
 from harness.strategies import Context, get_strategy, split_budget
 from harness.sweep import execute
 from harness.sweep import plan as sweep_mod
-from harness.training.config import DEFAULTS, LATER_DEFAULTS, RunConfig, configured, run_key, stable_hash
+from harness.training.config import DEFAULTS, LATER_DEFAULTS, RunConfig, configured, stable_hash
 from harness.training.diagnostics import is_degenerate, single_class_from_metrics, still_improving
 from harness.training.loop import eval_steps
 
@@ -303,7 +304,7 @@ def test_seed_12_budget_check_reuses_seed_12s_predecessors_and_reruns_its_12_to_
     """seed-12-budget answers "is seed-12's 12 -> 3 verdict a budget artefact?" only while it stays
     seed-12 at another length: the same predecessor run (so the cache serves it) and, at 189 steps,
     the same 12 -> 3 training as seed-12's 3 epochs (2 + 1 for Theseus, 63 steps per epoch)."""
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.sweep.plan import expand
 
     def configs(name):

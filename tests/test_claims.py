@@ -12,6 +12,7 @@ from scipy import stats as st
 from harness.analysis import inference, stats
 from harness.analysis.claims import CLAIMS, PRIMARY_CLAIMS, Claim, evaluate_claims
 from harness.analysis.groups import analyze
+from harness.store import schema
 
 BINARY_FLOOR = 57.8  # a single-class predictor's accuracy (the test set's majority share)
 
@@ -30,7 +31,7 @@ def group(arms: dict[str, np.ndarray], degenerate: dict[str, np.ndarray] | None 
             if with_flags:
                 row["degenerate"] = bool(d)
             rows.append(row)
-    return stats.normalize_runs(pd.DataFrame(rows))
+    return schema.normalize_runs(pd.DataFrame(rows))
 
 
 def replacements_for(runs: pd.DataFrame, arm: str, counts) -> pd.DataFrame:

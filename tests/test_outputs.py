@@ -39,22 +39,22 @@ def test_presets_ship_in_the_package_and_are_found_from_any_directory(tmp_path, 
     monkeypatch.chdir(tmp_path)
     presets = sweep_mod.list_presets()
     assert {"default", "default-fp32", "smoke", "full", "iflytek"} <= set(presets)
-    assert sweep_mod.PRESETS == PACKAGE / "presets"
+    assert sweep_mod.PRESETS == PACKAGE / "sweep" / "presets"
     assert sweep_mod.load_sweep("smoke").name == "smoke"
     assert main(["list"]) == 0
     assert "\n  smoke " in capsys.readouterr().out
-    assert not (REPO / "experiments").exists(), "presets live in harness/presets only"
+    assert not (REPO / "experiments").exists(), "presets live in harness/sweep/presets only"
 
 
 def test_the_wheel_declares_every_preset_as_package_data():
     """pyproject's package-data glob must cover every preset, or a wheel ships without them
     (.ci/run installs the wheel non-editably and runs a preset from an empty directory)."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    globs = pyproject["tool"]["setuptools"]["package-data"]["harness"]
-    presets = sorted((PACKAGE / "presets").glob("*.toml"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["harness.sweep"]
+    presets = sorted((PACKAGE / "sweep" / "presets").glob("*.toml"))
     assert presets
     for preset in presets:
-        assert any(preset.relative_to(PACKAGE).match(g) for g in globs), preset.name
+        assert any(preset.relative_to(PACKAGE / "sweep").match(g) for g in globs), preset.name
 
 
 def test_unknown_preset_names_the_presets_and_a_path_points_to_config(tmp_path):

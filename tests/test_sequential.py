@@ -171,8 +171,8 @@ def test_a_sequential_sweep_runs_only_the_open_primaries_arms(tiny_model_dir, ti
     # the first look: every arm at seeds 0..2
     assert len(first) == 5 * 3
     # what the store holds after look 1 is exactly what look 1's examination asked for
-    from harness.analysis.stats import normalize_runs
     from harness.store.records import read_records, runs_table
+    from harness.store.schema import normalize_runs
     runs = runs_table(read_records(out))
     look1 = seq.examine_store(runs[runs["seed"] < 3], sweep.looks, sweep.seeds, sweep.futility)
     (_, r), = look1

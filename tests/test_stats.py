@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from harness.analysis import stats
+from harness.analysis import stats, tables
 from harness.errors import HarnessError
+from harness.store import schema
 
 A = np.array([78.1, 79.4, 77.2, 80.3, 78.8, 79.9, 77.5, 78.6])
 B = np.array([76.9, 78.2, 77.0, 78.1, 76.4, 79.0, 76.2, 77.7])
@@ -19,12 +20,12 @@ def runs_from(samples: dict[str, np.ndarray], **extra) -> pd.DataFrame:
     rows = [dict(task="t", model="m", strategy=arm.split("/")[0],
                  variant=arm.partition("/")[2], seed=i, test_accuracy=float(v), **extra)
             for arm, vals in samples.items() for i, v in enumerate(vals)]
-    return stats.normalize_runs(pd.DataFrame(rows))
+    return schema.normalize_runs(pd.DataFrame(rows))
 
 
 def one_pair(a, b, **kw) -> pd.Series:
     r = runs_from({"theseus-add": a, "finetune-3": b, "finetune-6": [90.0, 90.5, 91.0]})
-    return stats.pairwise_tests(r, pairs=[("theseus-add", "finetune-3")], **kw).iloc[0]
+    return tables.pairwise_tests(r, pairs=[("theseus-add", "finetune-3")], **kw).iloc[0]
 
 
 def test_tests_match_scipy():
@@ -63,11 +64,11 @@ def test_pairwise_holds_raw_p_only_and_welch_when_seeds_do_not_pair():
     """Adjusted p-values belong to the claims (harness.analysis.claims); the all-pairs table is raw. Arms
     that share fewer than 3 seeds fall back to Welch's t and its interval."""
     r = runs_from({"theseus-add": A, "theseus-binary": B, "finetune-3": B - 1, "finetune-6": A + 5})
-    t = stats.pairwise_tests(r)
+    t = tables.pairwise_tests(r)
     assert len(t) == 6 and not [c for c in t.columns if "holm" in c]
-    assert list(t.columns) == [*stats.PAIRWISE_COLUMNS]
+    assert list(t.columns) == [*tables.PAIRWISE_COLUMNS]
     r.loc[r["arm"] == "theseus-binary", "seed"] += 100
-    row = stats.pairwise_tests(r, pairs=[("theseus-add", "theseus-binary")]).iloc[0]
+    row = tables.pairwise_tests(r, pairs=[("theseus-add", "theseus-binary")]).iloc[0]
     ref = st.ttest_ind(A, B, equal_var=False)
     assert row["primary_test"] == "Welch t" and row["primary_p"] == pytest.approx(ref.pvalue, rel=1e-12)
     ci = ref.confidence_interval(0.95)
@@ -82,7 +83,7 @@ def test_hedges_g_hand_computed():
 
 def test_variance_table_intervals_and_reproducible_resampling():
     r = runs_from({"theseus-add": A, "finetune-3": B})
-    row = stats.variance_table(r).set_index("arm").loc["theseus-add"]
+    row = tables.variance_table(r).set_index("arm").loc["theseus-add"]
     ci = st.t.interval(0.95, len(A) - 1, loc=A.mean(), scale=st.sem(A))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(ci, rel=1e-12)
     s, n = A.std(ddof=1), len(A)
@@ -101,7 +102,7 @@ def test_variance_table_gaps_failures_level_and_failed():
     r.loc[r["test_accuracy"] == 57.8, "degenerate"] = True
     r.loc[len(r)] = {**r.iloc[0].to_dict(), "arm": "theseus-add", "strategy": "theseus-add",
                      "status": "failed", "test_accuracy": np.nan, "run_id": "x", "degenerate": pd.NA}
-    v = stats.variance_table(r).set_index("arm")
+    v = tables.variance_table(r).set_index("arm")
     assert v.loc["theseus-add", "n"] == 4 and v.loc["theseus-add", "n_failed"] == 1
     assert v.loc["theseus-add", "gap_to_baseline"] == pytest.approx(77.25 - 72)
     assert v.loc["theseus-add", "gap_to_predecessor"] == pytest.approx(77.25 - 86)
@@ -118,7 +119,7 @@ def test_variance_table_gaps_failures_level_and_failed():
     assert v.loc["finetune-3", "n_below_level"] == 0  # the reference row: the baseline's own runs
     assert v.loc["finetune-3", "share_le_baseline_median"] == pytest.approx(2 / 3)
     assert v.loc["theseus-add", "share_le_baseline_median"] == pytest.approx(0.25)  # 71 <= 72
-    unknown = stats.variance_table(runs_from({"finetune-3": [70.0, 72, 74]})).iloc[0]
+    unknown = tables.variance_table(runs_from({"finetune-3": [70.0, 72, 74]})).iloc[0]
     assert unknown["n_degenerate_known"] == 0 and np.isnan(unknown["n_degenerate"])
 
 
@@ -130,7 +131,7 @@ def test_expected_max_by_dev_dodge():
     test = np.array([69.0, 75, 70, 74, 71, 73, 68, 72])  # the best-dev run is not the best-test one
     r = runs_from({"kd": test})
     r["dev_accuracy"] = dev
-    em = stats.expected_max(r).set_index("n_seeds")
+    em = tables.expected_max(r).set_index("n_seeds")
     assert set(em["selected_by"]) == {"dev"} and em.loc[1, "expected_max"] == pytest.approx(test.mean())
     for n in (2, 5):
         idx = rng.integers(0, 8, (200_000, n))
@@ -146,7 +147,7 @@ def test_expected_max():
     """Without dev scores the curve selects by test (the optimistic form, labelled so)."""
     rng = np.random.default_rng(0)
     x = rng.normal(80, 2, 10)
-    em = stats.expected_max(runs_from({"kd": x}))
+    em = tables.expected_max(runs_from({"kd": x}))
     assert set(em["selected_by"]) == {"test"}
     np.testing.assert_allclose(em["expected_max"], em["expected_max_test"])
     e = em["expected_max"].to_numpy()
@@ -157,7 +158,7 @@ def test_expected_max():
     assert e[2] == pytest.approx(mc.mean(), abs=0.02)
     assert em["expected_max_std"].iloc[2] == pytest.approx(mc.std(), abs=0.02)
     big = rng.normal(80, 2, 300)
-    assert stats.expected_max(runs_from({"kd": big}))["expected_max"].iloc[-1] == pytest.approx(big.max(), abs=0.5)
+    assert tables.expected_max(runs_from({"kd": big}))["expected_max"].iloc[-1] == pytest.approx(big.max(), abs=0.5)
 
 
 def test_aso_direction_and_against_deepsig():
@@ -180,7 +181,7 @@ def test_null_false_positive_rate():
     for _ in range(400):
         r = template.copy()
         r["test_accuracy"] = np.r_[rng.normal(80, 1.5, 20), 90.0, 90.5, 91.0]
-        row = stats.pairwise_tests(r, pairs=[("theseus-add", "finetune-3")], aso_boot=20).iloc[0]
+        row = tables.pairwise_tests(r, pairs=[("theseus-add", "finetune-3")], aso_boot=20).iloc[0]
         welch.append(row["welch_p"] < 0.05)
         paired.append(row["paired_p"] < 0.05)
     assert 0.02 <= np.mean(welch) <= 0.09
@@ -189,11 +190,11 @@ def test_null_false_positive_rate():
 
 def test_small_n_not_tested():
     r = runs_from({"theseus-add": [80.0, 81.0], "finetune-3": B, "finetune-6": A + 5})
-    row = stats.pairwise_tests(r, pairs=[("theseus-add", "finetune-3")]).iloc[0]
+    row = tables.pairwise_tests(r, pairs=[("theseus-add", "finetune-3")]).iloc[0]
     assert not row["tested"] and row["note"] == "n<3: not tested"
     assert np.isnan(row["welch_p"]) and np.isnan(row["primary_p"]) and np.isnan(row["aso_eps_min"])
     assert row["n_a"] == 2 and row["mean_a"] == 80.5
-    v = stats.variance_table(r).set_index("arm")
+    v = tables.variance_table(r).set_index("arm")
     assert not v.loc["theseus-add", "tested"] and v.loc["finetune-3", "tested"]
     assert np.isnan(v.loc["theseus-add", "ci_low"]) and np.isnan(v.loc["theseus-add", "std_ci_low"])
 
@@ -207,7 +208,7 @@ def test_zero_variance_and_identical_samples():
     assert shifted["prob_improvement"] == 1.0 and shifted["diff"] == 1.0
     one_side = one_pair(np.full(5, 80.0), B[:5])
     assert np.isfinite(one_side["welch_p"]) and np.isfinite(one_side["bf_p"])
-    v = stats.variance_table(runs_from({"kd": np.full(4, 80.0)})).iloc[0]
+    v = tables.variance_table(runs_from({"kd": np.full(4, 80.0)})).iloc[0]
     assert v["ci_low"] == v["ci_high"] == 80.0 and v["std"] == 0 and v["std_ci_high"] == 0
 
 
@@ -225,21 +226,21 @@ def test_variance_components_factorial():
     pred = rng.normal(0, 3, 6)  # predecessor effect dominates
     rows = [dict(task="t", strategy="theseus-add", seed=p, student_seed=s,
                  test_accuracy=80 + pred[p] + rng.normal(0, 0.3)) for p in range(6) for s in range(4)]
-    vc = stats.variance_components(stats.normalize_runs(pd.DataFrame(rows)))
+    vc = tables.variance_components(schema.normalize_runs(pd.DataFrame(rows)))
     assert vc is not None and vc.iloc[0]["design"] == "two-way crossed"
     assert vc.iloc[0]["share_predecessor"] > 0.8
-    assert stats.variance_components(runs_from({"kd": A})) is None
+    assert tables.variance_components(runs_from({"kd": A})) is None
 
 
 def test_normalize_runs_minimal_and_errors():
-    r = stats.normalize_runs(pd.DataFrame({
+    r = schema.normalize_runs(pd.DataFrame({
         "task": "t", "strategy": ["finetune-6", "finetune-3", "theseus-add"],
         "seed": [0, 0, 0], "test_accuracy": [0.9, 0.8, 0.85]}))
     assert list(r["successor_layers"]) == [6, 3, 3] and set(r["predecessor_layers"]) == {6}
     assert r["test_accuracy"].tolist() == pytest.approx([90, 80, 85])  # fractions -> percent
     assert list(r["arm"]) == ["finetune-6", "finetune-3", "theseus-add"] and set(r["status"]) == {"ok"}
     with pytest.raises(HarnessError, match="test_accuracy"):
-        stats.normalize_runs(pd.DataFrame({"task": ["t"], "strategy": ["kd"], "seed": [0]}))
+        schema.normalize_runs(pd.DataFrame({"task": ["t"], "strategy": ["kd"], "seed": [0]}))
 
 
 def test_pairwise_family_is_fast():
@@ -248,7 +249,7 @@ def test_pairwise_family_is_fast():
     rng = np.random.default_rng(0)
     r = runs_from({f"two-stage/v{i}": rng.normal(80, 1, 8) for i in range(10)} | {"finetune-3": B})
     t0 = time.perf_counter()
-    t = stats.pairwise_tests(r)
+    t = tables.pairwise_tests(r)
     assert len(t) == 55 and time.perf_counter() - t0 < 20
 
 
@@ -347,19 +348,19 @@ def test_spread_test_exact_and_finite_where_the_data_bound_it():
 
 def test_normalize_runs_degenerate_and_budget_columns():
     base = {"task": "t", "strategy": ["finetune-3"] * 5, "seed": range(5), "test_accuracy": [70.0] * 5}
-    r = stats.normalize_runs(pd.DataFrame({**base, "degenerate": [True, "false", "1", None, ""],
+    r = schema.normalize_runs(pd.DataFrame({**base, "degenerate": [True, "false", "1", None, ""],
                                            "budget": [100, 100, None, 200, 200]}))
     assert r["degenerate"].dtype == "boolean"
     assert r["degenerate"].tolist()[:3] == [True, False, True] and r["degenerate"].isna().sum() == 2
     assert r["budget"].isna().sum() == 1 and r["budget"].max() == 200
-    assert stats.normalize_runs(pd.DataFrame(base))["degenerate"].isna().all()
+    assert schema.normalize_runs(pd.DataFrame(base))["degenerate"].isna().all()
     with pytest.raises(HarnessError, match="degenerate"):
-        stats.normalize_runs(pd.DataFrame({**base, "degenerate": ["maybe"] * 5}))
+        schema.normalize_runs(pd.DataFrame({**base, "degenerate": ["maybe"] * 5}))
 
 
 def test_performance_profile_and_power_helpers():
     r = runs_from({"kd": [70.0, 72, 74, 76], "finetune-3": [71.0, 71, 71, 71]})
-    pr = stats.performance_profile(r, thresholds=[70, 71, 72, 75, 77])
+    pr = tables.performance_profile(r, thresholds=[70, 71, 72, 75, 77])
     kd = pr[pr["arm"] == "kd"].set_index("threshold")["share"]
     assert kd.tolist() == [1.0, 0.75, 0.75, 0.25, 0.0]
     assert pr[pr["arm"] == "finetune-3"]["share"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]

@@ -9,6 +9,7 @@ import torch
 
 from harness.encoders.models import Classifier, build_classifier, load_pretrained
 from harness.errors import HarnessError
+from harness.run import identity
 from harness.run.runner import execute
 from harness.strategies import Context, get_strategy
 from harness.strategies.kd import distillation_loss
@@ -213,7 +214,7 @@ def test_indivisible_layers_are_refused(tiny_config):
 def test_predecessor_is_trained_once_then_reused_and_a_corrupt_entry_is_retrained(tiny_config, tmp_path,
                                                                                  monkeypatch):
     from harness.run import predecessor as cache
-    from harness.run.runner import CODE_VERSION
+    from harness.run.identity import CODE_VERSION
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     config = tiny_config.replace(strategy="theseus-binary", variant="official",
@@ -225,7 +226,7 @@ def test_predecessor_is_trained_once_then_reused_and_a_corrupt_entry_is_retraine
     # the same predecessor named explicitly (as sweeps do) is the same cache entry
     assert not execute(config.replace(predecessor_layers=4), **QUIET)["predecessor"]["trained_now"]
     # the finetune-4 run *is* the predecessor: running it reuses nothing but fills the same key
-    key = cache.predecessor_key(config, 4, CODE_VERSION)
+    key = identity.predecessor_key(config, 4, CODE_VERSION)
     assert (cache.cache_root() / key / "weights.pt").exists()
     # a mismatched entry (its recorded key is another's) is refused and retrained
     meta_path = cache.cache_root() / key / "meta.json"

@@ -188,7 +188,7 @@ def test_every_committed_study_keeps_its_run_keys(name, monkeypatch):
     from types import SimpleNamespace
 
     from harness.encoders import models
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.training import loop as train
 
     store = REPO / "results" / name

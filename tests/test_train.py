@@ -9,9 +9,10 @@ import torch.nn.functional as F
 
 from harness.data.splits import Encoded
 from harness.encoders.models import build_classifier, load_pretrained
+from harness.run.identity import run_key
 from harness.run.runner import execute
 from harness.training import loop as train
-from harness.training.config import RunConfig, run_key
+from harness.training.config import RunConfig
 from harness.training.loop import LoopSettings, Phase, fit, macro_f1
 
 

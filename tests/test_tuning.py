@@ -9,7 +9,7 @@ from conftest import write_tiny_sweep
 
 from harness.analysis.tuning import annotate, effective_lr, lr_setting, select_settings
 from harness.errors import HarnessError
-from harness.run.runner import key_of
+from harness.run.identity import key_of
 from harness.sweep import execute
 from harness.sweep import plan as sweep_mod
 
@@ -54,8 +54,7 @@ def test_a_trial_sets_only_the_students_rate():
 
 
 def test_tuned_preset_gives_every_arm_the_same_trials_on_seeds_it_never_evaluates():
-    from harness.run.predecessor import predecessor_key
-    from harness.run.runner import CODE_VERSION
+    from harness.run.identity import CODE_VERSION, predecessor_key
 
     sweep = sweep_mod.load_sweep("tuned")
     assert not set(sweep.tuning.seeds) & set(sweep.seeds)

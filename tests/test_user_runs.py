@@ -182,9 +182,10 @@ def test_generated_tables_load_or_give_one_error_line(tmp_path, monkeypatch, cap
     from harness.analysis import compare as compare_mod
     from harness.analysis import stats
     from harness.report import markdown as report
+    from harness.store import schema
 
     def loaded(runs, *args, **kwargs):
-        stats.normalize_runs(runs)  # what every statistic starts from: may refuse, never crash
+        schema.normalize_runs(runs)  # what every statistic starts from: may refuse, never crash
         raise _Loaded
 
     monkeypatch.setattr(report, "write_outputs", loaded)

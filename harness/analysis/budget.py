@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness.analysis import inference, stats
+from harness.analysis import inference, stats, tables
 
 GROUP = ["task", "model", "successor_layers"]
 DECISIONS = ("supported", "contradicted", "equivalent")  # the verdicts that decide a comparison
@@ -34,7 +34,7 @@ def budget_summary(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """One row per (task, model, successor_layers, arm, budget) of the successful student runs.
 
     Columns: n, mean, std and the t interval of the mean of test accuracy (in the table's units:
-    percent after harness.analysis.stats.normalize_runs),
+    percent after harness.analysis.schema.normalize_runs),
     degenerate / still_improving counts out of the runs where each is known (n_degenerate_known,
     n_improving_known), mean optimizer steps and mean wall seconds per run.
     """
@@ -91,7 +91,7 @@ def interactions(runs: pd.DataFrame, claims: pd.DataFrame, alpha: float = 0.05) 
 
         def diffs(budget):
             at = here[(here["budget"] == budget) | here["budget"].isna()]
-            return stats.arm_runs(at, a).per_seed() - stats.arm_runs(at, b).per_seed()
+            return tables.arm_runs(at, a).per_seed() - tables.arm_runs(at, b).per_seed()
         for b1, b2 in zip(budgets, budgets[1:]):
             d1, d2 = diffs(b1).dropna(), diffs(b2).dropna()
             seeds = sorted(set(d1.index) & set(d2.index))

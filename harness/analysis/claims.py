@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import stats as st
 
 from harness import arms
-from harness.analysis import inference, stats
+from harness.analysis import inference, stats, tables
 from harness.analysis.stats import ALPHA, MIN_N, NOT_TESTED
 from harness.arms import THESEUS
 
@@ -168,14 +168,14 @@ class Context:
 
     @classmethod
     def of(cls, runs: pd.DataFrame, replacements: pd.DataFrame | None = None, **settings) -> "Context":
-        pred, base = stats.roles(runs)
-        level = stats.fine_tuning_level(stats.arm_runs(runs, base).values) if base else np.nan
-        return cls(runs, stats.replacement_totals(replacements), predecessor=pred, baseline=base,
+        pred, base = tables.roles(runs)
+        level = stats.fine_tuning_level(tables.arm_runs(runs, base).values) if base else np.nan
+        return cls(runs, tables.replacement_totals(replacements), predecessor=pred, baseline=base,
                    level=level, **settings)
 
     def __post_init__(self):
         self._families = {a: arms.family(a) for a in arms.order(self.runs["arm"])}
-        self._arm_runs: dict[str, stats.ArmRuns] = {}
+        self._arm_runs: dict[str, tables.ArmRuns] = {}
 
     def arms(self, *families: str) -> list[str]:
         """The group's arms of these strategy families, in arms.order."""
@@ -193,10 +193,10 @@ class Context:
         bare = arm.split("/")[0]
         return bare if not self.has(arm) and self.has(bare) else arm
 
-    def arm(self, name: str) -> stats.ArmRuns:
+    def arm(self, name: str) -> tables.ArmRuns:
         """The successful runs of one arm as arrays (read once per arm)."""
         if name not in self._arm_runs:
-            self._arm_runs[name] = stats.arm_runs(self.runs, name)
+            self._arm_runs[name] = tables.arm_runs(self.runs, name)
         return self._arm_runs[name]
 
     # ------------------------------------------------------------ builders
@@ -208,7 +208,7 @@ class Context:
         return None
 
     def _difference(self, a: str, b: str):
-        d = stats.primary_difference_of(self.arm(a), self.arm(b))
+        d = tables.primary_difference_of(self.arm(a), self.arm(b))
         sd = d.sd if d.paired else float(np.hypot(stats.sample_sd(self.arm(a).values),
                                                   stats.sample_sd(self.arm(b).values)))
         return d, sd
@@ -546,7 +546,7 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
     secondary comparisons, in declaration order.
 
     group_runs: the normalised runs of one (task, model, successor_layers[, budget]) group, the
-    predecessor's rows included (stats.normalize_runs output); replacements: its replacements table
+    predecessor's rows included (schema.normalize_runs output); replacements: its replacements table
     (None when there are none). groups: G, the number of groups the study's primaries are tested in
     (module docstring). primaries_only: skip the secondary comparisons (the primaries' verdicts do
     not depend on them; simulations use it). with_power=False skips seeds_needed.

@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.analysis.stats import ALPHA, MIN_N, normalize_runs, pairwise_tests
+from harness.analysis.stats import ALPHA, MIN_N
+from harness.analysis.tables import pairwise_tests
 from harness.arms import order as arm_order
 from harness.errors import HarnessError
+from harness.store.schema import normalize_runs
 
 GROUP = ["task", "model", "successor_layers"]
 

@@ -30,8 +30,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.analysis import stats
 from harness.analysis.claims import evaluate_claims
+from harness.store import schema
 
 EFFECTS = (0.0, 0.5, 1.0, 1.5)  # in paired-sd units
 FLOOR = 57.8  # accuracy of a run whose predictions collapsed (any constant: only its failed flag matters)
@@ -43,7 +43,7 @@ def group_template(arms: list[str], n: int) -> pd.DataFrame:
     """A normalised runs table of one group, arms x seeds 0..n-1, values filled in per simulation."""
     rows = [dict(task="t", model="m", strategy=a.partition("/")[0], variant=a.partition("/")[2], seed=i,
                  run_id=f"{a}-{i}", test_accuracy=70.0, degenerate=False) for a in arms for i in range(n)]
-    return stats.normalize_runs(pd.DataFrame(rows))
+    return schema.normalize_runs(pd.DataFrame(rows))
 
 
 def simulate_group(rng: np.random.Generator, template: pd.DataFrame, predecessor: str, *,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.analysis import stats
+from harness.analysis import stats, tables
 from harness.analysis.claims import ClaimResult, claims_frame, evaluate_claims
+from harness.store import schema
 
 
 @dataclass
@@ -157,8 +158,8 @@ def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
     n_boot: resamples of the permutation tests (spread) and ASO's bootstrap is 1,000 whatever
     it is; seed: their random seed; margin: the equivalence margin (points) of "no better".
     """
-    r = stats.normalize_runs(runs)
-    ep = stats._to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
+    r = schema.normalize_runs(runs)
+    ep = schema.to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
     rep = _frame(replacements)
     specs = group_specs(r)
     # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
@@ -188,10 +189,10 @@ def group_specs(r: pd.DataFrame) -> list[tuple]:
 
 
 def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1) -> Group:
-    var = stats.variance_table(g)
+    var = tables.variance_table(g)
     level = float(var["fine_tuning_level"].iloc[0]) if len(var) else np.nan
     g["below_level"] = g["test_accuracy"] < level
-    base = (g["arm"] == stats.roles(g)[1]) & (g["status"] == "ok") & g["test_accuracy"].notna()
+    base = (g["arm"] == tables.roles(g)[1]) & (g["status"] == "ok") & g["test_accuracy"].notna()
     if np.isfinite(level) and base.any():  # the baseline's own runs: against the other baseline runs' level
         x = g.loc[base, "test_accuracy"].to_numpy(float)
         g.loc[base, "below_level"] = stats.below_level(x, x, leave_one_out=True)
@@ -200,6 +201,6 @@ def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_g
     grep = rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep.iloc[0:0]
     results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot, groups=n_groups)
     return Group(task, model, ls, lp, budget, g, gep, grep, level, var,
-                 annotate_pairwise(stats.pairwise_tests(g, seed=seed), results), stats.expected_max(g),
-                 stats.performance_profile(g), stats.power_table(g), stats.variance_components(g), results)
+                 annotate_pairwise(tables.pairwise_tests(g, seed=seed), results), tables.expected_max(g),
+                 tables.performance_profile(g), tables.power_table(g), tables.variance_components(g), results)
 

@@ -381,7 +381,7 @@ def examine_store(runs: pd.DataFrame, looks, seeds, futility: float = FUTILITY) 
     """The sequential examination of a store's runs table: per group (its key: task, model,
     successor and predecessor layers, budget) the Replay of its primaries, G = the number of groups."""
     from harness.analysis.groups import group_specs
-    from harness.analysis.stats import normalize_runs
+    from harness.store.schema import normalize_runs
 
     if runs.empty:
         return []

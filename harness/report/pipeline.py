@@ -17,7 +17,7 @@ from harness.analysis.budget import GROUP as BUDGET_GROUP
 from harness.analysis.budget import budget_summary, has_budget_axis
 from harness.analysis.groups import Analysis, analyze
 from harness.analysis.sequential import examine_store
-from harness.analysis.stats import SENSITIVITY_COLUMNS
+from harness.analysis.tables import SENSITIVITY_COLUMNS
 from harness.errors import HarnessError
 from harness.report import budget_plots, plots
 from harness.report.markdown import render_report

@@ -17,28 +17,6 @@ from pathlib import Path
 
 import torch
 
-from harness.training.config import RunConfig, run_key
-
-
-def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
-    """The finetune run that produces config's predecessor: k = L_p, seed = config.seed, its own
-    epochs and lr (never the students' budget)."""
-    return config.replace(
-        strategy="finetune", variant="", options={}, layers=predecessor_layers, predecessor_layers=predecessor_layers,
-        epochs=config.predecessor_epochs or config.epochs, lr=config.predecessor_lr or config.lr,
-        predecessor_epochs=None, predecessor_lr=None, student_seed=None,
-        budget=None,  # trained at its own fixed length, shared by every student budget of the seed
-    )
-
-
-def is_predecessor_run(config: RunConfig, predecessor_layers: int) -> bool:
-    """A finetune run that is exactly its own predecessor (so its weights can be cached)."""
-    return predecessor_config(config, predecessor_layers) == config.replace(
-        predecessor_epochs=None, predecessor_lr=None, predecessor_layers=predecessor_layers)
-
-
-def predecessor_key(config: RunConfig, predecessor_layers: int, code_version: str) -> str:
-    return run_key(predecessor_config(config, predecessor_layers), code_version)
 
 
 def cache_root() -> Path:

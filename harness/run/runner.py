@@ -13,28 +13,22 @@ from pathlib import Path
 
 import torch
 
-from harness import __version__
 from harness.data.splits import Splits, encode, make_splits
 from harness.encoders.models import Classifier, Pretrained, build_classifier, load_pretrained
 from harness.errors import HarnessError
+from harness.run import identity
 from harness.run import predecessor as pred_cache
+from harness.run.identity import CODE_VERSION, RESULTS_SCHEMA, key_of
 from harness.strategies import Context, arm_label, get_strategy
-from harness.training.config import RunConfig, run_key
+from harness.training.config import RunConfig
 from harness.training.diagnostics import is_degenerate, max_class_share, still_improving
 from harness.training.loop import LoopSettings, fit, pick_device, seed_everything
 
-# Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
-RESULTS_SCHEMA = 2  # 2: fused AdamW on CPU too (numbers move in the last digits)
-CODE_VERSION = f"{__version__}+r{RESULTS_SCHEMA}"
 ENGLISH_ONLY_MODELS = {"minilm-l6", "mpnet-base-12"}
 
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-def key_of(config: RunConfig) -> str:
-    return run_key(config, CODE_VERSION)
 
 
 @functools.lru_cache(maxsize=4)
@@ -146,7 +140,7 @@ def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained, n
 def get_predecessor(config: RunConfig, predecessor_layers: int, num_classes: int, device: torch.device,
                     out_dir: Path | None, log=say) -> tuple[Classifier, dict]:
     """The fine-tuned predecessor for config.seed: from the cache, else trained now (and cached)."""
-    pconfig = pred_cache.predecessor_config(config, predecessor_layers)
+    pconfig = identity.predecessor_config(config, predecessor_layers)
     key = key_of(pconfig)
     pretrained = load_pretrained(config.model)
     model = build_classifier(pretrained, predecessor_layers, num_classes, config.head)
@@ -268,8 +262,8 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
     }
     if out_dir is not None:
         write_record(record, Path(out_dir), splits)
-    if config.strategy == "finetune" and pred_cache.is_predecessor_run(config, predecessor_layers):
-        pred_cache.save(pred_cache.predecessor_key(config, predecessor_layers, CODE_VERSION), plan.evaluated,
+    if config.strategy == "finetune" and identity.is_predecessor_run(config, predecessor_layers):
+        pred_cache.save(identity.predecessor_key(config, predecessor_layers, CODE_VERSION), plan.evaluated,
                         {"config": config.to_dict(), "metrics": _metrics(record)})
     return (record, plan.evaluated) if return_model else record
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.store.schema import FALSE, MISSING, REQUIRED, TRUE
 
-REQUIRED = ("task", "strategy", "seed", "test_accuracy")
 # column -> (kind, minimum); kinds: text (non-empty where required), int, number, metric (fraction or
 # percent), fraction ([0, 1] only), bool (true/false/1/0), status (ok/failed)
 COLUMNS = {
@@ -31,8 +31,6 @@ COLUMNS = {
     "degenerate": ("bool", None), "still_improving": ("bool", None), "status": ("status", None),
 }
 STATUSES = ("ok", "failed")
-MISSING = {"", "na", "nan", "null", "none", "n/a", "<na>"}  # empty cells, as pandas and R write them
-TRUE, FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
 
 
 def read_runs_csv(path: Path) -> pd.DataFrame:

@@ -25,7 +25,8 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
     """Run one job in a worker; any failure becomes a 'failed' record, never a lost run."""
     import torch
 
-    from harness.run.runner import execute, key_of
+    from harness.run.identity import key_of
+    from harness.run.runner import execute
     from harness.store.records import write_record
     from harness.strategies import arm_label
 
@@ -57,7 +58,7 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
 
 
 def _pending(configs: list[RunConfig], out_dir: Path) -> list[RunConfig]:
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.store.records import record_path
 
     pending = []
@@ -77,8 +78,10 @@ def _cache_warmups(pending: list[RunConfig], out_dir: Path) -> list[RunConfig]:
     """The stored predecessors that pending students need but the predecessor cache lacks (a fresh
     machine): each is retrained once, first, for the cache (its record stays), instead of by every
     student of its seed at once."""
+    from harness.run import identity
     from harness.run import predecessor as pred_cache
-    from harness.run.runner import key_of, stored_ok
+    from harness.run.identity import key_of
+    from harness.run.runner import stored_ok
     from harness.strategies import get_strategy
 
     keys = {key_of(c) for c in pending}
@@ -86,7 +89,7 @@ def _cache_warmups(pending: list[RunConfig], out_dir: Path) -> list[RunConfig]:
     for c in pending:
         if c.predecessor_layers is None or not get_strategy(c.strategy).needs_predecessor:
             continue
-        p = pred_cache.predecessor_config(c, c.predecessor_layers)
+        p = identity.predecessor_config(c, c.predecessor_layers)
         k = key_of(p)
         if k not in keys and k not in out and stored_ok(out_dir, k) and \
                 not (pred_cache.cache_root() / k / "meta.json").exists():
@@ -202,7 +205,7 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     if sweep.tuning:
         _check_disjoint(sweep.tuning, sweep.seeds, f"{sweep.name} (with --seeds)")
     out_dir, report_dir = output_dirs(sweep.name, out, report_dir)
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.store.records import atomic_write_text
 
     def write_manifest(configs, session=None) -> dict:
@@ -259,7 +262,7 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
 
 def _reuse(sweep: Sweep, configs: list[RunConfig], out_dir: Path, say=print) -> None:
     """Copy in the records of `sweep.reuse` stores (folders beside this one) with the same run keys."""
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.store.records import import_records
 
     for name in sweep.reuse or []:
@@ -299,7 +302,7 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
     import numpy as np
 
     from harness.arms import family
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.store.records import read_records, runs_table
     from harness.strategies import get_strategy
 
@@ -345,7 +348,7 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
 def _selected(sweep: Sweep, out_dir: Path):
     """(select_settings table, what is missing as text or ""): the tuning stage read from the store."""
     from harness.analysis.tuning import select_settings
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
     from harness.store.records import read_records, runs_table
 
     wanted = {key_of(c) for c in tuning_configs(sweep)}

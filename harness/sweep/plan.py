@@ -146,7 +146,7 @@ def expand(sweep: Sweep, seeds: list[int] | None = None, trials=None) -> list[Ru
     (arm, task, model, successor_layers, budget) -> a list of run-field overrides, one run per item
     (default: the arm as declared); the tuning stage uses it (tuning_configs, evaluation_configs)."""
     jobs: dict[str, RunConfig] = {}
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
 
     seeds = sweep.seeds if seeds is None else seeds
 
@@ -226,13 +226,13 @@ def evaluation_configs(sweep: Sweep, selected) -> list[RunConfig]:
 
     shared = expand(sweep)
     tuned = expand(sweep, trials=trials)
-    from harness.run.runner import key_of
+    from harness.run.identity import key_of
 
     return list({key_of(c): c for c in shared + tuned}.values())
 
 
 def is_predecessor(config: RunConfig) -> bool:
-    from harness.run.predecessor import is_predecessor_run
+    from harness.run.identity import is_predecessor_run
 
     return config.predecessor_layers is not None and is_predecessor_run(config, config.predecessor_layers)
 

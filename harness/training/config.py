@@ -187,7 +187,3 @@ EXECUTION_ONLY = ("device", "threads", "force")
 LATER_DEFAULTS = {"budget": None, "eval_points": 0}
 
 
-def run_key(config: RunConfig, code_version: str) -> str:
-    d = {k: v for k, v in config.to_dict().items()
-         if k not in EXECUTION_ONLY and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
-    return stable_hash({"config": d, "code": code_version})

@@ -1,0 +1,47 @@
+"""A run's identity, in one place: the key of a run (a hash of every field that determines what it
+computes and of the code version, `run_key` / `key_of`), the code version that enters it
+(bump RESULTS_SCHEMA when a change alters what a run computes), and which run produces a run's
+predecessor (`predecessor_config`, `predecessor_key`). A record is stored under its key, so a
+store is resumable and a run with the same key in another store is the same run
+(docs/method.md, "Runs and seeds")."""
+
+from __future__ import annotations
+
+from harness import __version__
+from harness.training.config import EXECUTION_ONLY, LATER_DEFAULTS, RunConfig, stable_hash
+
+# Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
+RESULTS_SCHEMA = 2  # 2: fused AdamW on CPU too (numbers move in the last digits)
+CODE_VERSION = f"{__version__}+r{RESULTS_SCHEMA}"
+
+
+def key_of(config: RunConfig) -> str:
+    """The run key of a configuration at this code version: the name of its record in a store."""
+    return run_key(config, CODE_VERSION)
+
+
+def run_key(config: RunConfig, code_version: str) -> str:
+    d = {k: v for k, v in config.to_dict().items()
+         if k not in EXECUTION_ONLY and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+    return stable_hash({"config": d, "code": code_version})
+
+
+def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
+    """The finetune run that produces config's predecessor: k = L_p, seed = config.seed, its own
+    epochs and lr (never the students' budget)."""
+    return config.replace(
+        strategy="finetune", variant="", options={}, layers=predecessor_layers, predecessor_layers=predecessor_layers,
+        epochs=config.predecessor_epochs or config.epochs, lr=config.predecessor_lr or config.lr,
+        predecessor_epochs=None, predecessor_lr=None, student_seed=None,
+        budget=None,  # trained at its own fixed length, shared by every student budget of the seed
+    )
+
+
+def is_predecessor_run(config: RunConfig, predecessor_layers: int) -> bool:
+    """A finetune run that is exactly its own predecessor (so its weights can be cached)."""
+    return predecessor_config(config, predecessor_layers) == config.replace(
+        predecessor_epochs=None, predecessor_lr=None, predecessor_layers=predecessor_layers)
+
+
+def predecessor_key(config: RunConfig, predecessor_layers: int, code_version: str) -> str:
+    return run_key(predecessor_config(config, predecessor_layers), code_version)
