@@ -11,7 +11,7 @@ group (one task, model, successor size and budget):
   runs of the primary arms give the same adjusted p in every report. A study with G groups (tasks x
   successor sizes x budgets) tests each group's family at alpha / G (Bonferroni over the groups,
   Holm within): p_adj = min(1, G x Holm p), and the share of studies with any false primary verdict
-  stays at or below alpha (tests/test_claims.py simulates it at the committed designs).
+  stays at or below alpha (tests/analysis/test_claims.py simulates it at the committed designs).
 - Every other comparison is **secondary** (exploratory): estimate, interval, raw p, Holm within its
   claim's secondary family in this group.
 

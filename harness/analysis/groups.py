@@ -1,4 +1,4 @@
-"""One runs table -> every statistic and claim, group by group (SPEC section 4).
+"""One runs table -> every statistic and claim, group by group (docs/method.md, "Statistics").
 
 A group is one (task, model, successor_layers) with successor_layers < predecessor_layers, split
 further by `budget` when that column holds more than one distinct value in it; the predecessor's

@@ -1,18 +1,13 @@
-"""Statistics over a tidy runs table (one row per run), SPEC section 4.
+"""Pure statistics over arrays (docs/method.md, "Statistics"): tests, intervals, multiplicity and
+power. Every function takes numbers or numpy arrays and returns numbers; randomness comes from a
+generator it is given (or `rng_for`, seeded by a seed and names). Nothing here knows a runs table,
+an arm's name or a claim: harness/analysis/tables.py builds the per-arm and pairwise tables from
+these functions, harness/analysis/claims.py the verdicts. scipy does the numerics.
 
-Every function here is pure: it takes DataFrames / arrays, returns new ones, and draws its
-randomness from a generator it is given (or one seeded by its `seed` argument). scipy does the
-numerics. Nothing here knows the seed's claims: they are declared in harness/analysis/claims.py, which
-calls these functions; harness/analysis/groups.py groups runs and assembles the tables; plots.py draws
-and report.py renders what they return.
-
-Units: accuracy and macro-F1 columns are percent. `normalize_runs` converts a column given as
-fractions (every finite value in [0, 1]) to percent, so differences read as "points".
-
-Primary and sensitivity statistics: a comparison of two arms' means has one primary test, the
-paired t test over the seeds both arms ran (runs are paired by seed, SPEC 3.6), or Welch's t when
-fewer than MIN_N seeds pair, each with its own t interval. Welch, Mann-Whitney U, Wilcoxon, ASO,
-Hedges' g, P(A > B), Brown-Forsythe and Levene are sensitivity checks (SENSITIVITY_COLUMNS).
+A comparison of two arms' means has one primary test, the paired t test over the seeds both arms
+ran (runs are paired by seed), or Welch's t when fewer than MIN_N seeds pair, each with its own t
+interval (`mean_difference`, `t_test_p`, `t_interval`); Welch, Mann-Whitney U, Wilcoxon, ASO,
+Hedges' g, P(A > B), Brown-Forsythe and Levene are the tables' sensitivity checks.
 """
 
 from __future__ import annotations
@@ -282,7 +277,7 @@ class SpreadTest:
     where even e^8 away is not rejected: too few runs to bound that side). Both bounds are finite
     and > 0 whenever both samples have spread and enough runs, however many runs repeat one value.
     resamples: splits used. Under equal spread its size stays below alpha in simulation (normal,
-    t3 and skewed data, 5 to 10 runs per arm; tests/test_claims.py checks it through claim 2b)."""
+    t3 and skewed data, 5 to 10 runs per arm; tests/analysis/test_claims.py checks it through claim 2b)."""
     ratio: float
     p: float
     ci_low: float

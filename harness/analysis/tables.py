@@ -134,7 +134,7 @@ def variance_table(runs: pd.DataFrame, *, ci: float = 0.95, metric: str = "test_
     MIN_SPREAD_N such runs);
     fine-tuning level (fine_tuning_level of the baseline, the same in every row): n_below_level,
     below_level_rate with its Clopper-Pearson interval, the baseline's own rate as the reference
-    row (each baseline run against the level of the other baseline runs: count_below_level); share_le_baseline_median (runs at or below the baseline median, SPEC's descriptive
+    row (each baseline run against the level of the other baseline runs: count_below_level); share_le_baseline_median (runs at or below the baseline median, a descriptive
     "fine-tuning level" share, about 50% for the baseline itself);
     dev_accuracy (mean dev-max), test_macro_f1 (mean), tested (n >= 3). Failed runs count only in
     n_failed.

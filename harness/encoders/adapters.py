@@ -1,7 +1,7 @@
 """One adapter per encoder family: how the harness runs a model's parts itself.
 
 The harness never calls a Hugging Face model's own forward during training: it calls the embeddings,
-then each layer, so a successor layer can run inside a predecessor's stack (SPEC 3.2). Families
+then each layer, so a successor layer can run inside a predecessor's stack (docs/method.md, "Encoder adapters and the fidelity check"). Families
 differ in exactly four things, and an adapter states them for one family:
 
   embed        how to call the embedding block (which inputs it takes: token types, the padding mask)

@@ -3,7 +3,7 @@
 A `Classifier` is embeddings -> a list of transformer layers -> a head, built from a BERT-family
 encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, MPNet, DeBERTa-v2/v3). Every strategy composes
 these pieces; none of them calls the Hugging Face model's own forward, so a successor can run its
-layers inside a predecessor's stack (SPEC 3.2). How a family's embeddings and layers are called is
+layers inside a predecessor's stack (docs/method.md, "Encoder adapters and the fidelity check"). How a family's embeddings and layers are called is
 its adapter's business (harness/encoders/adapters.py); `load_pretrained` runs a model only after checking
 that this path equals the model's own forward (`check_fidelity`), and records the difference.
 """

@@ -1,8 +1,8 @@
-"""The markdown report, the CSV tables and the report index (SPEC section 6).
+"""The markdown report, the CSV tables and the report index (docs/method.md, "Reports").
 
 Consumes analysis.analyze (harness.analysis.stats + harness.analysis.claims) and plots.plot_all; computes nothing of
 its own beyond formatting, counting verdicts for the summary sentences, and the join of our means
-with the seed's fixed reference numbers (SPEC section 7).
+with the seed's fixed reference numbers (docs/method.md, "Reports").
 
 Order: the answer first (the primary verdicts in one table: claim x group), then the summary
 sentences, the training budget where there are several, the figures, one section per claim, the
@@ -44,7 +44,7 @@ MORE_FIGURES = {"forest": "mean and 95% t interval per arm",
                 "replacements": "replacements per module per epoch (red: failed runs)",
                 "expected_max": "expected test accuracy of the best-by-dev run among n seeds"}
 
-# SPEC section 7: the seed's numbers, CLUE iflytek dev accuracy (%) with bert-base-chinese (12 layers)
+# the seed's numbers, CLUE iflytek dev accuracy (%) with bert-base-chinese (12 layers)
 SEED_REFERENCE = pd.DataFrame([
     ("predecessor (direct fine-tune, all layers)", 1, 12, 60.11),
     ("direct fine-tune, first L_s layers", 2, 6, 58.99),
@@ -601,7 +601,7 @@ def _appendix(a: Analysis, infos: dict, report_path: Path) -> str:
                 "interval). *Fine-tuning level*: "
                 + (f"{_num(g.level)} = the {base['arm'].iloc[0]} mean − {LEVEL_SDS:g} sd; the baseline's own row "
                    "is the reference, each of its runs judged against the level of the other baseline runs." if np.isfinite(g.level) else "not defined (no baseline with n ≥ 3).")
-                + " *≤ baseline median*: SPEC's descriptive share, about 50% for the baseline itself.\n",
+                + " *≤ baseline median*: a descriptive share, about 50% for the baseline itself.\n",
                 md_table(variance_display(g.variance), VARIANCE_COLUMNS)]
         sens = claim_sensitivity(g)
         out += [f"{h} {APPENDIX_SUBSECTIONS[2]}\n",

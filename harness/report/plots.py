@@ -1,4 +1,4 @@
-"""Figures of SPEC section 5. They only draw what harness.analysis.stats and harness.analysis.claims computed (held
+"""The report's figures (docs/method.md, "Reports"). They only draw what harness.analysis.stats and harness.analysis.claims computed (held
 by an analysis.Group); nothing is estimated here.
 
 Every plot function takes one Group, the arm -> colour mapping and a path (the suffix is

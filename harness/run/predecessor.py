@@ -1,4 +1,4 @@
-"""The per-seed predecessor cache (SPEC 3.6).
+"""The per-seed predecessor cache (docs/method.md, "The predecessor and its cache").
 
 Every strategy at seed s starts from the predecessor fine-tuned with seed s. It is trained once and
 stored under a key that hashes everything that determines it (task, split, model, its training

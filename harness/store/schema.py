@@ -55,7 +55,7 @@ def as_boolean(values: pd.Series, column: str = "degenerate") -> pd.Series:
 
 
 def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Fill the optional columns of a runs table (SPEC defaults) and derive `arm`.
+    """Fill the optional columns of a runs table (docs/method.md, "The runs table") and derive `arm`.
 
     Input: one row per run with at least task, strategy, seed, test_accuracy.
     Output: a copy with every column of the store's runs table; successor_layers comes from a

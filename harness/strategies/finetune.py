@@ -1,4 +1,4 @@
-"""`finetune` (SPEC 3.1): direct fine-tuning of the first k pretrained layers.
+"""`finetune` (docs/method.md, "finetune"): direct fine-tuning of the first k pretrained layers.
 
 Modules: pretrained embeddings + pretrained layers 1..k + a fresh head. All of it trains, at one lr.
 k = L_p is the predecessor itself; k = L_s is the baseline every compression method must beat.

@@ -1,4 +1,4 @@
-"""`kd` (SPEC 3.5): Hinton logit distillation, the Theseus paper's baseline.
+"""`kd` (docs/method.md, "kd"): Hinton logit distillation, the Theseus paper's baseline.
 
 Student: pretrained embeddings + the first L_s pretrained layers + a fresh head, all trained.
 Teacher: the fine-tuned predecessor, frozen, in eval mode. Its logits are deterministic, so they

@@ -1,4 +1,4 @@
-"""`theseus-binary` (SPEC 3.2) and `theseus-add` (SPEC 3.3): successor modules trained inside
+"""`theseus-binary` and `theseus-add` (docs/method.md, "theseus-binary and theseus-add"): successor modules trained inside
 the frozen fine-tuned predecessor.
 
 Modules. P = fine-tuned predecessor: embeddings E_p, layers p_1..p_Lp, head H; all frozen during

@@ -1,4 +1,4 @@
-"""`two-stage` (SPEC 3.4): extraction without Theseus.
+"""`two-stage` (docs/method.md, "two-stage"): extraction without Theseus.
 
 After the predecessor P is fine-tuned: model = E_p + the first L_s layers *of the fine-tuned P*
 + a head (fresh, or a copy of P's head H). Everything trains; the head's lr is base lr x multiplier.

@@ -25,7 +25,7 @@ class RunConfig:
     layers: int = 3                          # finetune: k; every other strategy: the successor's L_s
     predecessor_layers: int | None = None    # L_p; None = every layer of the pretrained encoder
     head: str = "cls"                        # "cls" (seed) or "pooler" (Hugging Face default)
-    # randomness (SPEC 3.6): `seed` picks the predecessor and, unless student_seed is set, the student
+    # randomness (docs/method.md, "Seeds and pairing"): `seed` picks the predecessor and, unless student_seed is set, the student
     seed: int = 0
     student_seed: int | None = None
     # data

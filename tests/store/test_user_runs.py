@@ -126,7 +126,7 @@ def test_a_valid_table_reads_as_pandas_reads_it():
     """The checks change nothing in a valid table: the store's own runs.csv comes back as is."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "results" / "default" / "runs.csv"
+    path = Path(__file__).resolve().parents[2] / "results" / "default" / "runs.csv"
     if not path.exists():
         pytest.skip("the committed example results are not in this checkout")
     pd.testing.assert_frame_equal(read_runs_csv(path), pd.read_csv(path))

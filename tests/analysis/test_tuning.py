@@ -164,7 +164,7 @@ def test_the_committed_tuned_runs_table_has_equal_trials_and_disjoint_seeds():
     trials for every student arm of a task, and no seed both tuned on and evaluated on."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "results" / "tuned" / "runs.csv"
+    path = Path(__file__).resolve().parents[2] / "results" / "tuned" / "runs.csv"
     runs = pd.read_csv(path)
     assert {"stage", "lr"} <= set(runs.columns) and set(runs["stage"]) == {"tune", "evaluate"}
     tune = runs[(runs["stage"] == "tune") & ~runs["strategy"].str.startswith("finetune-6")]

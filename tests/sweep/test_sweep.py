@@ -175,7 +175,7 @@ def test_analyze_a_users_csv(tmp_path, capsys):
 
 # ---- committed studies: a change of defaults (or of anything a run key hashes) must not re-key them ----
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMMITTED_STUDIES = ["default", "budget", "seed-12", "seed-12-budget"]
 
 
