@@ -256,10 +256,49 @@ def cmd_compare(a) -> int:
     return 0
 
 
-def cmd_bench(a) -> int:
-    from harness.bench.bench import main as bench_main
+BENCH_STEP_MODES = ("profile", "engine", "experimental")  # one student step each, instead of throughput
 
-    return bench_main(a)
+
+def cmd_bench(a) -> int:
+    import torch
+
+    from harness.training.loop import native_precision
+
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    modes = [m for m in BENCH_STEP_MODES if getattr(a, m, False)]
+    if not modes:
+        from harness.bench.throughput import format_report, run_bench
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        results = run_bench(a.task, a.model, steps=a.steps or 30, batch_size=a.batch_size, layers=a.layers,
+                            train_size=a.train_size, precision=a.precision or "fp32", warmup=a.warmup, log=log)
+        print(format_report(results))
+    else:  # one student step, as the default sweep runs it: 1 thread unless --threads, both precisions unless set
+        precisions = (("bf16", "fp32") if a.precision is None
+                      else (native_precision("auto") if a.precision == "auto" else a.precision,))
+        common = {"task": a.task, "model": a.model, "steps": a.steps or 10, "batch_size": a.batch_size,
+                  "precisions": precisions, "threads": a.threads or 1, "log": log}
+        results = {}
+        if "profile" in modes:
+            from harness.bench.profile import format_profile, run_profile
+
+            results["profile"] = run_profile(**common)
+            print(format_profile(results["profile"]))
+        if "engine" in modes:
+            from harness.bench.engines import compare_engines, format_engines
+
+            results["engine"] = compare_engines(**common)
+            print(format_engines(results["engine"]))
+        if "experimental" in modes:
+            from harness.bench.prototypes import format_prototypes, run_prototypes
+
+            results["experimental"] = run_prototypes(**common)
+            print(format_prototypes(results["experimental"]))
+    if a.out is not None:
+        Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"figures: {a.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.bench.bench import computed_flops, format_report, forward_flops_per_token, run_bench, useful_flops
+from harness.bench.throughput import computed_flops, format_report, forward_flops_per_token, run_bench, useful_flops
 
 
 def test_flops_per_token_matches_a_hand_computation():
@@ -84,7 +84,7 @@ def test_op_families_put_each_op_under_its_family():
     forward op that made them, and the families add up to every op's self time."""
     from torch.profiler import profile
 
-    from harness.bench.bench import FAMILIES, OVERHEAD, op_families
+    from harness.bench.profile import FAMILIES, OVERHEAD, op_families
 
     torch.manual_seed(0)
     lin, norm = torch.nn.Linear(16, 16), torch.nn.LayerNorm(16)
@@ -114,7 +114,7 @@ def test_op_families_put_each_op_under_its_family():
 
 
 def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
-    from harness.bench.bench import FAMILIES, format_profile, run_profile
+    from harness.bench.profile import FAMILIES, format_profile, run_profile
 
     results = run_profile(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                           log=lambda *_: None)
@@ -253,7 +253,7 @@ def test_frozen_casts_give_linears_the_values_autocast_would(tmp_path):
 
 
 def test_compare_engines_measures_both_and_checks_identity(tiny_model_dir, tiny_task):
-    from harness.bench.bench import compare_engines, format_engines
+    from harness.bench.engines import compare_engines, format_engines
 
     results = compare_engines(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                               precisions=("bf16",), rounds=1, log=lambda *_: None)
@@ -268,7 +268,7 @@ def test_compare_engines_measures_both_and_checks_identity(tiny_model_dir, tiny_
 # ---------------------------------------------------------------- prototypes (never used by runs)
 
 def test_prototypes_run_and_report_speedups_against_their_baseline(tiny_model_dir, tiny_task):
-    from harness.bench.bench import PROTOTYPES, format_prototypes, run_prototypes
+    from harness.bench.prototypes import PROTOTYPES, format_prototypes, run_prototypes
 
     results = run_prototypes(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                              precisions=("bf16",), rounds=1, log=lambda *_: None)
@@ -281,7 +281,7 @@ def test_prototypes_run_and_report_speedups_against_their_baseline(tiny_model_di
 
 
 def test_cheap_dropout_keeps_the_expected_share_and_scales():
-    from harness.bench.bench import cheap_dropout
+    from harness.bench.prototypes import cheap_dropout
 
     torch.manual_seed(0)
     x = torch.ones(200_000)

@@ -1,1 +1,1 @@
-"""Benchmarks: training throughput against a reference loop, the profiler and engine comparisons; no run depends on them."""
+"""Benchmarks, on which no run depends: training throughput against HF Trainer and a plain loop (throughput), one student step profiled (profile), engine "previous" against "current" (engines), speed-ups that change values (prototypes), and what they share (common); `python -m harness bench` (cli) picks one."""

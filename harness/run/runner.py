@@ -98,7 +98,7 @@ def provenance(device: torch.device) -> dict:
         "harness": CODE_VERSION, "python": platform.python_version(), "torch": torch.__version__,
         "transformers": transformers.__version__, "numpy": numpy.__version__,
         "torch_threads": torch.get_num_threads(), "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_count": os.cpu_count(), "host": platform.node(), "git_commit": git_commit(),
         "engine": LoopSettings().engine,  # $HARNESS_ENGINE: "previous" turns the bit-identical speed-ups off
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -106,7 +106,8 @@ def provenance(device: torch.device) -> dict:
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo, else platform.processor()), as provenance records it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -129,7 +130,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _settings(config: RunConfig, device: torch.device, pretrained: Pretrained, num_classes: int = 0) -> LoopSettings:
+def loop_settings(config: RunConfig, device: torch.device, pretrained: Pretrained,
+                  num_classes: int = 0) -> LoopSettings:
+    """The shared loop's settings for a run's config on `device` (pad id: the tokenizer's, else 0)."""
     pad = getattr(pretrained.tokenizer, "pad_token_id", None)
     return LoopSettings(batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
                         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
@@ -202,7 +205,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
     if strategy.check is not None:  # every option problem surfaces before anything is trained
         strategy.check(config, options, predecessor_layers)
     task, splits, encoded = prepare_data(config, pretrained)
-    settings = _settings(config, device, pretrained, splits.num_classes)
+    settings = loop_settings(config, device, pretrained, splits.num_classes)
 
     # The predecessor comes first, before the student's RNG is seeded: whether it was cached or
     # trained just now must not change the student's head init, dropout or data order.

@@ -1,0 +1,112 @@
+"""`python -m harness bench --engine`: student steps/s of the engines "previous" and "current"
+(harness.training.loop.ENGINES) in alternating fresh processes, and whether both train bit-identical weights.
+Engine "current" holds speed-ups that change no number, which is why the engine is no part of a run's config
+or key (docs/method.md, One run); this measures what they buy and checks on the measured steps that the
+weights agree (tests/test_bench.py checks whole runs). CPU time per step is reported beside wall time: on a
+shared machine it moves less with the others' load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+
+import torch
+
+from harness.bench.common import load_average, step_setup, student_setup
+from harness.bench.profile import step_profile
+from harness.errors import HarnessError
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of every tensor of a state dict, in order: equal iff the weights are bit-identical."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length: int, lr: float, precisions,
+                 engine: str, threads: int = 1) -> list[dict]:
+    """Student steps/s of every case and precision under one engine, in this process (untimed pass first),
+    with the trained weights' fingerprint and the epoch's mean loss to check that engines agree."""
+    torch.set_num_threads(threads)
+    student = student_setup(task, model, steps, batch_size, max_length, lr)
+    rows = []
+    for precision in precisions:
+        for case in student.cases:
+            def run_loop(on_step, case=case, precision=precision):
+                return student.run_loop(case, precision, steps, engine, on_step)
+
+            run_loop(None)
+            timed = step_profile(run_loop, steps, profiled=False)
+            epoch, _, evaluated = timed.pop("result")
+            rows.append({"case": case[0], "precision": precision, "engine": engine, **timed,
+                         "train_loss": epoch["train_loss"], "weights": _fingerprint(evaluated)})
+    return rows
+
+
+def _engine_worker() -> None:
+    """`python -c` entry for one engine measurement in a fresh process: JSON arguments on stdin, rows on stdout."""
+    import sys
+    args = json.loads(sys.stdin.read())
+    rows = engine_steps(**args)
+    print("ENGINE-ROWS " + json.dumps(rows), flush=True)
+
+
+def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int = 12, batch_size: int = 32,
+                    max_length: int = 128, lr: float = 5e-5, precisions=("bf16", "fp32"), threads: int = 1,
+                    rounds: int = 2, log=print) -> dict:
+    """Engines "previous" and "current" measured in alternating fresh processes (`rounds` each: a speed-up
+    such as keep_freed_memory holds for the rest of a process), the median per case, and the ratio
+    current / previous of student steps per CPU second and per wall second. `identical` per case: the
+    trained weights and the loss agree bit for bit across engines and rounds."""
+    import subprocess
+    import sys
+
+    setup = step_setup(task, model, steps, batch_size, max_length, lr, threads)
+    args = {"task": task, "model": model, "steps": steps, "batch_size": batch_size, "max_length": max_length,
+            "lr": lr, "precisions": list(precisions), "threads": threads}
+    runs = []
+    for r in range(rounds):
+        for engine in ("previous", "current"):
+            log(f"  round {r + 1}/{rounds}: engine {engine} (a fresh process) ...")
+            worker = "from harness.bench.engines import _engine_worker; _engine_worker()"
+            out = subprocess.run([sys.executable, "-c", worker], input=json.dumps({**args, "engine": engine}),
+                                 capture_output=True, text=True)
+            line = next((x for x in out.stdout.splitlines() if x.startswith("ENGINE-ROWS ")), None)
+            if out.returncode or line is None:
+                raise HarnessError(f"the engine {engine!r} measurement failed:\n{out.stderr.strip()[-2000:]}")
+            runs += json.loads(line[len("ENGINE-ROWS "):])
+    rows = []
+    for precision in precisions:
+        for case in dict.fromkeys(r["case"] for r in runs):
+            mine = [r for r in runs if r["case"] == case and r["precision"] == precision]
+            med = {e: {k: statistics.median(r[k] for r in mine if r["engine"] == e)
+                       for k in ("step_ms", "cpu_step_ms")} for e in ("previous", "current")}
+            rows.append({"case": case, "precision": precision,
+                         "previous_steps_per_s": 1e3 / med["previous"]["step_ms"],
+                         "current_steps_per_s": 1e3 / med["current"]["step_ms"],
+                         "previous_steps_per_cpu_s": 1e3 / med["previous"]["cpu_step_ms"],
+                         "current_steps_per_cpu_s": 1e3 / med["current"]["cpu_step_ms"],
+                         "ratio_wall": med["previous"]["step_ms"] / med["current"]["step_ms"],
+                         "ratio_cpu": med["previous"]["cpu_step_ms"] / med["current"]["cpu_step_ms"],
+                         "identical": len({(r["weights"], r["train_loss"]) for r in mine}) == 1})
+    setup["load_average_end"] = load_average()
+    return {"setup": {**setup, "rounds": rounds}, "cases": rows, "runs": runs}
+
+
+def format_engines(results: dict) -> str:
+    s = results["setup"]
+    lines = [f"engines: student steps/s, previous -> current ({s['rounds']} alternating fresh processes each, "
+             f"median; steps 2-{s['steps'] - 1} of {s['steps']}, {s['threads']} thread(s), batch {s['batch_size']}; "
+             f"load average {s['load_average']} -> {s['load_average_end']})",
+             f"{'case':<22} {'prec':<5} {'per CPU s':>17} {'ratio':>6} {'per wall s':>17} {'ratio':>6}  identical"]
+    for c in results["cases"]:
+        lines.append(f"{c['case']:<22} {c['precision']:<5} {c['previous_steps_per_cpu_s']:>7.2f} -> "
+                     f"{c['current_steps_per_cpu_s']:<7.2f} {c['ratio_cpu']:>6.3f} "
+                     f"{c['previous_steps_per_s']:>7.2f} -> {c['current_steps_per_s']:<7.2f} {c['ratio_wall']:>6.3f}  "
+                     f"{'yes' if c['identical'] else 'NO'}")
+    return "\n".join(lines)
