@@ -601,7 +601,7 @@ def _appendix(a: Analysis, infos: dict, report_path: Path) -> str:
                 "interval). *Fine-tuning level*: "
                 + (f"{_num(g.level)} = the {base['arm'].iloc[0]} mean − {LEVEL_SDS:g} sd; the baseline's own row "
                    "is the reference, each of its runs judged against the level of the other baseline runs." if np.isfinite(g.level) else "not defined (no baseline with n ≥ 3).")
-                + " *≤ baseline median*: a descriptive share, about 50% for the baseline itself.\n",
+                + " *≤ baseline median*: SPEC's descriptive share, about 50% for the baseline itself.\n",
                 md_table(variance_display(g.variance), VARIANCE_COLUMNS)]
         sens = claim_sensitivity(g)
         out += [f"{h} {APPENDIX_SUBSECTIONS[2]}\n",
