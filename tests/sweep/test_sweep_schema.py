@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.sweep import execute
 from harness.sweep import plan as sweep_mod
 from harness.sweep.schema import TOP, run_field_types
 from harness.training.config import RunConfig
@@ -200,7 +201,7 @@ class _Loaded(Exception):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(top=top_tables, base=base_tables, arm_list=_mostly(arms, st.just([])))
 def test_generated_configs_load_or_give_one_error_line(tmp_path, monkeypatch, capsys, top, base, arm_list):
-    monkeypatch.setattr(sweep_mod, "expand", lambda sweep: (_ for _ in ()).throw(_Loaded()))
+    monkeypatch.setattr(execute, "expand", lambda sweep, **kw: (_ for _ in ()).throw(_Loaded()))
     path = tmp_path / "generated.toml"
     path.write_text(_render(top, base, arm_list))
     try:
