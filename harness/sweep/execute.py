@@ -303,7 +303,7 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
 
     from harness.arms import family
     from harness.run.identity import key_of
-    from harness.store.records import read_records, runs_table
+    from harness.store.records import read_label_counts, read_records, runs_table
     from harness.strategies import get_strategy
 
     configs: list[RunConfig] = []
@@ -314,7 +314,7 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
             wave = expand(sweep, seeds=sweep.seeds[:n])
         else:
             ids = {key_of(c) for c in configs}
-            runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids])
+            runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids], read_label_counts(out_dir))
             replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
             if any(r.reached < k for _, r in replays):
                 say(f"look {k} is not complete (a run failed); run the sweep again to retry it")
