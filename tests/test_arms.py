@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from harness import arms
-from harness.analysis import stats
+from harness.analysis import tables
 from harness.strategies import arm_label
 from harness.training.config import RunConfig
 
@@ -22,7 +22,7 @@ def test_names_families_and_order():
 
 
 def test_every_module_uses_the_one_vocabulary():
-    """A run's arm (runner, sweep), the runs table (records) and the statistics (stats, claims) agree."""
+    """A run's arm (runner, sweep), the runs table (records) and the tables (tables, claims) agree."""
     assert arm_label(RunConfig(strategy="finetune", layers=3)) == ("finetune-3", "")
     assert arm_label(RunConfig(strategy="two-stage", layers=3)) == ("two-stage", "random-1x")  # default variant
-    assert stats.family is arms.family and stats.arm_order is arms.order
+    assert tables.family is arms.family and tables.arm_order is arms.order

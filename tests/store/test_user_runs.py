@@ -180,15 +180,14 @@ class _Loaded(Exception):
 @given(table=tables(), command=st.sampled_from(["analyze", "compare"]))
 def test_generated_tables_load_or_give_one_error_line(tmp_path, monkeypatch, capsys, table, command):
     from harness.analysis import compare as compare_mod
-    from harness.analysis import stats
-    from harness.report import markdown as report
+    from harness.report import pipeline
     from harness.store import schema
 
     def loaded(runs, *args, **kwargs):
         schema.normalize_runs(runs)  # what every statistic starts from: may refuse, never crash
         raise _Loaded
 
-    monkeypatch.setattr(report, "write_outputs", loaded)
+    monkeypatch.setattr(pipeline, "write_outputs", loaded)
     monkeypatch.setattr(compare_mod, "compare_runs", loaded)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
