@@ -733,7 +733,7 @@ def _sequential_section(seq: dict) -> str:
         rows.append({"group": r.task, "claim": r.claim, "comparison": r.comparison, "look": stop,
                      "verdict": r.verdict, "estimate": _num(r.estimate, sign=True) if np.isfinite(r.estimate) else "—",
                      "unit": r.unit, "repeated CI": ci,
-                     "p / bound": "—" if not np.isfinite(r.p) else f"{_p(r.p)} / {_p(r.bound)}",
+                     "p / bound": "—" if not np.isfinite(r.p) else f"{r.p:.2g} / {r.bound:.2g}",
                      "n": r.n or "—", "note": r.note})
     out.append(md_table(pd.DataFrame(rows)))
     decided = t[t["verdict"].isin(["supported", "contradicted"]) | t["verdict"].str.startswith("equivalent")]
