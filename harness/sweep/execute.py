@@ -295,6 +295,14 @@ def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
     return configs
 
 
+def incomplete(replays, k: int) -> bool:
+    """Look k (1-based) is not complete in some group that still has an open primary: a run of it
+    failed or is missing. A group whose primaries were all decided earlier stopped there on purpose."""
+    from harness.analysis.sequential import OPEN
+
+    return any(r.reached < k and any(d.verdict == OPEN for d in r.decisions) for _, r in replays)
+
+
 def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, write_manifest):
     """A sequential sweep (harness.analysis.sequential): look by look, the next seeds only for the arms of the
     primaries still open, each look examined from the store alone, so a stopped sweep resumes at the
@@ -316,7 +324,7 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
             ids = {key_of(c) for c in configs}
             runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids], read_label_counts(out_dir))
             replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
-            if any(r.reached < k for _, r in replays):
+            if incomplete(replays, k):
                 say(f"look {k} is not complete (a run failed); run the sweep again to retry it")
                 break
             need = {}

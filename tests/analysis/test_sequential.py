@@ -208,3 +208,15 @@ def test_sequential_sweep_resumes_after_sigkill(tiny_model_dir, tiny_task, tmp_p
     assert kill_after <= len(list((killed / "runs").glob("*.json"))) < total
     assert subprocess.run(cmd + ["--out", str(killed)], env=env, capture_output=True).returncode == 0
     pd.testing.assert_frame_equal(_records(killed), _records(clean))
+
+
+def test_a_group_decided_early_does_not_hold_back_the_others():
+    """Two groups: one decided everything at look 1, the other is still open after look 2. The
+    engine's completeness check waits only for groups with open primaries."""
+    from harness.sweep.execute import incomplete
+
+    def replay_with(reached, verdict):
+        return ({}, seq.Replay([seq.Decision("1", "a vs b", "a", "b", verdict, reached, 5 * reached)], reached))
+    done_early, going = replay_with(1, "supported"), replay_with(2, seq.OPEN)
+    assert not incomplete([done_early, going], 2)
+    assert incomplete([done_early, replay_with(1, seq.OPEN)], 2)  # an open group short of look 2
