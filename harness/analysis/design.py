@@ -69,6 +69,14 @@ def false_verdict(claim: str, verdict: str) -> bool:
     return verdict == "contradicted" or verdict == "supported" and claim != "3b"
 
 
+def _layout(groups: list[tuple[list[str], str]], n: int, failure_rate, effect: float):
+    """(per group its template and predecessor, per group its failure rate, the effect's shift)."""
+    templates = [(group_template(arms, n), pred) for arms, pred in groups]
+    rates = list(failure_rate) if isinstance(failure_rate, (list, tuple)) else [failure_rate] * len(templates)
+    shift = {EFFECT_ARM: effect * math.sqrt(2) * RUN_SD} if effect else None
+    return templates, rates, shift
+
+
 def simulate(groups: list[tuple[list[str], str]], n: int, sims: int, *, failure_rate=0.0,
              effect: float = 0.0, seed: int = 0) -> float:
     """effect = 0: the share of simulated studies with any false primary verdict; effect > 0 (in
@@ -76,9 +84,7 @@ def simulate(groups: list[tuple[list[str], str]], n: int, sims: int, *, failure_
     claim-1 primary reads supported. groups: per group (its arms, its predecessor arm);
     failure_rate: one rate for every group, or one per group."""
     rng = np.random.default_rng(seed)
-    templates = [(group_template(arms, n), pred) for arms, pred in groups]
-    rates = list(failure_rate) if isinstance(failure_rate, (list, tuple)) else [failure_rate] * len(templates)
-    shift = {EFFECT_ARM: effect * math.sqrt(2) * RUN_SD} if effect else None
+    templates, rates, shift = _layout(groups, n, failure_rate, effect)
     hits = 0
     for _ in range(sims):
         verdicts = [[(r.claim, r.verdict) for r in evaluate_claims(
@@ -100,10 +106,7 @@ def simulate_sequential(groups: list[tuple[list[str], str]], design, sims: int, 
     from harness.analysis.sequential import replay
 
     rng = np.random.default_rng(seed)
-    n = design.looks[-1]
-    templates = [(group_template(arms, n), pred) for arms, pred in groups]
-    rates = list(failure_rate) if isinstance(failure_rate, (list, tuple)) else [failure_rate] * len(templates)
-    shift = {EFFECT_ARM: effect * math.sqrt(2) * RUN_SD} if effect else None
+    templates, rates, shift = _layout(groups, design.looks[-1], failure_rate, effect)
     false = supported = seeds = runs = 0.0
     for _ in range(sims):
         study_false = False

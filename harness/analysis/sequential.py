@@ -150,6 +150,11 @@ def _z(p: float, sign: float) -> float:
     return float(math.copysign(st.norm.isf(min(max(p, 1e-300), 1.0) / 2), sign)) if np.isfinite(p) else 0.0
 
 
+def _z_one_sided(p: float) -> float:
+    """The z of a one-sided p (0 when p is undefined)."""
+    return float(st.norm.isf(min(max(p, 1e-300), 1.0))) if np.isfinite(p) else 0.0
+
+
 def _cp_two_sided(z: float, t: float, z_last: float) -> float:
     """Conditional power of |Z_K| >= z_last at the current trend (drift z / sqrt(t))."""
     if t >= 1:
@@ -235,11 +240,9 @@ def _futility_cp(cmp: Comparison, design: Design, level: float, k: int) -> float
     """The largest conditional power (at the current trend) among the decisions still reachable."""
     t, last = design.fractions[k], len(design.looks) - 1
     if cmp.kind == "no-better":
-        z_sup = st.norm.isf(min(max(cmp.p, 1e-300), 1.0)) if np.isfinite(cmp.p) else 0.0
         eq_level = design.alpha / (design.groups * _family_size())
-        z_ns = st.norm.isf(min(max(cmp.p_equiv, 1e-300), 1.0)) if np.isfinite(cmp.p_equiv) else 0.0
-        return max(_cp_one_sided(z_sup, t, design.z_bounds(2 * level)[last]),
-                   _cp_one_sided(z_ns, t, design.z_bounds(2 * eq_level)[last]))
+        return max(_cp_one_sided(_z_one_sided(cmp.p), t, design.z_bounds(2 * level)[last]),
+                   _cp_one_sided(_z_one_sided(cmp.p_equiv), t, design.z_bounds(2 * eq_level)[last]))
     cp = _cp_two_sided(_z(cmp.p, cmp.signed if np.isfinite(cmp.signed) else 0.0), t, design.z_bounds(level)[last])
     if cmp.kind == "difference":
         eq_level = design.alpha / (design.groups * _family_size())
