@@ -59,6 +59,7 @@ class EvalResult:
     macro_f1: float
     n: int
     pred_counts: list[int] = field(default_factory=list)  # predictions per class (index = class id)
+    predictions: np.ndarray | None = None  # the predicted class of every example, in data order
 
 
 @dataclass
@@ -234,7 +235,7 @@ def evaluate(model: nn.Module, data: Encoded, settings: LoopSettings) -> EvalRes
     y_pred = predict(model, data, settings)
     counts = np.bincount(y_pred, minlength=max(settings.num_classes, int(y_true.max(initial=0)) + 1))
     return EvalResult(float(np.mean(y_pred == y_true)), macro_f1(y_true, y_pred), len(y_true),
-                      [int(c) for c in counts])
+                      [int(c) for c in counts], y_pred)
 
 
 def _optimizer(groups: list[dict], settings: LoopSettings) -> torch.optim.Optimizer:
