@@ -87,25 +87,38 @@ def _hash_splits(parts: dict[str, Split]) -> str:
     return h.hexdigest()
 
 
-# Sizes a split gets when its size is not given (None), sized for a 2-core CPU; a data set too small
-# for them is split in the proportions SMALL_DATA_SHARES instead (see auto_sizes).
+# Sizes a split gets when its size is not given (None): train and dev sized for a 2-core CPU, and the test
+# split every example the two leave (at least DEFAULT_SIZES["test"]: a larger test sample shrinks the
+# test-sample error of every comparison, which no number of seeds lowers; docs/method.md, "The unit of
+# inference"). A data set too small for them is split in the proportions SMALL_DATA_SHARES instead (see
+# auto_sizes).
 DEFAULT_SIZES = {"train": 4000, "dev": 500, "test": 2000}
 SMALL_DATA_SHARES = {"train": 0.7, "dev": 0.1, "test": 0.2}
+# A test split smaller than this is refused unless the run allows it (RunConfig.allow_small_test): one
+# example would move accuracy by more than a point, the margin every equivalence claim uses. Below
+# WARN_TEST_SIZE the run summary and the report warn.
+MIN_TEST_SIZE = 100
+WARN_TEST_SIZE = 1000
 
 
 def auto_sizes(n: int, sizes: dict[str, int | None]) -> dict[str, int]:
     """Sizes for the parts in `sizes` (names from DEFAULT_SIZES) drawn from a pool of n examples.
 
-    A given size is kept (if the sizes do not fit, stratified_split says so). The parts without
-    a size get DEFAULT_SIZES when those fit beside the given ones; else they share what the given
-    ones leave in the proportions SMALL_DATA_SHARES (train takes the rounding remainder), e.g.
-    70/10/20 of a data set smaller than 6,500 examples.
+    A given size is kept (if the sizes do not fit, stratified_split says so). When DEFAULT_SIZES of
+    the parts without a size fit beside the given ones, train and dev get theirs and the test split
+    takes every example left (at least its default); else the parts without a size share what the
+    given ones leave in the proportions SMALL_DATA_SHARES (the test split, else train, takes the
+    rounding remainder), e.g. 70/10/20 of a data set smaller than 6,500 examples.
     """
     given = {k: v for k, v in sizes.items() if v is not None}
     auto = [k for k, v in sizes.items() if v is None]
     left = n - sum(given.values())
+    rest = "test" if "test" in auto else "train"  # who takes what the others leave
     if not auto or sum(DEFAULT_SIZES[k] for k in auto) <= left:  # (sizes that do not fit: stratified_split)
-        return {**given, **{k: DEFAULT_SIZES[k] for k in auto}}
+        out = {**given, **{k: DEFAULT_SIZES[k] for k in auto}}
+        if "test" in auto:
+            out["test"] = left - sum(out[k] for k in auto if k != "test")
+        return out
     if left < len(auto):
         asked = ", ".join(f"{k} {v}" for k, v in given.items())
         raise HarnessError(f"split sizes {asked} leave {max(left, 0)} of the task's {n} examples for "
@@ -113,22 +126,44 @@ def auto_sizes(n: int, sizes: dict[str, int | None]) -> dict[str, int]:
                            if given else f"the task has {n} example(s): too few to split into {'/'.join(auto)}")
     weight = sum(SMALL_DATA_SHARES[k] for k in auto)
     out = dict(given)
-    for k in auto:  # every part gets at least one example; train takes the rest
-        if k != "train":
-            out[k] = max(1, int(left * SMALL_DATA_SHARES[k] / weight))
-    if "train" in auto:
-        out["train"] = left - sum(out[k] for k in auto if k != "train")
+    for k in auto:  # every part gets at least one example; `rest` takes the remainder
+        if k != rest:
+            out[k] = max(1, int(left * SMALL_DATA_SHARES[k] / weight + 1e-9))  # (0.7 x 2700 is 1889.99...)
+    others = [k for k in auto if k != rest]
+    while left - sum(out[k] for k in others) < 1:  # `rest` needs one example too (tiny pools)
+        out[max(others, key=lambda k: out[k])] -= 1
+    out[rest] = left - sum(out[k] for k in others)
     return out
 
 
+def example_points(n_test: int) -> float:
+    """What one test example is worth in accuracy points."""
+    return 100.0 / n_test
+
+
+def check_test_size(n_test: int, allow_small: bool = False, where: str = "") -> str | None:
+    """Refuse a test split under MIN_TEST_SIZE examples (HarnessError) unless allow_small; return a
+    warning line for one under WARN_TEST_SIZE (else None)."""
+    worth = f"one example moves test accuracy by {example_points(n_test):.2f} points"
+    if n_test < MIN_TEST_SIZE and not allow_small:
+        raise HarnessError(f"{where}the test split would have {n_test} examples: {worth}, more than the "
+                           f"±1-point margin of an equivalence claim; use a larger data set or test size "
+                           f"(at least {MIN_TEST_SIZE}), or --allow-small-test to run anyway")
+    if n_test < WARN_TEST_SIZE:
+        return (f"warning: {where}the test split has {n_test:,} examples ({worth}); "
+                f"verdicts about the task need a larger one")
+    return None
+
+
 def make_splits(task, train_size: int | None, dev_size: int | None, test_size: int | None,
-                split_seed: int) -> Splits:
+                split_seed: int, allow_small_test: bool = False) -> Splits:
     """Seeded stratified train/dev/test splits of a TaskData.
 
     A pool task is split three ways. A task with predefined train/dev (e.g. CLUE, whose test labels
     are hidden) keeps its dev set as our *test* set and carves our dev set out of its train set,
     so model selection never sees the figures we report. A size of None is chosen from the data
-    (auto_sizes: DEFAULT_SIZES, or 70/10/20 of a smaller data set).
+    (auto_sizes: DEFAULT_SIZES with the test split taking the rest, or 70/10/20 of a smaller data
+    set). A test split under MIN_TEST_SIZE is refused unless allow_small_test (check_test_size).
     """
     pre = task.predefined_splits
     if pre is None:
@@ -144,8 +179,9 @@ def make_splits(task, train_size: int | None, dev_size: int | None, test_size: i
             test_texts, test_labels = pre["dev"]
             dev_pool = None
         train_texts, train_labels = pre["train"]
-        # each predefined split is its own pool: a size not given is the default, or all it has
-        test_n = test_size if test_size is not None else min(DEFAULT_SIZES["test"], len(test_labels))
+        # each predefined split is its own pool: a size not given is the default, or all it has; the
+        # test split all of its pool
+        test_n = test_size if test_size is not None else len(test_labels)
         if dev_pool is not None:
             dev_n = dev_size if dev_size is not None else min(DEFAULT_SIZES["dev"], len(dev_pool[1]))
             dv_idx = stratified_split(dev_pool[1], [dev_n], split_seed)[0]
@@ -162,6 +198,7 @@ def make_splits(task, train_size: int | None, dev_size: int | None, test_size: i
     for name, split in parts.items():
         if not split.labels:
             raise HarnessError(f"the {name} split is empty; check the split sizes")
+    check_test_size(len(parts["test"].labels), allow_small_test)
     return Splits(parts["train"], parts["dev"], parts["test"], len(task.label_names),
                   list(task.label_names), _hash_splits(parts))
 

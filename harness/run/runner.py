@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from harness.data.splits import Splits, encode, make_splits
+from harness.data.splits import Splits, check_test_size, encode, make_splits
 from harness.encoders.models import Classifier, Pretrained, build_classifier, load_pretrained
 from harness.errors import HarnessError
 from harness.run import identity
@@ -39,8 +40,10 @@ def _task(spec: str, text_column: str, label_column: str):
 
 
 @functools.lru_cache(maxsize=8)
-def _splits(spec, text_column, label_column, train_size, dev_size, test_size, split_seed) -> Splits:
-    return make_splits(_task(spec, text_column, label_column), train_size, dev_size, test_size, split_seed)
+def _splits(spec, text_column, label_column, train_size, dev_size, test_size, split_seed,
+            allow_small_test=False) -> Splits:
+    return make_splits(_task(spec, text_column, label_column), train_size, dev_size, test_size, split_seed,
+                       allow_small_test)
 
 
 def prepare_data(config: RunConfig, pretrained: Pretrained):
@@ -52,7 +55,7 @@ def prepare_data(config: RunConfig, pretrained: Pretrained):
     task = _task(config.task, config.text_column, config.label_column)
     _check_language(config, task.language)
     splits = _splits(config.task, config.text_column, config.label_column, config.train_size,
-                     config.dev_size, config.test_size, config.split_seed)
+                     config.dev_size, config.test_size, config.effective_split_seed, config.allow_small_test)
     encoded = {name: encode(pretrained.tokenizer, getattr(splits, name), config.max_length,
                             (pretrained.path, config.max_length, splits.data_hash, name))
                for name in ("train", "dev", "test")}
@@ -99,6 +102,7 @@ def provenance(device: torch.device) -> dict:
         "transformers": transformers.__version__, "numpy": numpy.__version__,
         "torch_threads": torch.get_num_threads(), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu": cpu_name(), "matmul_isa": matmul_isa(),
         "cpu_count": os.cpu_count(), "host": platform.node(), "git_commit": git_commit(),
         "engine": LoopSettings().engine,  # $HARNESS_ENGINE: "previous" turns the bit-identical speed-ups off
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -115,6 +119,35 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def matmul_isa() -> str:
+    """The widest matrix instruction set this CPU offers torch's bf16 and fp32 matmuls: amx (Intel AMX
+    tiles), avx512_bf16, avx512, avx2, or what torch's CPU capability says. Runs that differ in it can
+    differ in the last digits of every bf16 product (docs/method.md, "Runs and seeds")."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    for flag, name in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
+        if flag in flags:
+            return name
+    try:
+        return str(torch.backends.cpu.get_cpu_capability()).lower()
+    except Exception:  # older torch
+        return platform.machine() or "unknown"
+
+
+def encode_predictions(predictions) -> str:
+    """A run's test predictions, compactly: base64 of one uint8 class index per test example, in the
+    order of the test split's indices (`splits/<data_hash>.json`, key "test")."""
+    import numpy as np
+
+    values = np.asarray(predictions)
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise HarnessError("test predictions outside 0..255 cannot be stored as one byte per example")
+    return base64.b64encode(values.astype(np.uint8).tobytes()).decode("ascii")
 
 
 @functools.lru_cache(maxsize=1)
@@ -206,6 +239,9 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
         strategy.check(config, options, predecessor_layers)
     task, splits, encoded = prepare_data(config, pretrained)
     settings = loop_settings(config, device, pretrained, splits.num_classes)
+    small_test = check_test_size(len(splits.test.labels), allow_small=True)
+    if small_test:
+        log(small_test)
 
     # The predecessor comes first, before the student's RNG is seeded: whether it was cached or
     # trained just now must not change the student's head init, dropout or data order.
@@ -242,7 +278,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
         "options": options,
         "task": {"name": config.task, "source": task.source, "label_names": splits.label_names,
                  "num_classes": splits.num_classes, "split_sizes": splits.sizes(),
-                 "split_seed": config.split_seed, "data_hash": splits.data_hash,
+                 "split_seed": config.effective_split_seed, "split": config.split, "data_hash": splits.data_hash,
                  "train_tokens": encoded["train"].num_tokens},
         "model": pretrained.identity,
         "modules": plan.info.get("modules"),
@@ -256,6 +292,7 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
                   "test_accuracy": result.test.accuracy, "test_macro_f1": result.test.macro_f1,
                   "n_dev": result.dev.n, "n_test": result.test.n, "steps": result.steps,
                   "test_pred_counts": result.test.pred_counts,
+                  "test_predictions": encode_predictions(result.test.predictions),
                   "max_class_share": max_class_share(result.test.pred_counts),
                   "degenerate": is_degenerate(result.test.pred_counts),
                   "still_improving": still_improving(result.curve, result.steps)},

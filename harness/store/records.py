@@ -59,7 +59,8 @@ def write_record(record: dict, out_dir: Path, splits=None) -> Path:
             atomic_write_text(split_file, json.dumps(
                 {"data_hash": splits.data_hash, "label_names": splits.label_names,
                  **{name: getattr(splits, name).indices for name in ("train", "dev", "test")},
-                 "test_label_counts": label_counts(splits.test.labels, splits.num_classes)}))
+                 "test_label_counts": label_counts(splits.test.labels, splits.num_classes),
+                 "test_labels": list(splits.test.labels)}))
     path = record_path(out_dir, record["run_id"])
     atomic_write_text(path, json.dumps(_clean(record), indent=1, ensure_ascii=False))
     return path

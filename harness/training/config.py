@@ -33,6 +33,9 @@ class RunConfig:
     dev_size: int | None = None             # CPU), or 70/10/20 of a data set too small for those
     test_size: int | None = None            # (harness.data.splits.DEFAULT_SIZES, auto_sizes)
     split_seed: int = 0
+    split: str = "fixed"                     # "fixed": every seed the split of split_seed; "per-seed": seed s
+                                             # draws its own split (split seed split_seed + s), so the training
+                                             # and test samples vary with the seed too
     max_length: int = 128                    # the seed's value; batches are padded dynamically
     text_column: str = "text"
     label_column: str = "label"
@@ -59,10 +62,16 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None
     force: bool = False                      # allow a Chinese task with an English-only model
+    allow_small_test: bool = False           # run with a test split under 100 examples (refused otherwise)
 
     @property
     def student(self) -> int:
         return self.seed if self.student_seed is None else self.student_seed
+
+    @property
+    def effective_split_seed(self) -> int:
+        """The seed of this run's train/dev/test split: split_seed, or split_seed + seed per seed."""
+        return self.split_seed + self.seed if self.split == "per-seed" else self.split_seed
 
     @property
     def option_dict(self) -> dict:
@@ -103,6 +112,7 @@ class RunConfig:
         need(0 <= self.warmup_ratio < 1, f"warmup ratio must be in [0, 1), got {self.warmup_ratio}")
         need(self.precision in ("fp32", "bf16", "auto"), f"precision must be fp32, bf16 or auto, got {self.precision!r}")
         need(self.head in ("cls", "pooler"), f"head must be cls or pooler, got {self.head!r}")
+        need(self.split in ("fixed", "per-seed"), f"split must be fixed or per-seed, got {self.split!r}")
         for name in ("train_size", "dev_size", "test_size"):
             v = getattr(self, name)
             need(v is None or v >= 1, f"{name.replace('_', ' ')} must be >= 1, got {v}")
@@ -180,10 +190,10 @@ def stable_hash(obj, length: int = 16) -> str:
 
 
 # Settings that never change a run's numbers, left out of its key.
-EXECUTION_ONLY = ("device", "threads", "force")
+EXECUTION_ONLY = ("device", "threads", "force", "allow_small_test")
 # Settings added after runs were stored: at these values a run computes what it computed before they
 # existed, so they stay out of its key and stored runs keep their keys. These are the seed's values
 # (DEFAULTS["seed"]), not the dataclass defaults: they must never follow a change of defaults.
-LATER_DEFAULTS = {"budget": None, "eval_points": 0}
+LATER_DEFAULTS = {"budget": None, "eval_points": 0, "split": "fixed"}
 
 

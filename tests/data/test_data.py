@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data.splits import (DEFAULT_SIZES, Encoded, auto_sizes, collate, make_splits, stratified_split,
-                                 train_batches)
+from harness.data.splits import (DEFAULT_SIZES, Encoded, auto_sizes, check_test_size, collate, make_splits,
+                                 stratified_split, train_batches)
 from harness.data.tasks import TaskData
 from harness.errors import HarnessError
 
@@ -84,17 +84,41 @@ def test_length_grouped_epoch_covers_every_example_once_and_is_seeded():
 
 # ---- sizes chosen from the data (RunConfig sizes of None) ------------------------------------
 
-def test_sizes_left_to_the_data_are_the_defaults_when_they_fit():
+def test_sizes_left_to_the_data_are_the_defaults_when_they_fit_and_test_takes_the_rest():
     s = make_splits(_task(n=6600), None, None, None, split_seed=0)
-    assert s.sizes() == DEFAULT_SIZES
+    assert s.sizes() == {"train": DEFAULT_SIZES["train"], "dev": DEFAULT_SIZES["dev"], "test": 2100}
+    # given train and dev: the test split is every example they leave
+    s = make_splits(_task(n=6600), 2000, 500, None, split_seed=0)
+    assert s.sizes() == {"train": 2000, "dev": 500, "test": 4100}
+    assert len(set(s.train.indices) | set(s.dev.indices) | set(s.test.indices)) == 6600
+
+
+@pytest.mark.min_test_size
+def test_a_test_split_under_100_examples_is_refused_unless_allowed():
+    with pytest.raises(HarnessError, match=r"the test split would have 8 examples: one example moves test "
+                                           r"accuracy by 12\.50 points.*--allow-small-test"):
+        make_splits(_task(n=40), None, None, None, split_seed=0)
+    assert make_splits(_task(n=40), None, None, None, split_seed=0, allow_small_test=True).sizes()["test"] == 8
+    assert check_test_size(100) is not None and "1.00 points" in check_test_size(100)  # warned, not refused
+    assert check_test_size(1000) is None
+
+
+def test_a_per_seed_split_moves_with_the_seed_and_a_fixed_one_does_not():
+    from harness.training.config import RunConfig
+
+    fixed, per_seed = RunConfig(seed=3, split_seed=1), RunConfig(seed=3, split_seed=1, split="per-seed")
+    assert fixed.effective_split_seed == 1 and per_seed.effective_split_seed == 4
+    a = make_splits(_task(n=600), 300, 100, None, split_seed=per_seed.effective_split_seed)
+    b = make_splits(_task(n=600), 300, 100, None, split_seed=per_seed.replace(seed=4).effective_split_seed)
+    assert a.test.indices != b.test.indices and a.sizes() == b.sizes()
 
 
 def test_a_small_data_set_is_split_70_10_20():
     s = make_splits(_task(n=2700), None, None, None, split_seed=0)
     assert s.sizes() == {"train": 1890, "dev": 270, "test": 540}
-    # a given size is kept, the others share the rest in proportion
+    # a given size is kept, the others share the rest in proportion; the test split takes the remainder
     s = make_splits(_task(n=2700), 2000, None, None, split_seed=0)
-    assert s.sizes() == {"train": 2000, "dev": 233, "test": 466}
+    assert s.sizes() == {"train": 2000, "dev": 233, "test": 467}
     assert auto_sizes(3, {"train": None, "dev": None, "test": None}) == {"train": 1, "dev": 1, "test": 1}
 
 
