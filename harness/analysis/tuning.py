@@ -5,8 +5,9 @@ the baseline may have different best rates (Dodge et al. 2019: which of two mode
 flip with the number of trials). A sweep with a `[tuning]` table therefore runs, before its
 evaluation seeds, every student arm at every learning rate of one grid on its tuning seeds (disjoint
 from the evaluation seeds: selecting and evaluating on the same seeds inflates the winner,
-Bouthillier et al. 2021), selects each arm's rate by its mean dev accuracy over the tuning seeds,
-and runs the evaluation seeds at the selected rate; the declared (shared) setting runs on the
+Bouthillier et al. 2021), selects each arm's rate from its dev accuracy over the tuning seeds by
+a one-standard-error rule (the declared rate stays unless another beats it by more than the noise of
+that difference: a choice inside its own noise picks noise), and runs the evaluation seeds at the selected rate; the declared (shared) setting runs on the
 evaluation seeds too, as the sensitivity row.
 
 Pure functions of a sweep's arms and of the runs table (torch-free): `lr_setting` says which run
@@ -49,32 +50,72 @@ def effective_lr(config: dict) -> float:
     return float((config.get("options") or {}).get("lr") or config.get("lr"))
 
 
-def select_settings(runs: pd.DataFrame, lrs: list[float], tuning_seeds: list[int]) -> pd.DataFrame:
+def preference(lrs, declared: float | None) -> np.ndarray:
+    """The selection rule's order among rates whose dev scores tie (or whose difference is within its
+    noise): the declared (shared) rate first, then the smaller rate. Rank 0 is the most preferred. Used
+    by select_settings and by expected_best, so the two never break a tie differently, and never by a
+    test score."""
+    lrs = [float(x) for x in lrs]
+    order = sorted(range(len(lrs)), key=lambda i: (declared is None or not np.isclose(lrs[i], declared), lrs[i]))
+    ranks = np.empty(len(lrs), dtype=int)
+    ranks[order] = np.arange(len(lrs))
+    return ranks
+
+
+def one_se_choice(dev_by_seed: pd.DataFrame, declared: float | None) -> tuple[float, dict]:
+    """The one-standard-error rule over a (tuning seed x rate) table of dev accuracies.
+
+    The candidate is the rate with the best mean dev (ties: `preference`). It replaces the declared
+    rate only when its mean dev beats the declared rate's by more than one standard error of their
+    paired difference (paired by tuning seed: the same seed shares the predecessor and the data order),
+    sd(d) / sqrt(n); a difference inside its own noise keeps the declared rate. Without a declared rate
+    in the table the candidate is chosen. Returns (rate, why: candidate, gain and its se in points)."""
+    means = dev_by_seed.mean()
+    ranks = preference(means.index, declared)
+    best = max(means.max(), -np.inf)
+    tied = [i for i, m in enumerate(means) if np.isclose(m, best, rtol=0, atol=1e-12)]
+    candidate = float(means.index[min(tied, key=lambda i: ranks[i])])
+    shared = next((float(x) for x in means.index if declared is not None and np.isclose(x, declared)), None)
+    if shared is None or np.isclose(candidate, shared):
+        return candidate, {"candidate": candidate, "gain": np.nan, "gain_se": np.nan}
+    d = (dev_by_seed[candidate] - dev_by_seed[shared]).to_numpy(float) * 100
+    gain = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else np.inf
+    chosen = candidate if gain > se else shared
+    return chosen, {"candidate": candidate, "gain": gain, "gain_se": se}
+
+
+def select_settings(runs: pd.DataFrame, lrs: list[float], tuning_seeds: list[int],
+                    declared: dict[str, float] | None = None) -> pd.DataFrame:
     """Each arm's selected learning rate from its tuning runs.
 
     runs: the runs table (columns task, model, successor_layers, budget, arm, seed, lr, status,
     dev_accuracy), predecessor rows and evaluation seeds included or not: only ok runs on
-    `tuning_seeds` at a grid rate count. Returns one row per (task, model, successor_layers,
-    budget, arm): lr (selected: the best mean dev accuracy over the tuning seeds; ties go to the
-    smaller rate), dev_mean (its mean), trials (grid rates with a run on every tuning seed),
-    complete (every rate on every tuning seed), at_edge (the selected rate is the grid's smallest or
-    largest: the grid may have been too narrow), and dev_by_lr (rate -> mean dev, for the report).
+    `tuning_seeds` at a grid rate count. declared: arm -> its declared (shared) rate. Returns one row per
+    (task, model, successor_layers, budget, arm): lr (selected by `one_se_choice`: the declared rate
+    unless the best rate beats it on dev by more than one standard error of the paired difference; ties
+    by `preference`, never by test), candidate (the best mean dev), gain and gain_se (candidate minus
+    declared, points), dev_mean (the selected rate's mean dev), trials (grid rates with a run on every
+    tuning seed), complete (every rate on every tuning seed), at_edge (the selected rate is the grid's
+    smallest or largest: the grid may have been too narrow), and dev_by_lr (rate -> mean dev).
     """
-    cols = GROUP + ["lr", "dev_mean", "trials", "complete", "at_edge", "dev_by_lr"]
+    cols = GROUP + ["lr", "candidate", "gain", "gain_se", "dev_mean", "trials", "complete", "at_edge", "dev_by_lr"]
     grid = sorted(float(x) for x in lrs)
     tune = runs[runs["seed"].isin(tuning_seeds) & (runs["status"] == "ok") & runs["lr"].isin(grid)]
     tune = tune[~tune["arm"].str.fullmatch(r"finetune-(\d+)") | (tune["successor_layers"] != tune["predecessor_layers"])]
     rows = []
     for key, g in tune.groupby(GROUP, dropna=False, sort=True):
-        per_lr = g.groupby("lr")["dev_accuracy"].agg(["mean", "count"])
-        full = per_lr[per_lr["count"] == len(tuning_seeds)]
+        table = g.pivot_table(index="seed", columns="lr", values="dev_accuracy", aggfunc="mean")
+        full = table.loc[:, table.notna().sum() == len(tuning_seeds)].dropna()
         if full.empty:
             continue
-        best = full["mean"].max()
-        lr = float(min(full.index[np.isclose(full["mean"], best, rtol=0, atol=1e-12)]))
-        rows.append({**dict(zip(GROUP, key)), "lr": lr, "dev_mean": float(best), "trials": len(full),
-                     "complete": len(full) == len(grid), "at_edge": lr in (grid[0], grid[-1]),
-                     "dev_by_lr": {float(k): float(v) for k, v in per_lr["mean"].items()}})
+        arm = dict(zip(GROUP, key))["arm"]
+        lr, why = one_se_choice(full, (declared or {}).get(arm))
+        per_lr = g.groupby("lr")["dev_accuracy"].mean()
+        rows.append({**dict(zip(GROUP, key)), "lr": lr, **why, "dev_mean": float(full[lr].mean()),
+                     "trials": full.shape[1], "complete": full.shape[1] == len(grid),
+                     "at_edge": lr in (grid[0], grid[-1]),
+                     "dev_by_lr": {float(k): float(v) for k, v in per_lr.items()}})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -110,7 +151,7 @@ def trials_table(runs: pd.DataFrame, lrs: list[float], tuning_seeds: list[int]) 
     return out
 
 
-def expected_best(dev, test, k: int) -> tuple[float, float]:
+def expected_best(dev, test, k: int, lrs=None, declared: float | None = None) -> tuple[float, float]:
     """Expected best dev score among k trials, and the expected test score of that trial.
 
     dev, test: shape (N,), one score per trial (here: the mean over the tuning seeds). The
@@ -119,23 +160,27 @@ def expected_best(dev, test, k: int) -> tuple[float, float]:
     E[best dev] = sum_i P_i dev_(i), E[test at best dev] = sum_i P_i test_(i). Known bias: sampling
     with replacement repeats trials, so for k near N it underestimates the expected best of k distinct
     trials (Tang et al. 2020 discuss it and an unbiased alternative); at k = N it is not the best
-    observed trial but below it. Ties in dev are ordered by test (the better test last)."""
+    observed trial but below it. Ties in dev follow the selection rule (`preference` of the trials'
+    rates `lrs` and the `declared` one: the preferred trial ranks last among its ties, so it is the one
+    kept), never the test score; without `lrs`, ties keep their given order."""
     dev, test = np.asarray(dev, float), np.asarray(test, float)
     n = len(dev)
     if n == 0 or k < 1:
         return np.nan, np.nan
-    order = np.lexsort((test, dev))
+    rank = preference(lrs, declared) if lrs is not None else np.arange(n)[::-1]
+    order = np.lexsort((-rank, dev))
     i = np.arange(1, n + 1)
     p = (i / n) ** k - ((i - 1) / n) ** k
     return float(p @ dev[order]), float(p @ test[order])
 
 
-def expected_best_table(trials: pd.DataFrame) -> pd.DataFrame:
+def expected_best_table(trials: pd.DataFrame, declared: dict[str, float] | None = None) -> pd.DataFrame:
     """expected_best for k = 1..N trials, per (task, model, successor_layers, budget, arm):
-    columns GROUP + k, expected_dev, expected_test, N."""
+    columns GROUP + k, expected_dev, expected_test, N. declared: arm -> its declared rate (ties)."""
     rows = []
     for key, g in trials.groupby(GROUP, dropna=False, sort=True):
+        arm = dict(zip(GROUP, key))["arm"]
         for k in range(1, len(g) + 1):
-            d, t = expected_best(g["dev"], g["test"], k)
+            d, t = expected_best(g["dev"], g["test"], k, g["lr"].to_numpy(), (declared or {}).get(arm))
             rows.append({**dict(zip(GROUP, key)), "k": k, "expected_dev": d, "expected_test": t, "N": len(g)})
     return pd.DataFrame(rows, columns=GROUP + ["k", "expected_dev", "expected_test", "N"])

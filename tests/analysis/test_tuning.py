@@ -45,6 +45,39 @@ def test_selection_breaks_ties_toward_the_smaller_rate_and_needs_every_tuning_se
     assert select_settings(leak, grid, [100, 101])["lr"].item() == 1e-4
 
 
+def test_the_declared_rate_stays_unless_another_beats_it_by_more_than_one_standard_error():
+    grid = [5e-5, 1e-4, 3e-4]
+    seeds = (100, 101, 102)
+    # 5e-5 leads by 0.4 points on average but its paired differences (+1.2, -0.4, +0.4) have se 0.46: noise
+    noisy = pd.DataFrame(_tune_rows({5e-5: [0.762, 0.746, 0.754], 1e-4: [0.750, 0.750, 0.750],
+                                     3e-4: [0.70, 0.70, 0.70]}, seeds=seeds))
+    row = select_settings(noisy, grid, list(seeds), declared={"theseus-add/seed": 1e-4}).iloc[0]
+    assert row["lr"] == 1e-4 and row["candidate"] == 5e-5
+    assert row["gain"] == pytest.approx(0.4) and row["gain_se"] == pytest.approx(np.std([1.2, -0.4, 0.4], ddof=1) / 3 ** 0.5)
+    # a lead of 2 points on every seed is not noise: the rate moves
+    clear = pd.DataFrame(_tune_rows({5e-5: [0.77, 0.77, 0.78], 1e-4: [0.75, 0.75, 0.76], 3e-4: [0.7] * 3},
+                                    seeds=seeds))
+    assert select_settings(clear, grid, list(seeds), declared={"theseus-add/seed": 1e-4})["lr"].item() == 5e-5
+    # without a declared rate: the best mean dev, as before
+    assert select_settings(noisy, grid, list(seeds))["lr"].item() == 5e-5
+
+
+def test_selection_and_expected_best_break_dev_ties_by_one_rule_never_by_test():
+    from harness.analysis.tuning import expected_best, preference
+
+    lrs = np.array([5e-5, 1e-4, 3e-4])
+    assert preference(lrs, 1e-4).tolist() == [1, 0, 2]  # the declared rate first, then the smaller
+    assert preference(lrs, None).tolist() == [0, 1, 2]
+    # every rate ties on dev; the test scores differ. The kept trial is the declared one whatever the test says
+    dev, test = np.array([0.8, 0.8, 0.8]), np.array([0.9, 0.5, 0.7])
+    # (50 trials drawn: the declared one is among them but for a chance of (2/3)^50)
+    assert expected_best(dev, test, 50, lrs, 1e-4)[1] == pytest.approx(0.5, abs=1e-6)
+    assert expected_best(dev, test[::-1].copy(), 50, lrs, 1e-4)[1] == pytest.approx(0.7, abs=1e-6)
+    runs = pd.DataFrame(_tune_rows({5e-5: [0.8, 0.8], 1e-4: [0.8, 0.8], 3e-4: [0.8, 0.8]}))
+    assert select_settings(runs, list(lrs), [100, 101], declared={"theseus-add/seed": 1e-4})["lr"].item() == 1e-4
+    assert select_settings(runs, list(lrs), [100, 101])["lr"].item() == 5e-5
+
+
 def test_a_trial_sets_only_the_students_rate():
     arm = {"strategy": "two-stage", "variant": "predecessor-1x", "options": {"epochs": 3, "lr": 5e-5}}
     assert lr_setting(arm, 5e-5, declared=5e-5) == {}  # the declared setting keeps its run key
