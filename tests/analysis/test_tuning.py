@@ -72,7 +72,7 @@ def test_selection_and_expected_best_break_dev_ties_by_one_rule_never_by_test():
     dev, test = np.array([0.8, 0.8, 0.8]), np.array([0.9, 0.5, 0.7])
     # (50 trials drawn: the declared one is among them but for a chance of (2/3)^50)
     assert expected_best(dev, test, 50, lrs, 1e-4)[1] == pytest.approx(0.5, abs=1e-6)
-    assert expected_best(dev, test[::-1].copy(), 50, lrs, 1e-4)[1] == pytest.approx(0.7, abs=1e-6)
+    assert expected_best(dev, np.array([0.5, 0.9, 0.7]), 50, lrs, 1e-4)[1] == pytest.approx(0.9, abs=1e-6)
     runs = pd.DataFrame(_tune_rows({5e-5: [0.8, 0.8], 1e-4: [0.8, 0.8], 3e-4: [0.8, 0.8]}))
     assert select_settings(runs, list(lrs), [100, 101], declared={"theseus-add/seed": 1e-4})["lr"].item() == 1e-4
     assert select_settings(runs, list(lrs), [100, 101])["lr"].item() == 5e-5
