@@ -8,6 +8,7 @@ store is resumable and a run with the same key in another store is the same run
 from __future__ import annotations
 
 from harness import __version__
+from harness.data.content import data_content
 from harness.training.config import EXECUTION_ONLY, LATER_DEFAULTS, RunConfig, stable_hash
 
 # Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
@@ -21,9 +22,14 @@ def key_of(config: RunConfig) -> str:
 
 
 def run_key(config: RunConfig, code_version: str) -> str:
+    """The hash of every setting that determines what a run computes, the code version and, for a
+    user data source (csv:, jsonl:, clue:, a local hf: path), the content of its files: a file
+    edited in place gives new keys, here and in the predecessor cache (harness/data/content.py).
+    Built-in tasks are pinned by their archives' sha256, so their keys hold no content hash."""
     d = {k: v for k, v in config.to_dict().items()
          if k not in EXECUTION_ONLY and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
-    return stable_hash({"config": d, "code": code_version})
+    content = data_content(config.task)
+    return stable_hash({"config": d, "code": code_version, **({"data_content": content} if content else {})})
 
 
 def predecessor_config(config: RunConfig, predecessor_layers: int) -> RunConfig:
