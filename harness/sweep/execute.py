@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 from harness.analysis.sequential import examine_store
+from harness.data.content import stale_data_warnings
 from harness.errors import HarnessError
 from harness.report.pipeline import _read_manifest, _sweep_records, build_report
 from harness.sweep.plan import (Sweep, _arm_name, _check_disjoint, _predecessor_layers, evaluation_configs, expand,
                                 is_predecessor, load_sweep, output_dirs, tuning_configs)
+from harness.sweep.estimate import duration, eta
+from harness.sweep.preflight import check_output_dirs, check_tasks, only_filter
 from harness.training.config import RunConfig
 
 
@@ -140,16 +143,24 @@ def job_waves(pending: list[RunConfig]) -> list[list[RunConfig]]:
 
 
 def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs: int, backend: str = "loky",
-                 scheduler: str | None = None, say=print) -> list[dict]:
-    """Run the pending jobs in two waves so each seed's predecessor is trained exactly once."""
+                 scheduler: str | None = None, say=print, trains=None) -> list[dict]:
+    """Run the pending jobs in two waves so each seed's predecessor is trained exactly once.
+    trains: `--only`'s predicate (preflight.only_filter); the runs it leaves out stay pending for a
+    later session. Each finished run prints one line with done/total and an ETA (the mean wall time
+    of this session's runs so far x the runs left / parallel jobs), on a terminal or not."""
     from joblib import Parallel, delayed
     from joblib.parallel import get_active_backend
     from tqdm import tqdm
 
     pending = _pending(configs, out_dir)
     done = len(configs) - len(pending)
+    later = []
+    if trains is not None:
+        later = [c for c in pending if not trains(c)]
+        pending = [c for c in pending if trains(c)]
     say(f"{len(configs)} runs in the sweep, {done} already stored, {len(pending)} to run "
-        f"({jobs} parallel job(s), backend {backend})")
+        f"({jobs} parallel job(s), backend {backend})"
+        + (f"; {len(later)} left untrained by --only" if trains is not None else ""))
     results: list[dict] = []
     if not pending:
         return results
@@ -158,7 +169,7 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
     if warm:
         say(f"{len(warm)} stored predecessor(s) missing from the predecessor cache: retrained first, for the "
             "cache only (their records stay)")
-    total = len(configs) + len(warm)
+    total = done + len(pending) + len(warm)
     bar = tqdm(total=total, initial=done, unit="run", disable=not sys.stderr.isatty(), dynamic_ncols=True)
     waves = job_waves(warm + pending)
     with _parallel_context(backend, scheduler):
@@ -177,16 +188,63 @@ def execute_jobs(configs: list[RunConfig], out_dir: Path, sweep_name: str, jobs:
                 bar.update(1)
                 status = (f"test acc {summary['test_accuracy']:.4f}" if summary["status"] == "ok"
                           else f"FAILED: {summary['error']}")
+                left = total - done - len(results)
                 line = (f"[{done + len(results)}/{total}] {summary['label']} seed {summary['seed']}: "
-                        f"{status} ({summary['wall_seconds']:.0f}s, elapsed {time.perf_counter() - started:.0f}s)")
+                        f"{status} ({summary['wall_seconds']:.0f}s, elapsed "
+                        f"{duration(time.perf_counter() - started)}, ETA "
+                        f"{eta([r['wall_seconds'] for r in results], left, jobs)})")
                 (tqdm.write if not bar.disable else say)(line)
     bar.close()
     return results
 
 
+def _plan_lines(sweep: Sweep, configs: list[RunConfig], out_dir: Path, task_info: dict, trains,
+                stage_note: str = "") -> list[str]:
+    """`--dry-run`: what the sweep would run (runs, arms, seeds, stored, to run) and how long it would take."""
+    from harness.arms import order
+    from harness.store.records import read_records
+    from harness.sweep.estimate import REFERENCE_SOURCE, duration, estimate_seconds, seconds_per_step
+    from harness.sweep.preflight import DATA_KEYS, arm_of
+
+    pending = _pending(configs, out_dir)
+    todo = [c for c in pending if trains is None or trains(c)]
+    arms = order({arm_of(c) for c in configs})
+    shape = (f"{len(sweep.tasks)} task(s) x {len(sweep.models)} model(s) x {len(sweep.successor_layers)} successor "
+             f"size(s) x {len(sweep.budgets)} budget(s) x {len(arms)} arms x {len(sweep.seeds)} seeds")
+    lines = [f"plan of sweep {sweep.name}: {len(configs)} runs ({shape}){stage_note}",
+             f"tasks: {', '.join(sweep.tasks)}; models: {', '.join(sweep.models)}; successor layers: "
+             f"{', '.join(map(str, sweep.successor_layers))}; budgets: "
+             f"{', '.join('epochs' if b is None else str(b) for b in sweep.budgets)}",
+             f"arms: {', '.join(arms)}",
+             f"seeds: {', '.join(map(str, sweep.seeds))}",
+             f"store {out_dir}: {len(configs) - len(pending)} already stored, {len(todo)} to run"
+             + (f" ({len(pending) - len(todo)} left untrained by --only)" if trains is not None else "")]
+    if todo:
+        train_sizes = []
+        for c in todo:
+            settings = tuple((k, getattr(c, k)) for k in DATA_KEYS)
+            info = task_info.get((c.task, settings)) or next(iter(task_info.values()))
+            train_sizes.append(info["sizes"]["train"])
+        measured = seconds_per_step(read_records(out_dir)) if (out_dir / "runs").is_dir() else {}
+        total, own = estimate_seconds(todo, train_sizes, measured)
+        source = (f"this store's own finished runs for {own} of them, else " if own else "") + REFERENCE_SOURCE
+        lines.append(f"estimated time: {duration(total / sweep.jobs)} with {sweep.jobs} parallel job(s) "
+                     f"({duration(total)} of runs in all), from {source}, scaled by each run's optimizer steps; "
+                     "another machine, model or text length takes longer or shorter")
+    lines.append("nothing trained (--dry-run)")
+    return lines
+
+
 def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None, out=None, backend="loky",
-              scheduler=None, report_dir=None, limit_strategies=None, say=print) -> int:
+              scheduler=None, report_dir=None, only=None, dry_run=False, allow_small_test=False,
+              say=print) -> int:
+    """`run-all`: load and check the sweep, its tasks and its output folders (all before any work),
+    plan its runs, then train the pending ones (`only`: just these arms or families and their
+    predecessors) and build the report over the whole sweep. `dry_run`: print the plan, train nothing."""
+    from harness.store.records import read_records
+
     sweep = load_sweep(preset, config_path)
+    config_name = Path(config_path).name if config_path else f"{sweep.name} (preset)"
     if seeds is not None and sweep.looks:
         raise HarnessError(f"--seeds does not apply to {sweep.name}: a sequential design's seeds are its "
                            f"looks ({', '.join(map(str, sweep.looks))})")
@@ -200,13 +258,33 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
         sweep.jobs = jobs
     if sweep.jobs < 1:
         raise HarnessError(f"jobs must be >= 1, got {sweep.jobs}")
-    if limit_strategies:
-        sweep.arms = [a for a in sweep.arms if a["strategy"] in limit_strategies or a.get("layers") == "predecessor"]
+    if allow_small_test:
+        sweep.base["allow_small_test"] = True
     if sweep.tuning:
         _check_disjoint(sweep.tuning, sweep.seeds, f"{sweep.name} (with --seeds)")
     out_dir, report_dir = output_dirs(sweep.name, out, report_dir)
+    check_output_dirs(out_dir, report_dir)
+    task_info = check_tasks(sweep, config_name)
+    everything = expand(sweep)  # every arm at every seed: what --only may name
+    trains = only_filter(everything, only, sweep.name)
     from harness.run.identity import key_of
     from harness.store.records import atomic_write_text
+
+    if (out_dir / "runs").is_dir():
+        for line in stale_data_warnings(read_records(out_dir)):
+            say(line)
+    if dry_run:
+        if sweep.looks:
+            configs, note = expand(sweep, seeds=sweep.seeds[:sweep.looks[0]]), \
+                f"; the first look's runs (at most {len(everything)} if every look continues)"
+        elif sweep.tuning is not None:
+            configs = list({key_of(c): c for c in tuning_configs(sweep) + everything}.values())
+            note = "; the tuning stage and the shared setting (the selected rates' runs follow it)"
+        else:
+            configs, note = everything, ""
+        for line in _plan_lines(sweep, configs, out_dir, task_info, trains, note):
+            say(line)
+        return 0
 
     def write_manifest(configs, session=None) -> dict:
         """sweep.json: written before any run (so `report` reads a store mid-sweep as this sweep's)
@@ -221,18 +299,18 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
 
     started = time.perf_counter()
     if sweep.looks:
-        configs, results = run_sequential(sweep, out_dir, backend, scheduler, say, write_manifest)
+        configs, results = run_sequential(sweep, out_dir, backend, scheduler, say, write_manifest, trains)
     elif sweep.tuning is None:
-        configs = expand(sweep)
+        configs = everything
         write_manifest(configs)
-        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
     else:  # tuning seeds (and the shared setting) first; the selected rates follow from dev accuracy
-        configs = list({key_of(c): c for c in tuning_configs(sweep) + expand(sweep)}.values())
+        configs = list({key_of(c): c for c in tuning_configs(sweep) + everything}.values())
         selected, missing = _selected(sweep, out_dir)
         write_manifest(configs + ([] if missing else evaluation_configs(sweep, selected)))
         say(f"tuning stage: {len(sweep.tuning.lrs)} learning rates x every student arm on tuning seeds "
             f"{', '.join(map(str, sweep.tuning.seeds))}, and the evaluation seeds at the shared setting")
-        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
         selected, missing = _selected(sweep, out_dir)
         if missing:
             say(f"tuning incomplete ({missing}); the evaluation stage waits: run the sweep again")
@@ -242,7 +320,7 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
                     f"{len(sweep.tuning.seeds)} tuning seeds){'  AT THE GRID EDGE' if r.at_edge else ''}")
             stage2 = evaluation_configs(sweep, selected)
             say("evaluation stage: the evaluation seeds at each arm's selected rate")
-            results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+            results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
             configs = list({key_of(c): c for c in configs + stage2}.values())
     elapsed = time.perf_counter() - started
     finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -303,7 +381,7 @@ def incomplete(replays, k: int) -> bool:
     return any(r.reached < k and any(d.verdict == OPEN for d in r.decisions) for _, r in replays)
 
 
-def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, write_manifest):
+def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, write_manifest, trains=None):
     """A sequential sweep (harness.analysis.sequential): look by look, the next seeds only for the arms of the
     primaries still open, each look examined from the store alone, so a stopped sweep resumes at the
     same look. Returns (every config run so far, this session's run summaries)."""
@@ -325,7 +403,9 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
             runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids], read_label_counts(out_dir))
             replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
             if incomplete(replays, k):
-                say(f"look {k} is not complete (a run failed); run the sweep again to retry it")
+                say(f"look {k} is not complete (--only left some of its runs untrained); run the sweep "
+                    "without --only to examine it" if trains is not None else
+                    f"look {k} is not complete (a run failed); run the sweep again to retry it")
                 break
             need = {}
             for key, r in replays:
@@ -348,7 +428,7 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
         write_manifest(configs)
         _reuse(sweep, wave, out_dir, say)
         say(f"look {k + 1}: seeds {previous}..{n - 1}")
-        results += execute_jobs(wave, out_dir, sweep.name, sweep.jobs, backend, scheduler, say)
+        results += execute_jobs(wave, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
         previous = n
     return configs, results
 

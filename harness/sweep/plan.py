@@ -8,6 +8,7 @@ setting gets a new key, and a killed sweep loses at most the runs that were in f
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,31 @@ def list_presets() -> dict[str, str]:
     return out
 
 
+def copy_preset(name: str, dest: Path | None = None, force: bool = False) -> Path:
+    """Copy shipped preset `name` to `dest` (default ./NAME.toml; a folder: DEST/NAME.toml) to edit as
+    one's own; its sweep name becomes the file's name (when that is a valid sweep name), so its results
+    go to results/<file name>, not into the preset's store. Refuses to overwrite unless `force`."""
+    if name not in list_presets():
+        raise HarnessError(f"unknown preset {name!r}; presets: {', '.join(list_presets())}")
+    dest = Path(dest) if dest is not None else Path.cwd() / f"{name}.toml"
+    if dest.is_dir():
+        dest = dest / f"{name}.toml"
+    if dest.exists() and not force:
+        raise HarnessError(f"{dest} exists; choose another file name or pass --force to overwrite it")
+    if not dest.parent.is_dir():
+        raise HarnessError(f"cannot write {dest}: {dest.parent} is not a folder")
+    text = (PRESETS / f"{name}.toml").read_text(encoding="utf-8")
+    if dest.stem != name and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dest.stem):
+        head, table, rest = text.partition("\n[")  # the top-level keys come before the first table
+        head = re.sub(r'^name\s*=\s*"[^"]*"', f'name = "{dest.stem}"', head, count=1, flags=re.M)
+        text = head + table + rest
+    try:
+        dest.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return dest
+
+
 def load_sweep(preset: str | None = None, config_path: Path | None = None) -> Sweep:
     """Read and validate a sweep config; every problem is one HarnessError line."""
     if config_path is None:
@@ -91,6 +117,8 @@ def sweep_from_raw(raw: dict, config_path: Path) -> Sweep:
     config_path = Path(config_path)
     check_sweep(raw, config_path)  # every key's type, range and allowed values (and arms'): one error line
     base = dict(raw.get("base", {}))
+    if raw.get("allow_small_test"):  # top level: every run of the sweep ([base] may also say it)
+        base["allow_small_test"] = True
     looks = [int(x) for x in raw["looks"]] if "looks" in raw else None
     seeds = raw.get("seed_list") or list(range(int(raw.get("seeds", looks[-1] if looks else 5))))
     arms = raw["arms"]

@@ -52,6 +52,7 @@ TOP = {
     "tuning": Key(dict, what="a tuning stage: seeds (disjoint from the evaluation seeds) and lrs"),
     "looks": Key(list, item=int, minimum=3, what="a sequential design: the seeds per arm at each look, increasing"),
     "futility": Key(float, what="a sequential design's futility threshold on conditional power, in [0, 1)"),
+    "allow_small_test": Key(bool, what="run tasks whose test split has under 100 examples (refused otherwise)"),
     "reuse": Key(list, item=str, what="stores (folders of results/) whose records with the same run key are "
                                       "copied in before running"),
 }
