@@ -34,7 +34,7 @@ is visible before anyone reads the estimate.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import stats as st
 
 from harness import arms
-from harness.analysis import inference, stats, tables
+from harness.analysis import crossed, inference, stats, tables
 from harness.analysis.stats import ALPHA, MIN_N, NOT_TESTED
 from harness.arms import THESEUS
 
@@ -55,6 +55,9 @@ QUESTIONS = {
          "its failures?",
 }
 BASELINE = "finetune-L_s"  # in a declaration: the group's direct fine-tuning baseline
+TASK = "task"  # the unit of inference: seeds and test examples random (docs/method.md, "The unit of inference")
+TEST_SET = "test set"  # seeds random, the one test sample fixed: intervals conditional on it
+TASK_TEST = "crossed t (seeds x test examples)"
 NOT_RUN = "not run"
 NO_INFORMATION = "no information"
 
@@ -99,6 +102,9 @@ class Comparison:
     note: str = ""
     se: float = np.nan  # a mean difference's standard error and degrees of freedom (sequential
     df: float = np.nan  # looks rebuild their repeated intervals from them)
+    inference_unit: str = TEST_SET  # TASK: seeds and test examples random; TEST_SET: seeds only
+    seed_only: "Comparison | None" = None  # the same test, seeds only (this test set): the sensitivity row
+    crossed: crossed.CrossedDifference | None = None  # the task-level estimate's components
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,15 @@ class ClaimResult:
     verdict; min_p_adj: the smallest adjusted p attainable at this n; seeds_needed: seeds (pairs)
     for 80% power at the observed effect and the adjusted alpha (NaN: none, or over 10,000); n:
     runs behind it as text; decided_by: the test; reason: why this primary (primaries only).
+    inference_unit: "task" (seeds and test examples random, the crossed estimate: docs/method.md,
+    "The unit of inference") or "test set" (seeds only, conditional on the one test sample: no
+    per-example predictions for both arms at every paired seed, or not a mean difference); se: the
+    standard error of the estimate (mean differences) and its parts se_seed, se_test_sample,
+    se_residual (points; the task unit only has the last two); the seed-only sensitivity of the
+    same comparison (this test set): p_seed_only, p_adj_seed_only (its own Holm family),
+    verdict_seed_only, ci_low_seed_only / ci_high_seed_only (same level), se_seed_only (for a "test
+    set" row they repeat the row's own figures); test_size_needed: test examples per seed at the
+    current seeds for 80% power (task unit, undecided only); needs: what a decision needs, in words.
     """
     claim: str
     title: str
@@ -140,6 +155,19 @@ class ClaimResult:
     margin: float
     note: str
     reason: str = ""
+    inference_unit: str = TEST_SET
+    se: float = np.nan
+    se_seed: float = np.nan
+    se_test_sample: float = np.nan
+    se_residual: float = np.nan
+    p_seed_only: float = np.nan
+    p_adj_seed_only: float = np.nan
+    verdict_seed_only: str = ""
+    ci_low_seed_only: float = np.nan
+    ci_high_seed_only: float = np.nan
+    se_seed_only: float = np.nan
+    test_size_needed: float = np.nan
+    needs: str = ""
 
 
 def _n_text(n_a: int, n_b: int, n_paired: int) -> str:
@@ -165,17 +193,20 @@ class Context:
     predecessor: str | None = None
     baseline: str | None = None
     level: float = np.nan  # the fine-tuning level (stats.fine_tuning_level of the baseline)
+    examples: tables.Examples | None = None  # per-example correctness: task-level mean differences
 
     @classmethod
-    def of(cls, runs: pd.DataFrame, replacements: pd.DataFrame | None = None, **settings) -> "Context":
+    def of(cls, runs: pd.DataFrame, replacements: pd.DataFrame | None = None,
+           examples: "pd.DataFrame | tables.Examples | None" = None, **settings) -> "Context":
         pred, base = tables.roles(runs)
         level = stats.fine_tuning_level(tables.arm_runs(runs, base).values) if base else np.nan
         return cls(runs, tables.replacement_totals(replacements), predecessor=pred, baseline=base,
-                   level=level, **settings)
+                   level=level, examples=tables.Examples.of(examples), **settings)
 
     def __post_init__(self):
         self._families = {a: arms.family(a) for a in arms.order(self.runs["arm"])}
         self._arm_runs: dict[str, tables.ArmRuns] = {}
+        self._crossed: dict[tuple[str, str], crossed.CrossedDifference | None] = {}
 
     def arms(self, *families: str) -> list[str]:
         """The group's arms of these strategy families, in arms.order."""
@@ -213,18 +244,56 @@ class Context:
                                                   stats.sample_sd(self.arm(b).values)))
         return d, sd
 
+    def task_difference(self, a: str, b: str) -> crossed.CrossedDifference | None:
+        """The task-level estimate of a minus b (crossed.crossed_difference over the seeds both ran
+        and the test examples both were scored on); None without per-example results for both arms
+        at every paired seed (the comparison then keeps the seed-only test)."""
+        if (a, b) not in self._crossed:
+            cells = tables.example_differences(self.arm(a), self.arm(b), self.examples)
+            cd = None if cells is None else crossed.crossed_difference(*cells)
+            self._crossed[(a, b)] = cd if cd is not None and np.isfinite(cd.se) else None
+        return self._crossed[(a, b)]
+
+    def _as_task(self, seed_only: Comparison, cd: crossed.CrossedDifference, test: str,
+                 d: stats.MeanDifference) -> Comparison:
+        """The task-level twin of a seed-only mean comparison: the same hypotheses, p and interval
+        from the crossed estimate (its se and Satterthwaite df), the seed-only test kept beside it."""
+        level = seed_only.ci_level
+        lo, hi = stats.t_interval(d, level)
+        if seed_only.kind == "no-better":
+            p, p_equiv = stats.one_sided_t_p(d, 0.0, greater=True), stats.one_sided_t_p(d, self.margin, greater=False)
+        else:
+            p, p_equiv = stats.t_test_p(d), stats.tost_p(d, self.margin)
+        note = (f"{cd.n_examples:,} test examples"
+                + (f" ({cd.examples_per_seed:,.0f} per seed, split per seed)" if cd.split == "per-seed" else ""))
+        return replace(seed_only, test=test, estimate=d.estimate, ci_low=lo, ci_high=hi, p=p, p_equiv=p_equiv,
+                       signed=d.estimate, se=d.se, df=d.df, inference_unit=TASK, seed_only=seed_only, crossed=cd,
+                       note="; ".join(x for x in (seed_only.note, note) if x))
+
+    def _task_or(self, seed_only: Comparison, test: str) -> Comparison:
+        if seed_only.untested or self.examples is None:
+            return seed_only
+        cd = self.task_difference(seed_only.a, seed_only.b)
+        if cd is None:
+            return seed_only
+        d = stats.MeanDifference(cd.estimate, cd.se, cd.df, cd.n_seeds, cd.n_seeds, True)
+        return self._as_task(seed_only, cd, test, d)
+
     def mean_difference(self, a: str, b: str, *, direction: int) -> Comparison:
-        """Mean test accuracy of a minus b (points): paired t over the seeds both ran (Welch t when
-        fewer than 3 pair), its 95% t interval; TOST within +-margin for the equivalence verdict."""
+        """Mean test accuracy of a minus b (points), at the task level when every paired seed of
+        both arms has per-example results: the crossed estimate with its t interval and p
+        (crossed.crossed_difference); else seed-only: paired t over the seeds both ran (Welch t when
+        fewer than 3 pair). 95% t interval; TOST within +-margin for the equivalence verdict."""
         small = self._too_few(a, b, "paired t", "difference", direction=direction, margin=self.margin)
         if small:
             return small
         d, sd = self._difference(a, b)
         lo, hi = stats.t_interval(d)
-        return Comparison(a, b, f"{a} vs {b}", d.test, "difference", d.estimate, lo, hi, 0.95, "points",
-                          stats.t_test_p(d), stats.tost_p(d, self.margin), direction, self.margin,
-                          d.estimate, sd, n_a=d.n_a, n_b=d.n_b, n_paired=d.n_a if d.paired else 0,
-                          se=d.se, df=d.df)
+        seed_only = Comparison(a, b, f"{a} vs {b}", d.test, "difference", d.estimate, lo, hi, 0.95, "points",
+                               stats.t_test_p(d), stats.tost_p(d, self.margin), direction, self.margin,
+                               d.estimate, sd, n_a=d.n_a, n_b=d.n_b, n_paired=d.n_a if d.paired else 0,
+                               se=d.se, df=d.df)
+        return self._task_or(seed_only, TASK_TEST)
 
     def no_better(self, a: str, b: str) -> Comparison:
         """a "no better" than b: the superiority test (one-sided paired t, a > b; significant:
@@ -241,10 +310,11 @@ class Context:
         lo, hi = stats.t_interval(d, 1 - 2 * self.alpha)
         p_better = stats.one_sided_t_p(d, 0.0, greater=True)
         p_within = stats.one_sided_t_p(d, self.margin, greater=False)
-        return Comparison(a, b, f"{a} vs {b}, no better", test if d.paired else test.replace("paired", "Welch"),
-                          "no-better", d.estimate, lo, hi, 1 - 2 * self.alpha, "points", p_better, p_within,
-                          -1, self.margin, d.estimate, sd, n_a=d.n_a, n_b=d.n_b,
-                          n_paired=d.n_a if d.paired else 0, se=d.se, df=d.df)
+        seed_only = Comparison(a, b, f"{a} vs {b}, no better", test if d.paired else test.replace("paired", "Welch"),
+                               "no-better", d.estimate, lo, hi, 1 - 2 * self.alpha, "points", p_better, p_within,
+                               -1, self.margin, d.estimate, sd, n_a=d.n_a, n_b=d.n_b,
+                               n_paired=d.n_a if d.paired else 0, se=d.se, df=d.df)
+        return self._task_or(seed_only, test.replace("paired t", TASK_TEST))
 
     def _rates(self, a, b, ka, na, kb, nb, *, direction, test, what, label) -> Comparison:
         if min(na, nb) < MIN_N:
@@ -495,22 +565,81 @@ def _seeds_needed(cmp: Comparison, alpha_adj: float) -> float:
     return np.nan
 
 
-def _result(claim: Claim, cmp: Comparison, role: str, family: str, p_adj: float, mult: float, *,
-            alpha: float, with_power: bool, reason: str = "") -> ClaimResult:
-    verdict = cmp.untested or _decide(cmp, p_adj, mult, alpha)
-    tested = not cmp.untested
-    seeds = _seeds_needed(cmp, alpha / mult) if with_power and tested and verdict == "undecided" else np.nan
+def _task_targets(cmp: Comparison, alpha_adj: float) -> float:
+    """The largest Var D (points^2) at which one of the comparison's decisions reaches 80% power
+    at the observed effect and the adjusted level (normal approximation): superiority (two-sided;
+    one-sided for "no better") and equivalence / non-superiority (one-sided against the margin)."""
+    est, margin = cmp.estimate, cmp.margin
+    if cmp.kind == "difference":
+        options = [crossed.target_variance(est, alpha_adj)]
+        if abs(est) < margin:
+            options.append(crossed.target_variance(margin - abs(est), alpha_adj, sides=1))
+    else:
+        options = [crossed.target_variance(est, alpha_adj, sides=1) if est > 0 else 0.0,
+                   crossed.target_variance(margin - est, alpha_adj, sides=1) if est < margin else 0.0]
+    return max(options)
+
+
+def _task_needs(cmp: Comparison, alpha_adj: float) -> tuple[float, float, str]:
+    """(seeds_needed, test_size_needed, needs) of an undecided task-level mean comparison: the seeds
+    at this test size and the test examples per seed at these seeds at which its easiest decision
+    reaches 80% power (crossed.seeds_needed, crossed.test_size_needed); NaN seeds when no number of
+    seeds suffices (the test-sample term alone is too large), said in `needs`."""
+    cd = cmp.crossed
+    target = _task_targets(cmp, alpha_adj)
+    if target <= 0:
+        return np.nan, np.nan, "no decision in reach at the observed effect"
+    seeds, size = crossed.seeds_needed(cd, target), crossed.test_size_needed(cd, target)
+    at = f"{cd.examples_per_seed:,.0f} test examples"
+    more = (f"about {size:,.0f} test examples per seed at {cd.n_seeds} seeds" if np.isfinite(size)
+            else "more seeds and a larger test set")
+    if seeds == math.inf:
+        return np.nan, size, (f"no number of seeds suffices at {at} (test-sample floor: se {cd.floor:.2f} points); "
+                              f"{more}")
+    first = f"about {seeds:.0f} seeds at {at}" if np.isfinite(seeds) else f"over 10,000 seeds at {at}"
+    return seeds, size, f"{first}, or {more}"
+
+
+def _shown(cmp: Comparison, verdict: str, p_adj: float, mult: float) -> tuple[float, float, str]:
+    """(p, p_adj, test) a row shows: the deciding test's (module docstring)."""
     p, test = cmp.p, cmp.test
     if verdict.startswith("equivalent") or cmp.kind == "no-better" and verdict == "supported":
         # decided by the second test (TOST / non-superiority): show its p, Bonferroni over the family
         p, p_adj = cmp.p_equiv, min(1.0, cmp.p_equiv * mult)
         test += "; decided by " + ("TOST" if cmp.kind == "difference" else "non-superiority")
+    return p, p_adj, test
+
+
+def _result(claim: Claim, cmp: Comparison, role: str, family: str, p_adj: float, mult: float, *,
+            alpha: float, with_power: bool, reason: str = "", p_adj_seed_only: float = np.nan) -> ClaimResult:
+    verdict = cmp.untested or _decide(cmp, p_adj, mult, alpha)
+    tested = not cmp.untested
+    seeds, size, needs = np.nan, np.nan, ""
+    if with_power and tested and verdict == "undecided":
+        if cmp.crossed is not None:
+            seeds, size, needs = _task_needs(cmp, alpha / mult)
+        else:
+            seeds = _seeds_needed(cmp, alpha / mult)
+    p, p_adj, test = _shown(cmp, verdict, p_adj, mult)
+    so = cmp.seed_only or cmp
+    if cmp.seed_only is None:
+        p_adj_seed_only = p_adj
+        so_verdict, so_p, so_p_adj = verdict, p, p_adj
+    else:
+        so_verdict = so.untested or _decide(so, p_adj_seed_only, mult, alpha)
+        so_p, so_p_adj, _ = _shown(so, so_verdict, p_adj_seed_only, mult)
+    cd = cmp.crossed
+    mean = cmp.kind in ("difference", "no-better")
     return ClaimResult(
         claim.id, claim.title, role, family, cmp.label, cmp.a, cmp.b, cmp.estimate, cmp.ci_low, cmp.ci_high,
         cmp.ci_level, cmp.unit, p if tested else np.nan, p_adj if tested else np.nan, verdict,
         inference.min_attainable_p_adjusted(cmp.min_p, max(1, int(round(mult)))) if tested else np.nan,
         seeds, _n_text(cmp.n_a, cmp.n_b, cmp.n_paired), cmp.n_a, cmp.n_b, cmp.n_paired, test,
-        cmp.direction, cmp.margin, cmp.note, reason)
+        cmp.direction, cmp.margin, cmp.note, reason, cmp.inference_unit,
+        cmp.se if mean else np.nan, cd.se_seed if cd else (so.se if mean else np.nan),
+        cd.se_test_sample if cd else np.nan, cd.se_residual if cd else np.nan,
+        so_p if tested else np.nan, so_p_adj if tested else np.nan, so_verdict, so.ci_low, so.ci_high,
+        so.se if mean else np.nan, size, needs)
 
 
 def primary_family_size(claims: list[Claim] | None = None) -> int:
@@ -541,7 +670,8 @@ def primary_comparisons(ctx: Context, claims: list[Claim] | None = None) -> list
 def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None = None, *,
                     claims: list[Claim] | None = None, margin: float = 1.0, alpha: float = ALPHA,
                     seed: int = 0, n_perm: int = 10_000, with_power: bool = True, groups: int = 1,
-                    primaries_only: bool = False) -> list[ClaimResult]:
+                    primaries_only: bool = False,
+                    examples: "pd.DataFrame | tables.Examples | None" = None) -> list[ClaimResult]:
     """Every claim of `claims` (default CLAIMS) on one group: its primary first, then its
     secondary comparisons, in declaration order.
 
@@ -549,17 +679,23 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
     predecessor's rows included (schema.normalize_runs output); replacements: its replacements table
     (None when there are none). groups: G, the number of groups the study's primaries are tested in
     (module docstring). primaries_only: skip the secondary comparisons (the primaries' verdicts do
-    not depend on them; simulations use it). with_power=False skips seeds_needed.
+    not depend on them; simulations use it). with_power=False skips seeds_needed. examples: the
+    per-example results (columns run_id, example, correct; or a tables.Examples): every mean
+    comparison whose two arms have them at every paired seed is tested at the task level.
     """
     claims = CLAIMS if claims is None else claims
-    ctx = Context.of(group_runs, replacements, margin=margin, alpha=alpha, seed=seed, n_perm=n_perm,
+    ctx = Context.of(group_runs, replacements, examples, margin=margin, alpha=alpha, seed=seed, n_perm=n_perm,
                      with_power=with_power)
     primaries = primary_comparisons(ctx, claims)
     size = len(primaries)
-    p_slots = [1.0 if c is None or c.untested or not np.isfinite(c.p) else c.p for _, c in primaries]
-    holm = stats.holm(p_slots) if size else []
+
+    def slot(c: Comparison | None) -> float:
+        return 1.0 if c is None or c.untested or not np.isfinite(c.p) else c.p
+    holm = stats.holm([slot(c) for _, c in primaries]) if size else []
+    # the seed-only sensitivity: the same family with every comparison's seed-only p
+    holm_seed = stats.holm([slot(c and (c.seed_only or c)) for _, c in primaries]) if size else []
     out: dict[str, list[ClaimResult]] = {}
-    for (claim, cmp), h in zip(primaries, holm):
+    for (claim, cmp), h, h_seed in zip(primaries, holm, holm_seed):
         mult = size * groups
         if cmp is None:
             a, b = claim.primary.a, claim.primary.b
@@ -568,7 +704,8 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
                               "", 0, margin, "", claim.primary.reason)
         else:
             row = _result(claim, cmp, "primary", "primary", min(1.0, groups * h), mult, alpha=alpha,
-                          with_power=with_power, reason=claim.primary.reason)
+                          with_power=with_power, reason=claim.primary.reason,
+                          p_adj_seed_only=min(1.0, groups * h_seed))
         out[claim.id] = [row]
     if not primaries_only:
         for claim in claims:
@@ -579,8 +716,11 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
             cmps = [claim.test(ctx, a, b) for a, b in pairs]
             tested = [c for c in cmps if not c.untested and np.isfinite(c.p)]
             adj = dict(zip(map(id, tested), stats.holm([c.p for c in tested])))
+            seed = [c.seed_only or c for c in tested]
+            adj_seed = dict(zip(map(id, tested), stats.holm([1.0 if not np.isfinite(c.p) else c.p for c in seed])))
             rows = [_result(claim, c, "secondary", f"{claim.id} secondary", adj.get(id(c), np.nan),
-                            max(1, len(tested)), alpha=alpha, with_power=with_power) for c in cmps]
+                            max(1, len(tested)), alpha=alpha, with_power=with_power,
+                            p_adj_seed_only=adj_seed.get(id(c), np.nan)) for c in cmps]
             if not rows and claim.id not in out:
                 rows = [ClaimResult(claim.id, claim.title, "secondary", f"{claim.id} secondary", "—", "", "",
                                     *(np.nan,) * 3, np.nan, "", np.nan, np.nan, "not testable (no such arms)",
@@ -594,3 +734,49 @@ def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
     from dataclasses import asdict, fields
 
     return pd.DataFrame([asdict(r) for r in results], columns=[f.name for f in fields(ClaimResult)])
+
+
+DECOMPOSITION_COLUMNS = [
+    "claim", "comparison", "a", "b", "inference_unit", "split", "n_seeds", "test_examples", "estimate", "se",
+    "se_seed", "se_test_sample", "se_residual", "share_seed", "share_test_sample", "share_residual",
+    "se_floor", "seeds_needed", "test_size_needed", "needs", "seed_component"]
+
+
+def variance_decomposition(group_runs: pd.DataFrame, examples: "pd.DataFrame | tables.Examples | None" = None, *,
+                           claims: list[Claim] | None = None, margin: float = 1.0, alpha: float = ALPHA,
+                           groups: int = 1) -> pd.DataFrame:
+    """Where the uncertainty of each primary mean comparison (claims 1, 3a, 3b) of one group comes
+    from: one row per comparison (DECOMPOSITION_COLUMNS), in points.
+
+    se = sqrt(se_seed^2 + se_test_sample^2 + se_residual^2) (crossed.crossed_difference); share_*:
+    each term's share of se^2; se_floor: the se no number of seeds goes below at this test size;
+    seeds_needed / test_size_needed / needs: what the comparison's easiest decision needs for 80%
+    power at its observed effect and the primaries' Bonferroni level alpha / (m G) (NaN seeds when
+    no number suffices). seed_component: what the seed term holds ("init and data order", plus "and
+    the training sample" when each seed draws its own split, which one run per split cannot
+    separate). A comparison without per-example results has inference_unit "test set", its se the
+    seed-only one in se_seed and the rest NaN: its test-sample term is unknown."""
+    ctx = Context.of(group_runs, None, examples, margin=margin, alpha=alpha, with_power=True)
+    rows = []
+    m = primary_family_size(claims)
+    for claim, cmp in primary_comparisons(ctx, claims):
+        if cmp is None or cmp.untested or cmp.kind not in ("difference", "no-better"):
+            continue
+        cd = cmp.crossed
+        row = dict(claim=claim.id, comparison=cmp.label, a=cmp.a, b=cmp.b, inference_unit=cmp.inference_unit,
+                   estimate=cmp.estimate, se=cmp.se, n_seeds=cmp.n_paired or np.nan)
+        if cd is None:
+            row.update(se_seed=cmp.se, seed_component="init and data order (test sample fixed)")
+        else:
+            total = cd.se ** 2
+            seeds, size, needs = _task_needs(cmp, alpha / (m * groups))
+            row.update(split=cd.split, n_seeds=cd.n_seeds, test_examples=cd.examples_per_seed, se_seed=cd.se_seed,
+                       se_test_sample=cd.se_test_sample, se_residual=cd.se_residual,
+                       share_seed=cd.se_seed ** 2 / total if total else np.nan,
+                       share_test_sample=cd.se_test_sample ** 2 / total if total else np.nan,
+                       share_residual=cd.se_residual ** 2 / total if total else np.nan,
+                       se_floor=cd.floor, seeds_needed=seeds, test_size_needed=size, needs=needs,
+                       seed_component="init and data order" + (" and the training sample" if cd.split == "per-seed"
+                                                               else ""))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=DECOMPOSITION_COLUMNS)

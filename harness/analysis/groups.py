@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import stats, tables
-from harness.analysis.claims import ClaimResult, claims_frame, evaluate_claims
+from harness.analysis.claims import TASK_TEST, ClaimResult, claims_frame, evaluate_claims, variance_decomposition
 from harness.store import schema
 
 
@@ -41,6 +41,7 @@ class Group:
     power: pd.DataFrame
     components: pd.DataFrame | None
     claims: list[ClaimResult] = field(default_factory=list)
+    variance_decomposition: pd.DataFrame | None = None  # per primary mean comparison (claims.variance_decomposition)
 
     @property
     def label(self) -> str:
@@ -69,10 +70,11 @@ class Analysis:
     n_boot: int
     seed: int
     margin: float = 1.0
+    examples: tables.Examples | None = None  # per-example results (None: every verdict is seed-only)
 
     def table(self, name: str) -> pd.DataFrame:
         """Concatenate one per-group table ("variance", "pairwise", "expected_max", "profile",
-        "power", "components") across groups, the group key in front."""
+        "power", "components", "variance_decomposition") across groups, the group key in front."""
         parts = [getattr(g, name).assign(**g.key) for g in self.groups
                  if getattr(g, name) is not None and not getattr(g, name).empty]
         if not parts:
@@ -140,7 +142,7 @@ def annotate_pairwise(pairwise: pd.DataFrame, results: list[ClaimResult]) -> pd.
     t["claim"], t["claim_p_adj"] = "", np.nan
     by_pair = {}
     for r in results:
-        if r.decided_by in ("paired t", "Welch t") and r.b:
+        if r.decided_by in ("paired t", "Welch t", TASK_TEST) and r.b:
             by_pair.setdefault(frozenset((r.a, r.b)), []).append(r)
     for i, row in t.iterrows():
         hits = by_pair.get(frozenset((row["a"], row["b"])), [])
@@ -152,20 +154,25 @@ def annotate_pairwise(pairwise: pd.DataFrame, results: list[ClaimResult]) -> pd.
 
 def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
             replacements: pd.DataFrame | None = None, *, n_boot: int = 10_000, seed: int = 0,
-            margin: float = 1.0) -> Analysis:
+            margin: float = 1.0, examples: pd.DataFrame | None = None) -> Analysis:
     """Normalise the runs table and compute every table and claim per group.
 
     n_boot: resamples of the permutation tests (spread) and ASO's bootstrap is 1,000 whatever
-    it is; seed: their random seed; margin: the equivalence margin (points) of "no better".
+    it is; seed: their random seed; margin: the equivalence margin (points) of "no better";
+    examples: per-example results (columns run_id, example, correct, one row per run and test
+    example: harness.store.examples.examples_table), joined to the runs by run_id; with them every
+    mean comparison whose arms have them at every paired seed is tested at the task level
+    (docs/method.md, "The unit of inference"); None: seed-only, today's numbers.
     """
     r = schema.normalize_runs(runs)
     ep = schema.to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
     rep = _frame(replacements)
+    ex = tables.Examples.of(examples)
     specs = group_specs(r)
     # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
-    groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs))
+    groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs), examples=ex)
               for spec in specs]
-    return Analysis(r, ep, rep, groups, n_boot, seed, margin)
+    return Analysis(r, ep, rep, groups, n_boot, seed, margin, ex)
 
 
 def group_specs(r: pd.DataFrame) -> list[tuple]:
@@ -188,7 +195,7 @@ def group_specs(r: pd.DataFrame) -> list[tuple]:
     return specs
 
 
-def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1) -> Group:
+def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1, examples=None) -> Group:
     var = tables.variance_table(g)
     level = float(var["fine_tuning_level"].iloc[0]) if len(var) else np.nan
     g["below_level"] = g["test_accuracy"] < level
@@ -199,8 +206,9 @@ def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_g
     ids = set(g["run_id"])
     gep = ep[ep["run_id"].isin(ids)] if "run_id" in ep else ep.iloc[0:0]
     grep = rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep.iloc[0:0]
-    results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot, groups=n_groups)
+    results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot, groups=n_groups, examples=examples)
     return Group(task, model, ls, lp, budget, g, gep, grep, level, var,
                  annotate_pairwise(tables.pairwise_tests(g, seed=seed), results), tables.expected_max(g),
-                 tables.performance_profile(g), tables.power_table(g), tables.variance_components(g), results)
+                 tables.performance_profile(g), tables.power_table(g), tables.variance_components(g), results,
+                 variance_decomposition(g, examples, margin=margin, groups=n_groups))
 

@@ -440,3 +440,85 @@ def replacement_totals(replacements: pd.DataFrame | None) -> pd.DataFrame:
         mean = np.where(seen, per_cell, 0).sum(1) / seen.sum(1)
     return pd.DataFrame({"run_id": run_ids, "mean_per_module": mean,
                          "min_per_module": np.where(seen, per_cell, np.inf).min(1)})
+
+
+# ---------------------------------------------------------------- per-example results
+
+@dataclass(frozen=True)
+class Examples:
+    """Per-example test correctness of runs, indexed by run (read once per report: a sequential
+    replay and the claims of every group look runs up in it).
+
+    run_ids (R,) sorted; the rows of run run_ids[r] are start[r]:start[r + 1] of example (M,)
+    (the example's id, the same for the same example in every run) and correct (M,) (0/1)."""
+    run_ids: np.ndarray
+    start: np.ndarray
+    example: np.ndarray
+    correct: np.ndarray
+
+    @classmethod
+    def of(cls, examples: "pd.DataFrame | Examples | None") -> "Examples | None":
+        """From a table with columns run_id, example, correct (one row per run and test example;
+        harness.store.examples.examples_table); None for None or an empty table."""
+        if examples is None or isinstance(examples, Examples):
+            return examples
+        if examples.empty:
+            return None
+        missing = [c for c in ("run_id", "example", "correct") if c not in examples]
+        if missing:
+            raise ValueError(f"examples table lacks column(s) {', '.join(missing)}")
+        run = examples["run_id"].astype(str).to_numpy()
+        order = np.argsort(run, kind="stable")
+        run = run[order]
+        ids, first = np.unique(run, return_index=True)
+        return cls(ids, np.append(first, len(run)), examples["example"].to_numpy(np.int64)[order],
+                   examples["correct"].to_numpy(float)[order])
+
+    def rows(self, run_id) -> tuple[np.ndarray, np.ndarray] | None:
+        """(example, correct) of one run; None when the run has no per-example results."""
+        r = int(np.searchsorted(self.run_ids, str(run_id)))
+        if r >= len(self.run_ids) or self.run_ids[r] != str(run_id):
+            return None
+        return self.example[self.start[r]:self.start[r + 1]], self.correct[self.start[r]:self.start[r + 1]]
+
+
+def arm_examples(arm: ArmRuns, examples: Examples | None, seeds=None) -> pd.Series | None:
+    """One arm's correctness per (seed, example), averaged over its runs at a seed (student
+    seeds), as a Series indexed by (seed, example) and sorted; only the predecessor seeds in
+    `seeds` (default all). None when a run of the arm at those seeds has no per-example results."""
+    if examples is None:
+        return None
+    keep = np.isfinite(arm.seeds) if seeds is None else np.isin(arm.seeds, np.asarray(list(seeds), float))
+    parts_s, parts_e, parts_c = [], [], []
+    for run_id, s in zip(arm.run_ids[keep], arm.seeds[keep]):
+        got = examples.rows(run_id)
+        if got is None or not len(got[0]):
+            return None
+        parts_s.append(np.full(len(got[0]), int(s), np.int64))
+        parts_e.append(got[0])
+        parts_c.append(got[1])
+    if not parts_s:
+        return None
+    key = pd.MultiIndex.from_arrays([np.concatenate(parts_s), np.concatenate(parts_e)], names=["seed", "example"])
+    return pd.Series(np.concatenate(parts_c), index=key).groupby(level=[0, 1]).mean()
+
+
+def example_differences(a: ArmRuns, b: ArmRuns, examples: Examples | None):
+    """The task-level paired cells of arms a and b: (d, seed, example) arrays over the predecessor
+    seeds both ran (MIN_N or more) and the test examples both were scored on at that seed, d =
+    correct_a - correct_b (each averaged over student seeds); None when fewer than MIN_N seeds pair
+    or a run at a paired seed has no per-example results, or a paired seed has no common example
+    (then the comparison falls back to the seed-only test)."""
+    if examples is None:
+        return None
+    common = a.per_seed().index.intersection(b.per_seed().index)
+    if len(common) < MIN_N:
+        return None
+    ca, cb = arm_examples(a, examples, common), arm_examples(b, examples, common)
+    if ca is None or cb is None:
+        return None
+    both = ca.index.intersection(cb.index)
+    seeds = both.get_level_values(0).to_numpy()
+    if len(np.unique(seeds)) < len(common):
+        return None
+    return (ca[both].to_numpy() - cb[both].to_numpy(), seeds, both.get_level_values(1).to_numpy())
