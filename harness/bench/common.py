@@ -94,8 +94,8 @@ def student_setup(task: str, model: str, steps: int, batch_size: int, max_length
     pretrained = load_pretrained(model)
     layers = pretrained.num_layers
     student = max(1, layers // 2)
-    config = RunConfig(task=task, model=model, layers=student, train_size=n, dev_size=None, test_size=1,
-                       batch_size=batch_size, max_length=max_length, lr=lr, budget=None)  # epochs of `steps`
+    config = RunConfig(task=task, model=model, layers=student, train_size=n, dev_size=16, test_size=1,
+                       batch_size=batch_size, max_length=max_length, lr=lr, budget=None, allow_small_test=True)  # epochs of `steps`; no test split
     _, splits, encoded = prepare_data(config, pretrained)
     cases = [(f"finetune-{student}", "finetune", "", {"epochs": 1})]
     if layers % student == 0 and student < layers:

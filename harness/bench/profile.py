@@ -27,6 +27,7 @@ FAMILY_OF_OP = {
     "aten::scaled_dot_product_attention": "attention (sdpa, softmax)",
     "aten::dropout": "dropout + RNG", "aten::native_dropout": "dropout + RNG", "aten::bernoulli_": "dropout + RNG",
     "aten::rand": "dropout + RNG",  # Theseus's replacement draws
+    "aten::random_": "dropout + RNG",  # the harness's dropout masks (harness/training/dropout.py)
     "aten::to": "dtype casts/copies", "aten::_to_copy": "dtype casts/copies", "aten::contiguous": "dtype casts/copies",
     "aten::clone": "dtype casts/copies",
     "aten::layer_norm": "layer norm", "aten::native_layer_norm": "layer norm",

@@ -193,7 +193,7 @@ def run_bench(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int
     # budget None: every loop times whole epochs of its own `steps` (not the runs' default budget)
     config = RunConfig(task=task, model=model, layers=layers, train_size=train_size or n, dev_size=dev_size,
                        test_size=1, batch_size=batch_size, max_length=max_length, lr=lr, precision=precision,
-                       budget=None)
+                       budget=None, allow_small_test=True)  # no test split is used
     setup = {"torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
              "threads": torch.get_num_threads(), "precision": precision, "load_average": load_average(),

@@ -16,7 +16,7 @@ from harness.data.splits import Encoded
 from harness.encoders.models import Classifier, Pretrained
 from harness.errors import HarnessError
 from harness.training.config import RunConfig
-from harness.training.loop import LoopSettings, Phase
+from harness.training.loop import LoopSettings, Phase, stream_generator
 
 
 @dataclass
@@ -32,9 +32,10 @@ class Context:
     settings: LoopSettings | None = None
 
     def generator(self, stream: int) -> torch.Generator:
-        """An RNG for one purpose (e.g. replacement draws), seeded by the student seed and the stream
-        id, so it does not shift when another purpose (dropout, data order) draws more numbers."""
-        return torch.Generator().manual_seed(self.config.student * 1_000_003 + stream)
+        """An RNG for one purpose (1: replacement draws; 2, DROPOUT_STREAM: the dropout `fit` draws), seeded
+        by the student seed and the stream id, so it does not shift when another purpose (dropout, data
+        order) draws more numbers."""
+        return stream_generator(self.config.student, stream)
 
     @property
     def lr(self) -> float:

@@ -25,6 +25,8 @@ from torch import nn
 
 from harness.data.splits import Encoded, eval_batches, train_batches
 from harness.errors import HarnessError
+from harness.training.dropout import DROPOUT_STREAM, DropoutAudit, harness_dropout
+from harness.training.vocabulary import slices_for, token_ids
 
 
 class NonFiniteLoss(HarnessError):
@@ -85,7 +87,7 @@ class LoopSettings:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     pad_id: int = 0
     num_classes: int = 0                # length of EvalResult.pred_counts (at least max label + 1)
-    # "previous": without the bit-identical speed-ups below (bench --engine and the tests compare the two)
+    # what runs use is "current"; see ENGINES for "reference" and "previous" (bench --engine and the tests)
     engine: str = field(default_factory=lambda: os.environ.get("HARNESS_ENGINE", "current"))
 
 
@@ -94,6 +96,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def stream_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU RNG for one purpose of a run (1: Theseus's replacement draws, 2: dropout), seeded by the student
+    seed and the stream id, so it does not shift when another purpose draws more numbers."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -130,10 +138,15 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-# ---------------------------------------------------------------- speed-ups that change no value
-# Engine "current" (the default) uses both; "previous" neither, so `bench --engine` can measure them and the
-# tests can check that runs are bit-identical either way.
-ENGINES = ("current", "previous")
+# ---------------------------------------------------------------- engines
+# "current" (what runs use): the harness's dropout (harness/training/dropout.py) and the speed-ups that change
+#     no value: keep_freed_memory, FrozenCasts, vocabulary slicing (harness/training/vocabulary.py).
+# "reference": the harness's dropout without those speed-ups; the tests check it gives bit-identical runs.
+# "previous": the engine before the harness drew its own dropout: torch's dropout (nn.Dropout's bernoulli_,
+#     SDPA's dropout_p), keep_freed_memory and FrozenCasts, no vocabulary slicing. Other numbers (other
+#     masks); kept so that `bench --engine` can measure what this engine buys over it, never for runs.
+ENGINES = ("current", "reference", "previous")
+_EXACT_SPEEDUPS = ("current", "previous")   # the engines with keep_freed_memory and FrozenCasts
 _MEMORY_KEPT = False
 
 
@@ -200,7 +213,7 @@ class FrozenCasts:
 
 def frozen_casts(modules: nn.Module, trained: set[int], settings: LoopSettings):
     """A FrozenCasts for a phase when the engine and precision use it, else a context that does nothing."""
-    if settings.engine == "current" and settings.precision == "bf16":
+    if settings.engine in _EXACT_SPEEDUPS and settings.precision == "bf16":
         return FrozenCasts(modules, trained, torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -285,7 +298,9 @@ def eval_steps(phase_steps: list[int], points: int) -> set[int]:
 
 def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded, test: Encoded,
         settings: LoopSettings, generator: torch.Generator,
-        on_epoch: Callable[[dict], None] | None = None, eval_points: int = 0) -> FitResult:
+        on_epoch: Callable[[dict], None] | None = None, eval_points: int = 0,
+        dropout_generator: torch.Generator | None = None,
+        on_dev: Callable[[dict], None] | None = None) -> FitResult:
     """Train phase after phase; evaluate `evaluated` on dev at fixed points, keep the best-dev
     weights (earliest on ties), and evaluate test once, at those weights.
 
@@ -294,12 +309,21 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
     steps. eval_points = 0: dev after every epoch; n > 0: after n evenly spaced global steps and at
     every phase's end (see `eval_steps`). Evaluation draws no random numbers, so where it happens
     never changes the training trajectory, only which weights are selected.
-    generator: the run's data-order RNG. Returns the per-epoch log, the dev curve and the final metrics.
+    generator: the run's data-order RNG. dropout_generator: the run's dropout RNG (harness/training/dropout.py,
+    every dropout of every training forward draws from it); None: stream DROPOUT_STREAM of the seed
+    `generator` was seeded with. on_dev: called after every dev evaluation with {"step", "total_steps",
+    "phase", "dev_accuracy", "best_dev_accuracy", "seconds"} (seconds since fit began): a run's heartbeat.
+    Returns the per-epoch log, the dev curve and the final metrics.
     """
     if settings.engine not in ENGINES:
         raise HarnessError(f"unknown engine {settings.engine!r}; choose one of {', '.join(ENGINES)}")
-    if settings.engine == "current":
+    if settings.engine in _EXACT_SPEEDUPS:
         keep_freed_memory()
+    if dropout_generator is None:
+        dropout_generator = stream_generator(generator.initial_seed(), DROPOUT_STREAM)
+    own_dropout = harness_dropout(dropout_generator) if settings.engine != "previous" else None
+    # vocabulary slicing: the ids training looks up (evaluation runs on the full table, see `dev_point`)
+    vocabulary = token_ids(train.ids, settings.pad_id) if settings.engine == "current" else None
     log: list[dict] = []
     curve: list[dict] = []
     best_acc, best_state, best_point = -1.0, None, None
@@ -307,10 +331,14 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
     steps = 0
     steps_per_epoch = math.ceil(len(train.labels) / settings.batch_size)
     phase_steps = [p.steps if p.steps is not None else p.epochs * steps_per_epoch for p in phases]
+    total_steps = sum(phase_steps)
     evaluate_at = eval_steps(phase_steps, eval_points) if eval_points else set()
+    slices = []  # the vocabulary slices of the phase that trains now
 
     def dev_point(phase_name: str, epoch: int) -> dict:
         nonlocal best_acc, best_state, best_point
+        for s in slices:  # the full tables back for evaluation and the best-dev copy
+            s.leave()
         result = evaluate(evaluated, dev, settings)
         point = {"step": steps, "phase": phase_name, "epoch": epoch,
                  "dev_accuracy": result.accuracy, "dev_macro_f1": result.macro_f1}
@@ -318,64 +346,90 @@ def fit(phases: list[Phase], evaluated: nn.Module, train: Encoded, dev: Encoded,
         if result.accuracy > best_acc:
             best_acc, best_point = result.accuracy, point
             best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+        for s in slices:
+            s.enter()
+        if on_dev is not None:
+            on_dev({"step": steps, "total_steps": total_steps, "phase": phase_name,
+                    "dev_accuracy": result.accuracy, "best_dev_accuracy": best_acc,
+                    "seconds": time.perf_counter() - start})
         return point
+
+    def train_forward(phase: Phase, batch: dict, audit: bool) -> torch.Tensor:
+        """The phase's loss under autocast, the frozen casts and the run's dropout; `audit` (each phase's
+        first step) also checks that no dropout of the forward went through torch's own RNG."""
+        with autocast(settings.device, settings.precision), frozen, own_dropout or contextlib.nullcontext():
+            if not audit:
+                return phase.loss(batch)
+            with DropoutAudit() as seen:
+                loss = phase.loss(batch)
+        seen.check(f"phase {phase.name!r}")
+        return loss
 
     for phase, n_steps in zip(phases, phase_steps):
         # exactly the grouped parameters train; everything else the phase touches is frozen
         trained = {id(p) for g in phase.param_groups for p in g["params"]}
         for p in phase.modules.parameters():
             p.requires_grad_(id(p) in trained)
-        optimizer = _optimizer(phase.param_groups, settings)
+        slices = [] if vocabulary is None else slices_for(phase.modules, trained, vocabulary, settings.weight_decay)
+        compact = {id(s.full): s.compact for s in slices}
+        groups = [{**g, "params": [compact.get(id(p), p) for p in g["params"]]} for g in phase.param_groups]
+        optimizer = _optimizer(groups, settings)
         scheduler = _linear_schedule(optimizer, n_steps, settings.warmup_ratio)
         frozen = frozen_casts(phase.modules, trained, settings)
         done = 0
-        while done < n_steps:
-            epoch_start = time.perf_counter()
-            epoch = len(log) + 1
-            phase.modules.train()
-            loss_sum, n_batches, tokens, padded, idle = 0.0, 0, 0, 0, 0
-            for batch in train_batches(train, settings.batch_size, generator, settings.pad_id,
-                                       settings.group_by_length):
-                tokens += int(batch["attention_mask"].sum())
-                padded += batch["attention_mask"].numel()
-                batch = _to_device(batch, settings.device)
-                with autocast(settings.device, settings.precision), frozen:
-                    loss = phase.loss(batch)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) in phase {phase.name!r}, "
-                                        f"epoch {epoch}, step {steps + 1}")
-                if loss.requires_grad:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                else:  # e.g. a Theseus step that drew no successor module: nothing trainable ran
-                    idle += 1
-                with warnings.catch_warnings():  # the schedule counts idle steps too, by design
-                    warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
-                    scheduler.step()
-                loss_sum += loss.item()
-                n_batches += 1
-                steps += 1
-                done += 1
-                if steps in evaluate_at:
-                    dev_point(phase.name, epoch)
-                if done == n_steps:
-                    break
-            entry = {"phase": phase.name, "epoch": epoch, "train_loss": loss_sum / max(1, n_batches),
-                     "steps": n_batches, "idle_steps": idle, "tokens": tokens, "padded_tokens": padded,
-                     "train_seconds": time.perf_counter() - epoch_start}
-            if phase.diagnostics is not None:
-                entry.update(phase.diagnostics())
-            if not eval_points:
-                point = dev_point(phase.name, epoch)
-            else:  # the dev accuracy at this epoch's end, where one was measured there
-                point = curve[-1] if curve and curve[-1]["step"] == steps else \
-                    {"dev_accuracy": None, "dev_macro_f1": None}
-            entry.update(dev_accuracy=point["dev_accuracy"], dev_macro_f1=point["dev_macro_f1"],
-                         seconds=time.perf_counter() - epoch_start)
-            log.append(entry)
-            if on_epoch is not None:
-                on_epoch(entry)
+        for s in slices:
+            s.enter()
+        try:
+            while done < n_steps:
+                epoch_start = time.perf_counter()
+                epoch = len(log) + 1
+                phase.modules.train()
+                loss_sum, n_batches, tokens, padded, idle = 0.0, 0, 0, 0, 0
+                for batch in train_batches(train, settings.batch_size, generator, settings.pad_id,
+                                           settings.group_by_length):
+                    tokens += int(batch["attention_mask"].sum())
+                    padded += batch["attention_mask"].numel()
+                    batch = _to_device(batch, settings.device)
+                    loss = train_forward(phase, batch, audit=own_dropout is not None and done == 0)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) in phase {phase.name!r}, "
+                                            f"epoch {epoch}, step {steps + 1}")
+                    if loss.requires_grad:
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                    else:  # e.g. a Theseus step that drew no successor module: nothing trainable ran
+                        idle += 1
+                    with warnings.catch_warnings():  # the schedule counts idle steps too, by design
+                        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+                        scheduler.step()
+                    loss_sum += loss.item()
+                    n_batches += 1
+                    steps += 1
+                    done += 1
+                    if steps in evaluate_at:
+                        dev_point(phase.name, epoch)
+                    if done == n_steps:
+                        break
+                entry = {"phase": phase.name, "epoch": epoch, "train_loss": loss_sum / max(1, n_batches),
+                         "steps": n_batches, "idle_steps": idle, "tokens": tokens, "padded_tokens": padded,
+                         "train_seconds": time.perf_counter() - epoch_start}
+                if phase.diagnostics is not None:
+                    entry.update(phase.diagnostics())
+                if not eval_points:
+                    point = dev_point(phase.name, epoch)
+                else:  # the dev accuracy at this epoch's end, where one was measured there
+                    point = curve[-1] if curve and curve[-1]["step"] == steps else \
+                        {"dev_accuracy": None, "dev_macro_f1": None}
+                entry.update(dev_accuracy=point["dev_accuracy"], dev_macro_f1=point["dev_macro_f1"],
+                             seconds=time.perf_counter() - epoch_start)
+                log.append(entry)
+                if on_epoch is not None:
+                    on_epoch(entry)
+        finally:  # the full tables back, whatever happened
+            for s in slices:
+                s.leave()
+            slices = []
     evaluated.load_state_dict(best_state)
     dev_best = EvalResult(best_point["dev_accuracy"], best_point["dev_macro_f1"], len(dev.labels))
     test_result = evaluate(evaluated, test, settings)

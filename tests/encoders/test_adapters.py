@@ -122,6 +122,41 @@ def test_harness_path_equals_the_models_own_forward(family_dirs, family):
                                    .last_hidden_state[real], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_dropout_of_a_training_forward_is_the_harnesss(family_dirs, family, monkeypatch):
+    """In a training forward (pooler head where the family has one), hidden and attention-probability dropout
+    both go through harness/training/dropout.py and none through torch's RNG; the generator alone decides the
+    masks; in eval mode nothing is dropped (the fidelity check's path, unchanged)."""
+    from harness.training import dropout as harness_dropout_module
+    from harness.training.dropout import DropoutAudit, harness_dropout
+
+    pre = load_pretrained(family_dirs[family])
+    torch.manual_seed(0)
+    model = build_classifier(pre, 2, 2, head="pooler" if pre.pooler is not None else "cls")
+    ids, mask = _padded_batch(family)
+    shapes = []
+    own = harness_dropout_module.dropout
+
+    def recorded(x, p, *args, **kwargs):
+        shapes.append(tuple(x.shape))
+        return own(x, p, *args, **kwargs)
+
+    monkeypatch.setattr(harness_dropout_module, "dropout", recorded)
+    outs = []
+    for seed in (1, 1, 2):
+        with DropoutAudit() as seen, harness_dropout(torch.Generator().manual_seed(seed)):
+            outs.append(model.train()(ids, mask))
+        seen.check(family)
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    batch, width = ids.shape
+    heads = COMMON["num_attention_heads"]
+    assert (batch, heads, width, width) in shapes  # attention probabilities
+    assert (batch, width, 32) in shapes  # hidden states
+    with torch.no_grad(), harness_dropout(torch.Generator().manual_seed(1)):
+        evaluated = model.eval()(ids, mask)
+    torch.testing.assert_close(evaluated, model.eval()(ids, mask), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("family", ["mpnet", "deberta-v2"])
 def test_encoder_level_parameters_travel_with_the_embeddings(family_dirs, family):
     pre = load_pretrained(family_dirs[family])

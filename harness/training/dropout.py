@@ -1,0 +1,141 @@
+"""The harness's own dropout: keep masks drawn from the run's dropout generator by a path that is the same on
+every x86 CPU (docs/method.md, Seeds and pairing; docs/performance.md, Dropout).
+
+Why: torch's CPU dropout draws its mask with `bernoulli_`, which takes MKL's stream on Intel CPUs and a
+per-element path elsewhere (its MKL path checks for an Intel vendor), so the same seed drew different masks
+on Intel and AMD; on AMD it also cost 16-25% of a step. Here a mask comes from `random_` over int64 words of
+a CPU torch.Generator (mt19937, the same software everywhere): each word gives four 16-bit fields, one per
+element, low field first (every x86 CPU is little-endian), and an element is kept when its field, read as
+a signed 16-bit number f in [-32768, 32768), satisfies f + 32768 >= t, t = round(p * 65536) (f + 32768 is
+uniform on [0, 65536), so the keep probability is 1 - t / 65536). So p is used rounded to a
+multiple of 1/65536 (0.1 -> 6554/65536 = 0.100006), and kept values are scaled by 65536 / (65536 - t), the
+inverse of the keep probability actually drawn.
+
+What it replaces, while `harness_dropout(generator)` is active (the training forward of `fit`):
+  torch.nn.functional.dropout: what every nn.Dropout calls (hidden, embedding and pooler-head dropout, the
+      attention-probability dropout of MPNet and DeBERTa) and what Hugging Face's eager attention calls;
+  torch.nn.functional.scaled_dot_product_attention with dropout_p > 0 (the SDPA families' attention-
+      probability dropout): the attention written out (scores, softmax, dropout, weighted sum) with this
+      dropout; without dropout (evaluation) SDPA runs unchanged.
+`DropoutAudit` checks a training forward for any other dropout draw (a family whose layers call torch's RNG
+some other way is refused, never run with vendor-dependent masks).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from harness.errors import HarnessError
+
+DROPOUT_STREAM = 2      # the dropout generator is stream 2 of the student seed (1: Theseus's replacement draws)
+LEVELS = 1 << 16        # p is rounded to a multiple of 1 / LEVELS
+
+
+def threshold(p: float) -> int:
+    """t = round(p * 65536): an element is dropped when its 16-bit field f (signed) has f + 32768 < t."""
+    if not 0.0 <= p <= 1.0:
+        raise HarnessError(f"dropout probability must be in [0, 1], got {p}")
+    return round(p * LEVELS)
+
+
+def keep_mask(shape, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Boolean keep mask of `shape` (on the CPU) for dropout probability p, drawn from `generator` (a CPU
+    torch.Generator): ceil(n / 4) int64 draws, one 16-bit field per element in row-major order."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None, generator=generator)
+    # f + 32768 >= t for the field f read as int16 (two's complement)
+    return words.view(torch.int16)[:n].view(shape) >= threshold(p) - LEVELS // 2
+
+
+def dropout(x: torch.Tensor, p: float, generator: torch.Generator, training: bool = True,
+            inplace: bool = False) -> torch.Tensor:
+    """x with each element kept (and scaled by 65536 / (65536 - t)) or zeroed by `keep_mask`."""
+    if not training or p == 0.0:
+        return x
+    t = threshold(p)
+    if t == 0:
+        return x
+    if t >= LEVELS:
+        return x.zero_() if inplace else x * 0.0
+    keep = keep_mask(x.shape, p, generator)
+    if keep.device != x.device:  # a CUDA run draws its masks on the CPU as well: the same masks everywhere
+        keep = keep.to(x.device, non_blocking=True)
+    scale = LEVELS / (LEVELS - t)
+    if inplace:
+        return x.masked_fill_(~keep, 0.0).mul_(scale)
+    return torch.where(keep, x * scale, 0.0)
+
+
+_TORCH_SDPA = F.scaled_dot_product_attention
+
+
+def attention(generator: torch.Generator):
+    """A drop-in for torch.nn.functional.scaled_dot_product_attention whose attention-probability dropout is
+    `dropout` from `generator`: softmax(q k^T * scale + mask) with dropout, times v. Without dropout (eval,
+    or p = 0) and for the forms the harness never uses (causal, grouped-query), torch's own SDPA runs."""
+
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        if dropout_p == 0.0 or is_causal or any(kwargs.values()):
+            return _TORCH_SDPA(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                               scale=scale, **kwargs)
+        scores = torch.matmul(query, key.transpose(-2, -1)) * (query.shape[-1] ** -0.5 if scale is None else scale)
+        if attn_mask is not None:
+            scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
+                      else scores + attn_mask)
+        return torch.matmul(dropout(torch.softmax(scores, -1), dropout_p, generator), value)
+
+    return sdpa
+
+
+class harness_dropout:  # noqa: N801 - used as a context manager, like torch.no_grad
+    """Within `with`: torch.nn.functional.dropout and scaled_dot_product_attention's dropout are the harness's,
+    drawn from `generator` (Hugging Face layers and nn.Dropout look both up at call time). Reusable: `fit`
+    enters one per phase at every step."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+        self.sdpa = attention(generator)
+        self.saved = []
+
+    def dropout(self, input, p=0.5, training=True, inplace=False):
+        return dropout(input, p, self.generator, training, inplace)
+
+    def __enter__(self):
+        self.saved.append((F.dropout, F.scaled_dot_product_attention))
+        F.dropout, F.scaled_dot_product_attention = self.dropout, self.sdpa
+        return self
+
+    def __exit__(self, *exc):
+        F.dropout, F.scaled_dot_product_attention = self.saved.pop()
+
+
+# aten ops through which torch draws dropout masks itself (Bernoulli draws, fused dropout kernels)
+_TORCH_DROPOUT_OPS = ("bernoulli", "native_dropout", "fused_dropout", "_fused_dropout", "feature_dropout",
+                      "alpha_dropout", "feature_alpha_dropout")
+
+
+class DropoutAudit(TorchDispatchMode):
+    """Records the aten ops of a forward that draw dropout through torch's own RNG; `check` refuses them.
+    Used on the first training step of each phase: a cheap proof that every dropout of the forward went
+    through `harness_dropout` (values are unchanged: the mode only looks at the ops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name.startswith(_TORCH_DROPOUT_OPS):
+            self.found.add(name)
+        return func(*args, **(kwargs or {}))
+
+    def check(self, where: str) -> None:
+        if self.found:
+            raise HarnessError(f"{where}: the training forward draws dropout through torch's own RNG "
+                               f"({', '.join(sorted(self.found))}), whose masks depend on the CPU vendor; the "
+                               "harness replaces only torch.nn.functional.dropout and SDPA's dropout_p, so this "
+                               "encoder is refused")
