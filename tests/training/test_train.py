@@ -125,3 +125,22 @@ def test_auto_precision_resolves_before_the_key_is_taken(monkeypatch, native, ex
     resolved = RunConfig(precision=expected, device="cpu").validated()
     assert run_key(config, "v") == run_key(resolved, "v")   # auto shares the stored runs of what it means
     assert RunConfig.from_dict({"precision": "auto", "device": "cpu"}).precision == expected
+
+
+def test_on_dev_reports_every_dev_evaluation_as_a_heartbeat(tiny_model_dir):
+    pre = load_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = build_classifier(pre, 2, 2)
+
+    def loss(batch):
+        return F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+
+    beats = []
+    data = _encoded()
+    result = fit([Phase("train", 2, [{"params": list(model.parameters()), "lr": 1e-2}], loss, model)], model, data,
+                 data, data, LoopSettings(batch_size=8), torch.Generator().manual_seed(0), eval_points=3,
+                 on_dev=beats.append)
+    assert [b["step"] for b in beats] == [p["step"] for p in result.curve] and beats[-1]["total_steps"] == 8
+    assert [b["dev_accuracy"] for b in beats] == [p["dev_accuracy"] for p in result.curve]
+    assert [b["best_dev_accuracy"] for b in beats] == list(np.maximum.accumulate([b["dev_accuracy"] for b in beats]))
+    assert all(b["phase"] == "train" for b in beats) and beats == sorted(beats, key=lambda b: b["seconds"])
