@@ -11,6 +11,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis.budget import GROUP as BUDGET_GROUP
@@ -21,6 +22,7 @@ from harness.analysis.tables import SENSITIVITY_COLUMNS
 from harness.errors import HarnessError
 from harness.report import budget_plots, plots
 from harness.report.markdown import render_report
+from harness.report.parameters import parameter_table
 from harness.sweep.plan import default_report_dir, shared_lrs, sweep_from_raw
 
 
@@ -71,6 +73,11 @@ def _meta(records: list[dict], manifest: dict) -> dict:
         # what ran: "auto" in the config is resolved per machine before a run's key is taken
         "precisions_run": sorted({r.get("config", {}).get("precision", "?") for r in ok}),
         "devices_run": sorted({r.get("provenance", {}).get("device", "?") for r in ok}),
+        # what the intervals can be about: the test-set size of each task, and whether the records keep
+        # per-example predictions (without them the inference is conditional on the one test set)
+        "test_examples": {t: sorted({int((r.get("final") or {}).get("n_test") or 0) for r in ok
+                                     if r["task"]["name"] == t} - {0}) for t in tasks},
+        "predictions": {"with": sum(1 for r in ok if (r.get("final") or {}).get("test_predictions")), "of": len(ok)},
         "runs": len(records), "failed": [{"run_id": r["run_id"], "strategy": r["strategy"], "seed": r["seed"],
                                           "error": r.get("error")} for r in records if r.get("status") != "ok"],
         "total_run_seconds": sum(r.get("wall_seconds") or 0 for r in records),
@@ -140,7 +147,7 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
         curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
     out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
-                        tuning=tuning, sequential_view=seq_view)
+                        tuning=tuning, sequential_view=seq_view, parameters=parameter_table(records))
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
 
@@ -152,7 +159,6 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> di
     config = manifest.get("config")
     if not isinstance(config, dict) or "looks" not in config:
         return None
-    import numpy as np
 
     from harness.analysis.claims import primary_family_size
     from harness.analysis.sequential import OPEN, decisions_frame
@@ -164,13 +170,28 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> di
     runs["look"] = [next((k + 1 for k, n in enumerate(sweep.looks) if position.get(s, np.inf) < n), np.nan)
                     for s in runs["seed"]]
     table = decisions_frame(replays)
+    look_states = _look_states(runs, sweep, position)
     arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
                        + runs["successor_layers"].astype(str)).groupby(["task", "model"])["arm"].nunique()
     own = [r for r in records if r.get("sweep") == name]
-    return {"runs_table": runs, "decisions": table, "looks": sweep.looks, "futility": sweep.futility,
+    return {"runs_table": runs, "decisions": table, "look_states": look_states, "looks": sweep.looks, "futility": sweep.futility,
             "groups": len(replays), "family": primary_family_size(), "margin": 1.0,
             "open": int((table["verdict"] == OPEN).sum()), "runs": len(runs), "fixed_runs": int(arms.sum()) * sweep.looks[-1],
             "wall_seconds": sum(r.get("wall_seconds") or 0 for r in own), "reused": len(records) - len(own)}
+
+
+def _look_states(runs, sweep, position: dict) -> pd.DataFrame:
+    """Every primary at every look it was examined: the replay of the runs of the first k looks'
+    seeds (what the study knew at look k), keeping the decisions taken at look k: group key, claim,
+    look, seeds, verdict (open while not stopped), estimate, rci_low / rci_high, p, bound, unit."""
+    from harness.analysis.sequential import decisions_frame
+
+    frames = []
+    for k, n in enumerate(sweep.looks):
+        known = runs[[position.get(s, np.inf) < n for s in runs["seed"]]]
+        table = decisions_frame(examine_store(known, sweep.looks, sweep.seeds, sweep.futility))
+        frames.append(table[table["look"] == k + 1])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _tuning_view(runs, config: dict | None, name: str) -> dict | None:
@@ -252,6 +273,10 @@ Generated from the runs table by `harness.analysis.groups` (full precision; one 
 - `verdicts_by_budget.csv` (sweeps with several budgets): every claim verdict per budget.
 - `sequential.csv` (sequential designs): per group and primary the stopping look, verdict,
   estimate, repeated interval (rci_low, rci_high at nominal level rci_p), p and its boundary.
+- `sequential_looks.csv` (sequential designs): every primary at every look it was examined
+  (estimate, repeated interval, p, boundary), replayed from the runs of the seeds known then.
+- `parameters.csv` (stores): parameters per task, model and layer count: embeddings, the layers
+  kept, the head, and where the count comes from.
 - `runs.csv`: the input runs table.
 """
 
@@ -287,17 +312,23 @@ def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str,
 def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements: pd.DataFrame | None,
                   meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
                   seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
-                  tuning: dict | None = None, sequential_view: dict | None = None) -> dict:
+                  tuning: dict | None = None, sequential_view: dict | None = None,
+                  parameters: pd.DataFrame | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
-    equivalence margin (points) of claim 3b.
+    equivalence margin (points) of claim 3b; curves: the stored dev curves (records.curves_table,
+    percent); parameters: parameter counts per model size (harness.report.parameters).
 
     Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
     """
     results_dir, report_path = Path(results_dir), Path(report_path)
     a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin)
     tables = write_tables(a, runs, results_dir / "tables")
-    infos = plots.plot_all(a, results_dir / "plots")
+    infos = plots.plot_all(a, results_dir / "plots", curves=curves, parameters=parameters,
+                           sequential=sequential_view)
+    if parameters is not None and not parameters.empty:
+        tables["parameters"] = results_dir / "tables" / "parameters.csv"
+        parameters.to_csv(tables["parameters"], index=False)
     if has_budget_axis(a.runs):
         infos += _budget_outputs(a, curves, results_dir)
     if tuning is not None:  # the same statistics at the shared rate: the sensitivity row of every verdict
@@ -313,6 +344,9 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
     if sequential_view is not None:
         tables["sequential"] = results_dir / "tables" / "sequential.csv"
         sequential_view["decisions"].to_csv(tables["sequential"], index=False)
+        if not sequential_view.get("look_states", pd.DataFrame()).empty:
+            tables["sequential_looks"] = results_dir / "tables" / "sequential_looks.csv"
+            sequential_view["look_states"].to_csv(tables["sequential_looks"], index=False)
     report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view),
                            encoding="utf-8")
     return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,

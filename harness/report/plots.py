@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -173,7 +174,7 @@ def plot_claims(group: Group, colors: dict, path: Path) -> PlotInfo:
                 ax.fill_betweenx([i - 0.4, i + 0.4], -r.margin, r.margin, color="tab:blue", alpha=0.12, lw=0)
         ax.axvline(1.0 if ratio else 0.0, color="black", lw=0.8)
         if ratio:
-            ax.set_xscale("log")
+            _ratio_axis(ax)
         ax.set_yticks(range(len(d)), [f"{r.claim}: {r.comparison} (n={r.n}, {r.ci_level:.0%} CI)"
                                       for r in d.itertuples()], fontsize=7)
         ax.set_xlabel({"points": "difference in test accuracy (points)",
@@ -312,37 +313,54 @@ def _with_arms(table: pd.DataFrame, group: Group) -> pd.DataFrame:
     return table.drop(columns=[c for c in ("arm", "seed", "degenerate") if c in table]).merge(keep, on="run_id")
 
 
-def plot_dev_curves(group: Group, colors: dict, path: Path) -> PlotInfo:
-    """Successor-only dev accuracy per epoch, one panel per Theseus arm: every seed a thin line,
-    the mean over seeds a thick one; phase changes marked by a dotted vertical line."""
+def plot_dev_curves(group: Group, colors: dict, path: Path, curves: pd.DataFrame | None = None) -> PlotInfo:
+    """Dev accuracy of the evaluated model at every stored evaluation (records' `curve`), one panel
+    per arm: each seed a thin line, the mean over seeds a thick one, the start of a successor phase a
+    labelled dashed line. Runs without stored curves fall back to the per-epoch successor-only dev
+    accuracy of the epochs table."""
     info = PlotInfo("dev_curves", group.label)
-    ep = group.epochs
-    if ep.empty or not {"run_id", "epoch", "dev_accuracy"} <= set(ep.columns):
-        info.skipped = "no per-epoch data"
-        return info
-    ep = _with_arms(ep, group).dropna(subset=["dev_accuracy"])
-    arms = [a for a in arm_order(ep["arm"]) if family(a) in THESEUS]
-    if not arms:
-        info.skipped = "no per-epoch data for Theseus arms"
-        return info
-    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.6), sharey=True, squeeze=False)
-    for ax, arm in zip(axes[0], arms):
-        e = ep[ep["arm"] == arm]
-        for _, r in e.groupby("run_id"):
-            r = r.sort_values("epoch")
-            ax.plot(r["epoch"], r["dev_accuracy"], lw=0.7, alpha=0.5, color=colors[arm])
-        m = e.groupby("epoch")["dev_accuracy"].mean()
-        ax.plot(m.index, m.values, lw=2.5, color=colors[arm], label="mean over seeds")
-        if "phase" in e:
-            starts = e.sort_values("epoch").drop_duplicates("phase")["epoch"].iloc[1:]
-            for s in starts:
-                ax.axvline(s - 0.5, ls=":", color="grey")
-        ax.set_title(f"{arm} (n={e['run_id'].nunique()} seeds)", fontsize=TITLE_SIZE)
-        ax.set_xlabel("epoch")
+    c = None
+    if curves is not None and not curves.empty and {"run_id", "step", "dev_accuracy"} <= set(curves.columns):
+        c = curves[curves["run_id"].isin(set(group.runs["run_id"]))].dropna(subset=["dev_accuracy"])
+        c = c.drop(columns=[x for x in ("arm", "seed") if x in c]).merge(group.runs[["run_id", "arm", "seed"]],
+                                                                         on="run_id")
+        x_col, x_label = "step", "optimizer step"
+    if c is None or c.empty:
+        ep = group.epochs
+        if ep.empty or not {"run_id", "epoch", "dev_accuracy"} <= set(ep.columns):
+            info.skipped = "no per-epoch data"
+            return info
+        c = _with_arms(ep, group).dropna(subset=["dev_accuracy"])
+        x_col, x_label = "epoch", "epoch"
+        if c.empty:
+            info.skipped = "no per-epoch data"
+            return info
+    arms = arm_order(c["arm"])
+    cols = min(4, len(arms))
+    rows = -(-len(arms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.2 * rows + 0.6), sharey=True, squeeze=False)
+    for ax in axes.flat[len(arms):]:
+        ax.set_visible(False)
+    for ax, arm in zip(axes.flat, arms):
+        e = c[c["arm"] == arm].sort_values(x_col)
+        for i, (_, r) in enumerate(e.groupby("run_id")):
+            ax.plot(r[x_col], r["dev_accuracy"], lw=0.7, alpha=0.45, color=colors.get(arm, "grey"),
+                    marker="." if len(r) < 4 else None, label="one seed's run" if i == 0 else None)
+        m = e.groupby(x_col)["dev_accuracy"].agg(["mean", "size"])
+        m = m[m["size"] >= max(1, e["run_id"].nunique() // 2)]  # points most runs share
+        ax.plot(m.index, m["mean"], lw=2.4, color=colors.get(arm, "grey"), label="mean over seeds")
+        if "phase" in e and e["phase"].nunique() > 1:
+            first = e.groupby("phase")[x_col].min().sort_values()
+            for phase, x in first.iloc[1:].items():
+                ax.axvline(x, ls="--", lw=0.9, color="grey", label=f"{phase} phase begins")
+        n_points = int(e.groupby("run_id").size().median())
+        ax.set_title(f"{arm}\n{e['run_id'].nunique()} seeds, {n_points} evaluations each", fontsize=TITLE_SIZE - 1)
+        ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("successor-only dev accuracy (%)")
-    fig.suptitle(f"Successor-only dev accuracy per epoch, {group.label}", fontsize=TITLE_SIZE)
+        ax.legend(fontsize=6, loc="lower right")
+    for row in axes:
+        row[0].set_ylabel("dev accuracy (%)")
+    fig.suptitle(f"Dev accuracy during training (every stored evaluation), {group.label}", fontsize=TITLE_SIZE)
     fig.tight_layout()
     info.paths = _save(fig, path)
     return info
@@ -423,7 +441,7 @@ def plot_expected_max(group: Group, colors: dict, path: Path) -> PlotInfo:
 
 PLOTS = {"accuracy": plot_accuracy, "profile": plot_profile, "claims": plot_claims,
          "stability": plot_stability, "forest": plot_forest, "significance": plot_significance,
-         "dev_curves": plot_dev_curves, "replacements": plot_replacements, "expected_max": plot_expected_max}
+         "replacements": plot_replacements, "expected_max": plot_expected_max}
 
 
 def plot_expected_best(expected: pd.DataFrame, colors: dict, path: Path) -> PlotInfo:
@@ -449,8 +467,231 @@ def plot_expected_best(expected: pd.DataFrame, colors: dict, path: Path) -> Plot
     return info
 
 
-def plot_all(analysis: Analysis, plots_dir: Path) -> list[PlotInfo]:
-    """Every figure of every group under plots_dir as <group-slug>_<name>.png/.svg."""
+def plot_all(analysis: Analysis, plots_dir: Path, curves: pd.DataFrame | None = None,
+             parameters: pd.DataFrame | None = None, sequential: dict | None = None) -> list[PlotInfo]:
+    """Every figure of every group under plots_dir as <group-slug>_<name>.png/.svg: the PLOTS, the
+    dev curves from the stored curves, accuracy against parameters, the per-seed paired differences of
+    the primaries (with a sequential study's repeated intervals), and a sequential study's looks."""
     colors = arm_colors(analysis.runs["arm"])
-    return [fn(g, colors, Path(plots_dir) / f"{slug(g.label)}_{name}")
-            for g in analysis.groups for name, fn in PLOTS.items()]
+    out = []
+    for g in analysis.groups:
+        base = Path(plots_dir) / slug(g.label)
+        out += [fn(g, colors, base.with_name(f"{base.name}_{name}")) for name, fn in PLOTS.items()]
+        out.append(plot_dev_curves(g, colors, base.with_name(f"{base.name}_dev_curves"), curves))
+        out.append(plot_parameters(g, colors, base.with_name(f"{base.name}_accuracy_vs_parameters"), parameters))
+        decisions = looks = None
+        if sequential is not None:
+            decisions = _of_group(sequential.get("decisions"), g)
+            looks = _of_group(sequential.get("look_states"), g)
+        out.append(plot_paired(g, colors, base.with_name(f"{base.name}_paired"), decisions))
+        if sequential is not None:
+            out.append(plot_looks(g, base.with_name(f"{base.name}_looks"), looks, decisions))
+    return out
+
+
+# ---------------------------------------------------------------- pictures of the decisions
+
+RATIO_TICKS = (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
+
+
+def _ratio_axis(ax) -> None:
+    """A log axis for sd ratios with a few plain labels (×0.5, ×1, ×2, ...) and no minor labels, so
+    labels never overlap whatever the range."""
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in RATIO_TICKS if lo <= t <= hi] or [1]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"×{t:g}" for t in ticks]))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _of_group(table: pd.DataFrame | None, group: Group) -> pd.DataFrame | None:
+    """The rows of a per-group table (a sequential decisions or looks frame) that belong to group."""
+    if table is None or table.empty:
+        return None
+    keep = np.ones(len(table), bool)
+    for col, val in (("task", group.task), ("model", group.model), ("successor_layers", group.successor_layers),
+                     ("budget", group.budget)):
+        if col in table:
+            v = table[col]
+            keep &= (v.isna() if isinstance(val, float) and np.isnan(val) else v == val).to_numpy()
+    return table[keep]
+
+
+def _primaries(group: Group, units=("points",)) -> pd.DataFrame:
+    c = group.claims_table()
+    return c[(c["role"] == "primary") & c["unit"].isin(units)] if not c.empty else c
+
+
+def paired_differences(group: Group, a: str, b: str, max_look: float = np.inf) -> pd.DataFrame:
+    """Per seed both arms ran successfully: seed and A − B in test accuracy (points); with a `look`
+    column in the runs (a sequential study), only the seeds of looks up to max_look."""
+    r = group.runs[(group.runs["status"] == "ok") & group.runs["test_accuracy"].notna()]
+    if "look" in r and np.isfinite(max_look):
+        r = r[r["look"] <= max_look]
+    x = r[r["arm"] == a].groupby("seed")["test_accuracy"].mean()
+    y = r[r["arm"] == b].groupby("seed")["test_accuracy"].mean()
+    both = x.index.intersection(y.index)
+    return pd.DataFrame({"seed": both, "difference": (x[both] - y[both]).to_numpy()})
+
+
+def plot_paired(group: Group, colors: dict, path: Path, decisions: pd.DataFrame | None = None) -> PlotInfo:
+    """Per primary mean comparison (claims 1, 3a, 3b), the seed-paired differences A − B (one dot per
+    seed) with the interval its verdict read: the fixed design's interval (95%, 3b 90%, not adjusted;
+    beside it the seed-only "this test set" interval when the claims table has one), or for a sequential
+    study the repeated interval at the stopping look, over the seeds of the looks up to it."""
+    info = PlotInfo("paired", group.label)
+    prim = _primaries(group)
+    prim = prim[np.isfinite(prim["estimate"].astype(float))] if len(prim) else prim
+    if prim.empty:
+        info.skipped = "no primary mean comparison was tested"
+        return info
+    dec = {} if decisions is None else {r.claim: r for r in decisions.itertuples()}
+    fig, axes = plt.subplots(len(prim), 1, figsize=(8, 1.7 * len(prim) + 0.9), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, r in zip(axes[:, 0], prim.itertuples()):
+        d = dec.get(r.claim)
+        seq = d is not None and d.look and np.isfinite(d.rci_low)
+        diffs = paired_differences(group, r.a, r.b, d.look if seq else np.inf)
+        y = rng.uniform(0.55, 0.95, len(diffs))
+        ax.scatter(diffs["difference"], y, s=16, color=colors.get(r.a, "tab:blue"), alpha=0.8, zorder=3,
+                   label=f"one seed: {r.a} − {r.b} ({len(diffs)} seeds)")
+        est, lo, hi = (d.estimate, d.rci_low, d.rci_high) if seq else (r.estimate, r.ci_low, r.ci_high)
+        label = (f"repeated interval at look {d.look} ({d.seeds} seeds): {d.verdict}" if seq else
+                 f"{r.ci_level:.0%} interval, not adjusted: {r.verdict} (adjusted p {r.p_adj:.3g})")
+        col = _verdict_color(d.verdict if seq else r.verdict)
+        if np.isfinite([lo, hi]).all():
+            ax.plot([lo, hi], [0.25, 0.25], color=col, lw=3, solid_capstyle="butt", label=label)
+        ax.plot(est, 0.25, "o", color=col, ms=7)
+        lo2, hi2 = getattr(r, "ci_low_seed_only", np.nan), getattr(r, "ci_high_seed_only", np.nan)
+        if not seq and np.isfinite([lo2, hi2]).all() and (lo2, hi2) != (lo, hi):
+            ax.plot([lo2, hi2], [0.1, 0.1], color="grey", lw=1.5, label="this test set only (seed-only interval)")
+        ax.axvline(0, color="black", lw=0.8)
+        if np.isfinite(r.margin) and r.margin:
+            ax.axvspan(-r.margin, r.margin, color="tab:blue", alpha=0.08, lw=0,
+                       label=f"±{r.margin:g} point equivalence margin")
+        ax.set_yticks([])
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"claim {r.claim}: {r.a} − {r.b}", fontsize=TITLE_SIZE - 1, loc="left")
+        ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("A − B, test accuracy (points); positive: A higher")
+    fig.suptitle(f"Primary comparisons: per-seed paired differences and the verdict's interval\n{group.label}",
+                 fontsize=TITLE_SIZE)
+    fig.tight_layout()
+    info.paths = _save(fig, path)
+    return info
+
+
+def plot_looks(group: Group, path: Path, looks: pd.DataFrame | None, decisions: pd.DataFrame | None) -> PlotInfo:
+    """A sequential study's primaries look by look: top, the estimate A − B and its repeated interval
+    at each look it was examined (an interval clear of 0 is a crossing; an arrow marks an interval cut
+    at the panel's edge); bottom, the test's p against the boundary it had to reach (log scale).
+    looks: one row per (claim, look) examined (pipeline's look_states); decisions: the final ones."""
+    info = PlotInfo("looks", group.label)
+    if looks is None or looks.empty:
+        info.skipped = "no sequential looks"
+        return info
+    claims = list(dict.fromkeys(looks["claim"]))
+    final = {} if decisions is None else {r.claim: r for r in decisions.itertuples()}
+    fig, axes = plt.subplots(2, len(claims), figsize=(3.3 * len(claims) + 0.6, 6.2), squeeze=False,
+                             gridspec_kw=dict(height_ratios=[3, 2]))
+    for j, claim in enumerate(claims):
+        top, bottom = axes[0, j], axes[1, j]
+        t = looks[looks["claim"] == claim].sort_values("look")
+        f = final.get(claim)
+        unit = t["unit"].iloc[0] if "unit" in t else "points"
+        no_info = f is not None and ("no failures or only failures" in str(f.note) or f.verdict == "no information")
+        x = t["seeds"].to_numpy(float)
+        est = t["estimate"].to_numpy(float)
+        lo, hi = t["rci_low"].to_numpy(float), t["rci_high"].to_numpy(float)
+        finite_est = est[np.isfinite(est)]
+        width = np.nanmax(np.abs(np.r_[hi[1:] - est[1:], est[1:] - lo[1:]])) if len(t) > 1 and \
+            np.isfinite(np.r_[hi[1:], lo[1:]]).any() else 3.0
+        half = max(2.0, 1.5 * float(np.nan_to_num(width, nan=3.0)), 1.5 * np.max(np.abs(finite_est), initial=0))
+        ylo, yhi = -half, half
+        if no_info:
+            top.text(0.5, 0.5, f"no information\n({str(f.note).split(';')[0]})", ha="center", va="center",
+                     fontsize=8, transform=top.transAxes, color="grey")
+        else:
+            for xi, e, l, h in zip(x, est, lo, hi):
+                if np.isfinite([l, h]).all():
+                    top.plot([xi, xi], [max(l, ylo), min(h, yhi)], color="tab:blue", lw=2)
+                    for end, edge, mark in ((l, ylo, "v"), (h, yhi, "^")):
+                        if (end < edge) if mark == "v" else (end > edge):
+                            top.plot(xi, edge, mark, color="tab:blue", ms=6)
+                top.plot(xi, e, "o", color="black", ms=5)
+            top.set_ylim(ylo, yhi)
+        top.axhline(0, color="black", lw=0.8)
+        if unit == "points":
+            top.axhspan(-1, 1, color="tab:blue", alpha=0.08, lw=0)
+        verdict = f.verdict if f is not None else "open"
+        top.set_title(f"claim {claim}\n{verdict}" + (f" at look {f.look}" if f is not None and f.look else ""),
+                      fontsize=8, color=_verdict_color(verdict))
+        top.set_xticks(x)
+        top.grid(alpha=0.3)
+        p, bound = t["p"].to_numpy(float), t["bound"].to_numpy(float)
+        ok = np.isfinite(p) & (p > 0)
+        bottom.plot(x[ok], p[ok], "o-", color="black", ms=4, label="p of the test")
+        okb = np.isfinite(bound) & (bound > 0)
+        bottom.plot(x[okb], bound[okb], "s--", color="tab:red", ms=4, label="boundary (p needed)")
+        bottom.set_yscale("log")
+        bottom.set_xticks(x)
+        bottom.set_xlabel("seeds per arm at the look")
+        bottom.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("A − B and repeated interval\n(points or pp; shaded ±1)")
+    axes[1, 0].set_ylabel("p (log scale)")
+    axes[1, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"Sequential looks: estimate and repeated interval at each look, against the boundary\n"
+                 f"{group.label}", fontsize=TITLE_SIZE)
+    fig.tight_layout()
+    info.paths = _save(fig, path)
+    return info
+
+
+def plot_parameters(group: Group, colors: dict, path: Path, parameters: pd.DataFrame | None) -> PlotInfo:
+    """Mean test accuracy (95% t interval) per arm against its parameter count (embeddings + the
+    layers it keeps + head; harness.report.parameters), arms of one size side by side, and per size
+    how much of it the embeddings are."""
+    info = PlotInfo("accuracy_vs_parameters", group.label)
+    if parameters is None or parameters.empty:
+        info.skipped = "no parameter counts (the model checkpoint the records name is not on this machine)"
+        return info
+    p = parameters[(parameters["task"] == group.task) & (parameters["model"] == group.model)].set_index("layers")
+    v = _tested(group.variance)
+    rows = []
+    for r in v.itertuples():
+        k = group.predecessor_layers if r.role == "predecessor" else group.successor_layers
+        if np.isfinite(k) and int(k) in p.index:
+            rows.append((r, int(k)))
+    if not rows:
+        info.skipped = "no arm with a parameter count"
+        return info
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    sizes = sorted({k for _, k in rows})
+    span = (p.loc[sizes, "parameters"].max() - p.loc[sizes, "parameters"].min()) / 1e6 or 1.0
+    for k in sizes:
+        at = [r for r, kk in rows if kk == k]
+        x0 = p.loc[k, "parameters"] / 1e6
+        for i, r in enumerate(at):
+            x = x0 + span * 0.012 * (i - (len(at) - 1) / 2)
+            err = [[r.mean - r.ci_low], [r.ci_high - r.mean]] if np.isfinite([r.ci_low, r.ci_high]).all() else None
+            ax.errorbar(x, r.mean, yerr=err, fmt="o", color=colors.get(r.arm, "grey"), capsize=3, ms=5,
+                        label=f"{r.arm} (n={int(r.n)})")
+        e = p.loc[k]
+        ax.annotate(f"{k} layers: {e['parameters'] / 1e6:.1f}M\n(embeddings {100 * e['embeddings'] / e['parameters']:.0f}%)",
+                    (x0, 0), xycoords=("data", "axes fraction"), xytext=(0, 4), textcoords="offset points",
+                    ha="center", fontsize=7, color="dimgrey")
+    if len(sizes) > 1:
+        small, big = p.loc[sizes[0], "parameters"], p.loc[sizes[-1], "parameters"]
+        ax.set_title(f"Test accuracy against parameters: {sizes[-1]} -> {sizes[0]} layers keeps "
+                     f"{100 * small / big:.0f}% of the parameters\n{group.label}", fontsize=TITLE_SIZE)
+    else:
+        ax.set_title(f"Test accuracy against parameters\n{group.label}", fontsize=TITLE_SIZE)
+    ax.set_xlabel(f"parameters (millions; embeddings + layers kept + head), from {Path(p['source'].iloc[0].split(' in ')[-1].split(' of ')[-1]).name}")
+    ax.set_ylabel(f"mean {ACC}, 95% t interval")
+    ax.margins(x=0.15, y=0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    info.paths = _save(fig, path)
+    return info

@@ -78,8 +78,26 @@ def written(tmp_path_factory):
     runs = fixture_runs()
     out = pipeline.write_outputs(runs, fixture_epochs(runs), fixture_replacements(runs), META,
                                results_dir=root / "results", report_path=root / "report" / "fixture.md",
-                               n_boot=N_BOOT, seed=0)
+                               n_boot=N_BOOT, seed=0, curves=fixture_curves(runs), parameters=PARAMETERS)
     return out, runs
+
+
+# MiniLM-L6's counts (harness.report.parameters on its safetensors): embeddings 11,919,104, a layer 1,774,464
+PARAMETERS = pd.DataFrame({"task": "rotten", "model": "minilm", "layers": [3, 6],
+                           "parameters": [11_919_104 + 3 * 1_774_464 + 770, 11_919_104 + 6 * 1_774_464 + 770],
+                           "embeddings": 11_919_104, "encoder_layers": [3 * 1_774_464, 6 * 1_774_464], "head": 770,
+                           "source": "tensor shapes in /x/model.safetensors"})
+
+
+def fixture_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Eleven dev evaluations per successful run (percent), a Theseus run's last four in its successor phase."""
+    rng = np.random.default_rng(4)
+    rows = [dict(run_id=r.run_id, arm=r.arm, seed=r.seed, budget=np.nan, step=57 * (i + 1), fraction=(i + 1) / 11,
+                 phase="successor" if r.strategy.startswith("theseus") and i >= 7 else "theseus"
+                 if r.strategy.startswith("theseus") else "finetune",
+                 dev_accuracy=60 + 1.5 * i + rng.normal(0, 0.5))
+            for r in runs[runs["status"] == "ok"].itertuples() for i in range(11)]
+    return pd.DataFrame(rows)
 
 
 def test_report_sections_and_figures(written):
@@ -99,7 +117,8 @@ def test_report_sections_and_figures(written):
         target = (path.parent / link).resolve()
         assert target.exists(), link
         assert target.with_suffix(".svg").exists()
-    assert all(i.skipped is None for i in out["plots"]), [(i.name, i.skipped) for i in out["plots"]]
+    # the fixture has none of the declared primaries' arms (theseus-add/seed, ...): no paired figure
+    assert all(i.skipped is None for i in out["plots"] if i.name != "paired"), [(i.name, i.skipped) for i in out["plots"]]
     for must in ("CUDA out of memory", "abc123-dirty", "deadbeef", "60.11", "iflytek", "Different task and model",
                  "**Dirty working tree:**", "**Provenance warning:**"):
         assert must in text, must
@@ -152,10 +171,12 @@ def test_claim_verdicts(written):
     assert c1.estimate == pytest.approx(0, abs=1e-9)
     assert claims[("4b", "theseus-binary/seed: replacements, failed vs other runs")].verdict == \
         "not testable (failed runs unknown)"
-    # the declared primaries lead the report, in one table, before line 60
+    # the bottom line opens the report, the declared primaries follow in words, in one table
     text = written[0]["report"].read_text().splitlines()
+    assert text.index("## Bottom line") < 6
     top = text.index("## Primary verdicts")
-    assert top < 10 and any(line.startswith("| 1 | theseus-add/seed vs finetune-L_s |") for line in text[top:60])
+    assert top < 15 and any(line.startswith("| 1 | Theseus (proportional add, seed variant) beats direct "
+                                            "fine-tuning of 3 layers |") for line in text[top:30])
 
 
 def test_minimal_csv(tmp_path):
@@ -213,12 +234,15 @@ def _md_rows(text: str, header_start: str) -> list[dict]:
 def test_report_leads_with_the_claims_and_never_shows_two_adjusted_p(written):
     text = written[0]["report"].read_text()
     lead = text.split("\n## Primary verdicts\n", 1)[1].split("\n## ", 1)[0]
-    assert "| claim | primary comparison |" in lead
+    assert "| claim | the claim, in words | A − B (interval) | adjusted p | verdict | n |" in lead
+    assert "**not adjusted**" in lead  # the interval says it is not adjusted (the verdict's p is)
     appendix = text.split("\n## Appendix\n", 1)[1]
+    assert "| claim | primary comparison |" in appendix  # the claim x group table moved there
     assert ("| claim | role | comparison | difference | adjusted p | verdict | smallest attainable adjusted p | "
             "seeds needed | n | test | note |") in appendix
-    assert text.index("## Primary verdicts") < text.index("## Summary") < text.index("## Figures") < \
-        text.index("## Claims") < text.index("## Appendix")
+    assert text.index("## Bottom line") < text.index("## Primary verdicts") < text.index("## Per arm") < \
+        text.index("## Figures") < text.index("## Summary") < text.index("## Appendix") < \
+        text.index("Method: each claim, its test and its primary")
     assert "∞" not in text and not re.search(r"(?<![a-z])-?inf(?![a-z])", text.lower())
     seen: dict[str, set] = {}
     for row in _md_rows(text, "| claim | role | comparison |"):

@@ -1,0 +1,1 @@
+"""The sections of the markdown report, one module each (harness.report.markdown assembles them)."""
