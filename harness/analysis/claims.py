@@ -250,7 +250,8 @@ class Context:
         at every paired seed (the comparison then keeps the seed-only test)."""
         if (a, b) not in self._crossed:
             cells = tables.example_differences(self.arm(a), self.arm(b), self.examples)
-            cd = None if cells is None else crossed.crossed_difference(*cells)
+            cd = (None if cells is None else crossed.crossed_difference(*cells) if isinstance(cells, tuple)
+                  else crossed.crossed_matrix(cells))
             self._crossed[(a, b)] = cd if cd is not None and np.isfinite(cd.se) else None
         return self._crossed[(a, b)]
 

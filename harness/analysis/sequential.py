@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from harness.analysis import inference, stats
+from harness.analysis import inference, stats, tables
 from harness.analysis.claims import CLAIMS, NO_INFORMATION, NOT_RUN, Claim, Comparison, Context, primary_arms
 from harness.analysis.stats import ALPHA
 
@@ -107,7 +107,11 @@ class Decision:
     interval rci_low / rci_high at nominal two-sided level rci_p (a 1 - rci_p interval); p, the
     nominal p of the test that decided it (or of the rejection test) and bound, the boundary it
     was compared with; level: the share of alpha the rejection test had at that look; cp: the
-    largest conditional power left at a futility stop; unit; n: runs behind it; note."""
+    largest conditional power left at a futility stop; unit; n: runs behind it; note;
+    rci_coverage: the repeated interval's simultaneous coverage over the looks (1 - the level of
+    the boundaries it is read from: the interval the decision used, so for 3b's one-sided tests
+    the two-sided interval at twice their one-sided level); inference_unit: "task" (seeds and
+    test examples random: per-example results at every paired seed) or "test set" (seeds only)."""
     claim: str
     comparison: str
     a: str
@@ -126,6 +130,8 @@ class Decision:
     unit: str = "points"
     n: str = ""
     note: str = ""
+    rci_coverage: float = np.nan
+    inference_unit: str = ""
 
     @property
     def stopped(self) -> bool:
@@ -272,15 +278,19 @@ def _complete(runs: pd.DataFrame, arms: list[str], seeds: list) -> bool:
 
 
 def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
-           replacements: pd.DataFrame | None = None, claims: list[Claim] | None = None) -> Replay:
+           replacements: pd.DataFrame | None = None, claims: list[Claim] | None = None,
+           examples: "pd.DataFrame | tables.Examples | None" = None) -> Replay:
     """Examine one group's runs look by look (module docstring).
 
     group_runs: the normalised runs of one group, the predecessor's included (any seeds: look k
     reads only the first looks[k] of `seeds`, default 0, 1, 2, ...); a look is reached when every
-    arm of the primaries still open has a successful run at each of its seeds.
+    arm of the primaries still open has a successful run at each of its seeds. examples: the
+    per-example results (as evaluate_claims): with them a mean comparison's p at each look, and its
+    repeated interval, are task-level (docs/method.md, "The unit of inference").
     """
     claims = [c for c in (CLAIMS if claims is None else claims) if c.primary is not None]
     seeds = list(range(design.looks[-1])) if seeds is None else list(seeds)[: design.looks[-1]]
+    examples = tables.Examples.of(examples)
     full = Context.of(group_runs, replacements, margin=design.margin, alpha=design.alpha, with_power=False)
     decided: dict[str, Decision] = {}
     for claim in claims:
@@ -303,15 +313,27 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
         reached = k + 1
         for a in arms:
             arm_seeds[a] = n
-        ctx = Context.of(group_runs[group_runs["seed"].isin(look_seeds)], replacements, margin=design.margin,
-                         alpha=design.alpha, with_power=False)
+        ctx = Context.of(group_runs[group_runs["seed"].isin(look_seeds)], replacements, examples,
+                         margin=design.margin, alpha=design.alpha, with_power=False)
         cmps = {c.id: c.test(ctx, *primary_arms(ctx, c)) for c in open_claims}
         def decision(claim: Claim, cmp: Comparison, verdict: str, p: float, bound: float, level: float,
-                     rci_p: float, cp: float = np.nan, note: str = "") -> Decision:
+                     rci: tuple[float, float], cp: float = np.nan, note: str = "") -> Decision:
+            """rci: (the interval's nominal two-sided p at this look, the level of the boundaries it
+            is read from: its simultaneous coverage is 1 - that level)."""
+            rci_p, rci_level = rci
             lo, hi = _interval(cmp, rci_p)
             notes = "; ".join(x for x in (cmp.note, note) if x)
+            unit = cmp.inference_unit if cmp.kind in ("difference", "no-better") else ""
             return Decision(claim.id, cmp.label, cmp.a, cmp.b, verdict, k + 1, n, cmp.estimate, lo, hi, rci_p,
-                            p, bound, level, cp, cmp.unit, _n(cmp), notes)
+                            p, bound, level, cp, cmp.unit, _n(cmp), notes,
+                            1 - rci_level if np.isfinite(rci_p) else np.nan, unit)
+
+        def rejection_rci(cmp: Comparison, level: float) -> tuple[float, float]:
+            """The repeated interval the rejection test reads: two-sided at `level`, or for 3b's
+            one-sided superiority test (boundaries of twice its level, halved) two-sided at 2 level."""
+            wide = 2 * level if cmp.kind == "no-better" else level
+            return design.nominal(wide)[k], wide
+        eq_level = 2 * design.alpha / (design.groups * _family_size())  # the second tests' two-sided level
 
         changed = True
         while changed:  # Holm's passing: a rejection raises the others' level at this same look
@@ -323,8 +345,7 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
                     continue
                 verdict, p, bound = _rejects(cmp, design, level, k)
                 if verdict:
-                    rci = design.nominal(level)[k]
-                    decided[claim.id] = decision(claim, cmp, verdict, p, bound, level, rci)
+                    decided[claim.id] = decision(claim, cmp, verdict, p, bound, level, rejection_rci(cmp, level))
                     rejected.add(claim.id)
                     changed = True
         level = design.alpha / design.groups / (m - len(rejected))
@@ -332,17 +353,17 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
             if claim.id in decided:
                 continue
             cmp = cmps[claim.id]
-            rci = design.nominal(level)[k]
+            rci = rejection_rci(cmp, level)
             if cmp.untested:  # too few runs may become enough at a later look; other reasons stay
+                none = (np.nan, np.nan)
                 if k == len(design.looks) - 1 or not _for_want_of_runs(cmp.untested):
-                    decided[claim.id] = decision(claim, cmp, cmp.untested, np.nan, np.nan, level, np.nan)
+                    decided[claim.id] = decision(claim, cmp, cmp.untested, np.nan, np.nan, level, none)
                 else:
-                    last_seen[claim.id] = decision(claim, cmp, OPEN, np.nan, np.nan, level, np.nan)
+                    last_seen[claim.id] = decision(claim, cmp, OPEN, np.nan, np.nan, level, none)
                 continue
             verdict, p, bound = _second(cmp, design, k)
-            if verdict:
-                decided[claim.id] = decision(claim, cmp, verdict, p, bound, level,
-                                             2 * bound if cmp.kind == "difference" else rci)
+            if verdict:  # equivalence or non-superiority: the 1 - 2 x bound interval both read
+                decided[claim.id] = decision(claim, cmp, verdict, p, bound, level, (2 * bound, eq_level))
                 continue
             _, p, bound = _rejects(cmp, design, level, k)
             if k == len(design.looks) - 1:
@@ -380,9 +401,11 @@ def decisions_frame(replays: list[tuple[dict, Replay]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def examine_store(runs: pd.DataFrame, looks, seeds, futility: float = FUTILITY) -> list[tuple[dict, Replay]]:
+def examine_store(runs: pd.DataFrame, looks, seeds, futility: float = FUTILITY,
+                  examples: pd.DataFrame | None = None) -> list[tuple[dict, Replay]]:
     """The sequential examination of a store's runs table: per group (its key: task, model,
-    successor and predecessor layers, budget) the Replay of its primaries, G = the number of groups."""
+    successor and predecessor layers, budget) the Replay of its primaries, G = the number of groups.
+    examples: the store's per-example results (harness.store.examples.examples_table), if any."""
     from harness.analysis.groups import group_specs
     from harness.store.schema import normalize_runs
 
@@ -390,5 +413,6 @@ def examine_store(runs: pd.DataFrame, looks, seeds, futility: float = FUTILITY) 
         return []
     specs = group_specs(normalize_runs(runs))
     design = Design(tuple(looks), groups=len(specs), futility=futility)
-    return [(dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=b), replay(rows, design, seeds))
-            for t, m, ls, lp, b, rows in specs]
+    ex = tables.Examples.of(examples)
+    return [(dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=b),
+             replay(rows, design, seeds, examples=ex)) for t, m, ls, lp, b, rows in specs]

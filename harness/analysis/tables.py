@@ -482,33 +482,43 @@ class Examples:
         return self.example[self.start[r]:self.start[r + 1]], self.correct[self.start[r]:self.start[r + 1]]
 
 
-def arm_examples(arm: ArmRuns, examples: Examples | None, seeds=None) -> pd.Series | None:
-    """One arm's correctness per (seed, example), averaged over its runs at a seed (student
-    seeds), as a Series indexed by (seed, example) and sorted; only the predecessor seeds in
-    `seeds` (default all). None when a run of the arm at those seeds has no per-example results."""
+def arm_examples(arm: ArmRuns, examples: Examples | None, seeds=None):
+    """One arm's correctness per (seed, example), averaged over its runs at a seed (student seeds),
+    over the predecessor seeds in `seeds` (sorted; default all of the arm's).
+
+    Output: a matrix (len(seeds), N) when every run was scored on the same N examples in the same
+    order (a fixed split), with the example ids (N,): (matrix, ids); otherwise long arrays sorted by
+    (seed, example): (correct (M,), seed (M,), example (M,)). None when a run of the arm at those
+    seeds has no per-example results."""
     if examples is None:
         return None
-    keep = np.isfinite(arm.seeds) if seeds is None else np.isin(arm.seeds, np.asarray(list(seeds), float))
-    parts_s, parts_e, parts_c = [], [], []
-    for run_id, s in zip(arm.run_ids[keep], arm.seeds[keep]):
-        got = examples.rows(run_id)
-        if got is None or not len(got[0]):
-            return None
-        parts_s.append(np.full(len(got[0]), int(s), np.int64))
-        parts_e.append(got[0])
-        parts_c.append(got[1])
-    if not parts_s:
+    wanted = np.unique(arm.seeds[np.isfinite(arm.seeds)]) if seeds is None else np.asarray(sorted(seeds), float)
+    keep = np.isin(arm.seeds, wanted)
+    got = [examples.rows(r) for r in arm.run_ids[keep]]
+    if not got or any(g is None or not len(g[0]) for g in got):
         return None
-    key = pd.MultiIndex.from_arrays([np.concatenate(parts_s), np.concatenate(parts_e)], names=["seed", "example"])
-    return pd.Series(np.concatenate(parts_c), index=key).groupby(level=[0, 1]).mean()
+    run_seeds = arm.seeds[keep]
+    ids = got[0][0]
+    if all(len(g[0]) == len(ids) and np.array_equal(g[0], ids) for g in got):
+        pos = np.searchsorted(wanted, run_seeds)
+        total = np.zeros((len(wanted), len(ids)))
+        np.add.at(total, pos, np.stack([g[1] for g in got]))
+        return total / np.bincount(pos, minlength=len(wanted))[:, None], ids
+    seed = np.concatenate([np.full(len(g[0]), s, np.int64) for g, s in zip(got, run_seeds)])
+    example = np.concatenate([g[0] for g in got])
+    key, inv = np.unique(np.stack([seed, example], 1), axis=0, return_inverse=True)
+    inv = inv.ravel()
+    mean = np.bincount(inv, np.concatenate([g[1] for g in got])) / np.bincount(inv)
+    return mean, key[:, 0], key[:, 1]
 
 
 def example_differences(a: ArmRuns, b: ArmRuns, examples: Examples | None):
-    """The task-level paired cells of arms a and b: (d, seed, example) arrays over the predecessor
-    seeds both ran (MIN_N or more) and the test examples both were scored on at that seed, d =
-    correct_a - correct_b (each averaged over student seeds); None when fewer than MIN_N seeds pair
-    or a run at a paired seed has no per-example results, or a paired seed has no common example
-    (then the comparison falls back to the seed-only test)."""
+    """The task-level paired cells of arms a and b over the predecessor seeds both ran (MIN_N or
+    more) and the test examples both were scored on at each seed, d = correct_a - correct_b (each
+    averaged over student seeds): a matrix (seeds, examples) when both arms' runs share one test
+    set in one order (a fixed split), else aligned arrays (d, seed, example). None when fewer than
+    MIN_N seeds pair, a run at a paired seed has no per-example results, or a paired seed has no
+    common example (the comparison then falls back to the seed-only test)."""
     if examples is None:
         return None
     common = a.per_seed().index.intersection(b.per_seed().index)
@@ -517,8 +527,20 @@ def example_differences(a: ArmRuns, b: ArmRuns, examples: Examples | None):
     ca, cb = arm_examples(a, examples, common), arm_examples(b, examples, common)
     if ca is None or cb is None:
         return None
-    both = ca.index.intersection(cb.index)
-    seeds = both.get_level_values(0).to_numpy()
-    if len(np.unique(seeds)) < len(common):
+    if len(ca) == 2 and len(cb) == 2 and np.array_equal(ca[1], cb[1]):
+        return ca[0] - cb[0]
+    ca, cb = (_long(x, common) for x in (ca, cb))
+    key_a, key_b = (x[1] * (1 << 40) + x[2] for x in (ca, cb))
+    _, ia, ib = np.intersect1d(key_a, key_b, assume_unique=True, return_indices=True)
+    if len(np.unique(ca[1][ia])) < len(common):
         return None
-    return (ca[both].to_numpy() - cb[both].to_numpy(), seeds, both.get_level_values(1).to_numpy())
+    return ca[0][ia] - cb[0][ib], ca[1][ia], ca[2][ia]
+
+
+def _long(x, seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """arm_examples' output as long arrays (correct, seed, example)."""
+    if len(x) == 3:
+        return x
+    matrix, ids = x
+    n, big_n = matrix.shape
+    return matrix.ravel(), np.repeat(np.asarray(sorted(seeds), np.int64), big_n), np.tile(ids, n)

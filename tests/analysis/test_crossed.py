@@ -150,3 +150,11 @@ def test_a_run_without_predictions_at_a_paired_seed_falls_back_to_the_seed_only_
     runs, ex = _group(missing="finetune-3-2")
     one = next(r for r in evaluate_claims(runs, examples=ex) if r.claim == "1")
     assert one.inference_unit == TEST_SET and one.decided_by == "paired t"
+
+
+def test_the_matrix_form_equals_the_pair_statistics():
+    rng = np.random.default_rng(6)
+    y = rng.integers(-1, 2, (6, 150)).astype(float) + rng.normal(0, 0.3, (1, 150))
+    a, b = crossed.crossed_matrix(y), crossed.crossed_difference(*_cells(y))
+    for f in ("estimate", "se", "df", "se_seed", "se_test_sample", "se_residual", "var_example"):
+        assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-9), f
