@@ -156,14 +156,15 @@ CLAIM_SENTENCES = {
 }
 
 
-def claim_words(claim: str, a: str, b: str, title: str = "", baseline_layers: float = np.nan) -> str:
+def claim_words(claim: str, a: str, b: str, title: str = "", baseline_layers: float = np.nan,
+                capital: bool = True) -> str:
     """One claim comparison as a sentence, e.g. "Theseus (proportional add, seed variant) beats direct
-    fine-tuning of 3 layers"."""
+    fine-tuning of 3 layers" (capital=False: as it reads inside a sentence)."""
     template = CLAIM_SENTENCES.get(str(claim))
     if template is None or not a or not b:
         return title or f"{a} vs {b}"
     words = template.format(a=arm_words(a, baseline_layers), b=arm_words(b, baseline_layers))
-    return words[0].upper() + words[1:]
+    return words[0].upper() + words[1:] if capital else words
 
 
 def direction_words(unit: str) -> str:

@@ -137,7 +137,11 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
         runs = runs[runs["selected"]].reset_index(drop=True)
     else:
         runs.to_csv(results_dir / "runs.csv", index=False)
-    seq_view = _sequential_view(runs, manifest, name, records)
+    from harness.store.examples import examples_table
+
+    examples = examples_table(records, results_dir)  # no rows: records without per-example predictions
+    examples = examples if not examples.empty else None
+    seq_view = _sequential_view(runs, manifest, name, records, examples)
     if seq_view is not None:
         runs = seq_view.pop("runs_table")
         runs.to_csv(results_dir / "runs.csv", index=False)
@@ -147,12 +151,14 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
         curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
     out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
-                        tuning=tuning, sequential_view=seq_view, parameters=parameter_table(records))
+                        tuning=tuning, sequential_view=seq_view, parameters=parameter_table(records),
+                        examples=examples)
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
 
 
-def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> dict | None:
+def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
+                     examples: pd.DataFrame | None = None) -> dict | None:
     """For a store of a sequential sweep: the decisions of every group replayed from the store
     (harness.analysis.sequential), the runs table with a `look` column (the look each run's seed entered
     at), and the figures the report states; None for any other store."""
@@ -164,13 +170,15 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> di
     from harness.analysis.sequential import OPEN, decisions_frame
 
     sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
-    replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
+    # per-example results make the looks task-level; without them the call is the seed-only one
+    ex = {} if examples is None else {"examples": examples}
+    replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility, **ex)
     position = {s: i for i, s in enumerate(sweep.seeds)}
     runs = runs.copy()
     runs["look"] = [next((k + 1 for k, n in enumerate(sweep.looks) if position.get(s, np.inf) < n), np.nan)
                     for s in runs["seed"]]
     table = decisions_frame(replays)
-    look_states = _look_states(runs, sweep, position)
+    look_states = _look_states(runs, sweep, position, ex)
     arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
                        + runs["successor_layers"].astype(str)).groupby(["task", "model"])["arm"].nunique()
     own = [r for r in records if r.get("sweep") == name]
@@ -180,7 +188,7 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict]) -> di
             "wall_seconds": sum(r.get("wall_seconds") or 0 for r in own), "reused": len(records) - len(own)}
 
 
-def _look_states(runs, sweep, position: dict) -> pd.DataFrame:
+def _look_states(runs, sweep, position: dict, ex: dict) -> pd.DataFrame:
     """Every primary at every look it was examined: the replay of the runs of the first k looks'
     seeds (what the study knew at look k), keeping the decisions taken at look k: group key, claim,
     look, seeds, verdict (open while not stopped), estimate, rci_low / rci_high, p, bound, unit."""
@@ -189,7 +197,7 @@ def _look_states(runs, sweep, position: dict) -> pd.DataFrame:
     frames = []
     for k, n in enumerate(sweep.looks):
         known = runs[[position.get(s, np.inf) < n for s in runs["seed"]]]
-        table = decisions_frame(examine_store(known, sweep.looks, sweep.seeds, sweep.futility))
+        table = decisions_frame(examine_store(known, sweep.looks, sweep.seeds, sweep.futility, **ex))
         frames.append(table[table["look"] == k + 1])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -313,16 +321,17 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
                   meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
                   seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
                   tuning: dict | None = None, sequential_view: dict | None = None,
-                  parameters: pd.DataFrame | None = None) -> dict:
+                  parameters: pd.DataFrame | None = None, examples: pd.DataFrame | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
     equivalence margin (points) of claim 3b; curves: the stored dev curves (records.curves_table,
-    percent); parameters: parameter counts per model size (harness.report.parameters).
+    percent); parameters: parameter counts per model size (harness.report.parameters); examples: the
+    per-example results (harness.store.examples.examples_table; None: seed-only inference).
 
     Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
     """
     results_dir, report_path = Path(results_dir), Path(report_path)
-    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin)
+    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin, examples=examples)
     tables = write_tables(a, runs, results_dir / "tables")
     infos = plots.plot_all(a, results_dir / "plots", curves=curves, parameters=parameters,
                            sequential=sequential_view)
@@ -333,7 +342,7 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
         infos += _budget_outputs(a, curves, results_dir)
     if tuning is not None:  # the same statistics at the shared rate: the sensitivity row of every verdict
         tuning = {**tuning, "shared": analyze(tuning["shared_runs"], None, None, n_boot=n_boot, seed=seed,
-                                              margin=margin)}
+                                              margin=margin, examples=examples)}
         for key in ("selected", "trials", "expected"):
             tables[f"tuning_{key}"] = results_dir / "tables" / f"tuning_{key}.csv"
             tuning[key].drop(columns=[c for c in ("dev_by_lr",) if c in tuning[key]]).to_csv(

@@ -9,6 +9,7 @@ is skipped with the reason in PlotInfo.skipped, never an exception.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -611,7 +612,7 @@ def plot_looks(group: Group, path: Path, looks: pd.DataFrame | None, decisions: 
         half = max(2.0, 1.5 * float(np.nan_to_num(width, nan=3.0)), 1.5 * np.max(np.abs(finite_est), initial=0))
         ylo, yhi = -half, half
         if no_info:
-            top.text(0.5, 0.5, f"no information\n({str(f.note).split(';')[0]})", ha="center", va="center",
+            top.text(0.5, 0.5, "no information\n" + textwrap.fill(str(f.note).split(";")[0], 28), ha="center", va="center",
                      fontsize=8, transform=top.transAxes, color="grey")
         else:
             for xi, e, l, h in zip(x, est, lo, hi):

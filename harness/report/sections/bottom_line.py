@@ -51,13 +51,13 @@ def findings(a: Analysis, seq: dict | None = None) -> list[Finding]:
         t = seq["decisions"]
         for where, r in zip(sequential_places(t), t.itertuples()):
             verdict = "no information" if no_information(r) else r.verdict
-            out.append(Finding(r.claim, claim_words(r.claim, r.a, r.b), where, verdict, r.estimate, r.unit))
+            out.append(Finding(r.claim, claim_words(r.claim, r.a, r.b, capital=False), where, verdict, r.estimate, r.unit))
         return out
     where = places(a.groups)
     for g in a.groups:
         t = g.claims_table()
         for r in t[t["role"] == "primary"].itertuples():
-            out.append(Finding(r.claim, claim_words(r.claim, r.a, r.b, r.title, g.successor_layers), where[g.label],
+            out.append(Finding(r.claim, claim_words(r.claim, r.a, r.b, r.title, g.successor_layers, capital=False), where[g.label],
                                r.verdict, r.estimate, r.unit, r.seeds_needed))
     return out
 
@@ -107,7 +107,7 @@ def bottom_line(a: Analysis, seq: dict | None = None, margin: float = 1.0) -> st
              for group in _by_claim(kinds["supported"]).values()]
     if holds:
         sentences.append("Supported: " + "; ".join(holds) + ".")
-    against = [f"the claim that {group[0].words[0].lower() + group[0].words[1:]} is contradicted "
+    against = [f"the claim that {group[0].words} is contradicted "
                f"{_where(group, n_places)}".rstrip() for group in _by_claim(kinds["contradicted"]).values()]
     against += [f"claim {group[0].claim}'s two arms are equivalent within ±{margin:g} point "
                 f"{_where(group, n_places)}".rstrip() for group in _by_claim(kinds["equivalent"]).values()]
@@ -120,15 +120,19 @@ def bottom_line(a: Analysis, seq: dict | None = None, margin: float = 1.0) -> st
     for claim, group in _by_claim(kinds["undecided"]).items():
         futile = all(str(f.verdict).startswith("stopped for futility") for f in group)
         need = [f.seeds_needed for f in group if finite(f.seeds_needed)]
-        tail = f"; about {int(max(need))} seeds per arm would decide it at this effect" if need else ""
+        extra = [x for x in ("stopped for futility" if futile else "",
+                             f"about {int(max(need))} seeds per arm would decide it" if need else "") if x]
         where = _where(group, n_places)
-        where = f"{where}" if where else ""
-        open_.append(f"claim {claim}{' (stopped for futility)' if futile else ''} {where}{tail}".replace("  ", " "))
+        if n_places == 1:  # where is "(+1.34 points)": one parenthesis for everything
+            inner = "; ".join([where.strip("()")] * bool(where) + extra)
+            open_.append(f"claim {claim}" + (f" ({inner})" if inner else ""))
+        else:
+            open_.append(f"claim {claim} {where}" + (f" ({'; '.join(extra)})" if extra else ""))
     nothing = sorted(_by_claim(kinds["no information"]))
     if open_ or nothing:
         parts = []
         if open_:
-            parts.append("not decided: " + "; ".join(x.rstrip() for x in open_))
+            parts.append("not decided: " + ", ".join(x.rstrip() for x in open_))
         if nothing:
             parts.append(f"no information on claim{'s' if len(nothing) > 1 else ''} {', '.join(nothing)} "
                          "(what it counts, a failed run or a run below the fine-tuning level, happened in no run or in "

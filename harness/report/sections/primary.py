@@ -1,7 +1,7 @@
 """The report's first tables: every primary claim in words with its difference (A − B), interval and
 verdict; the per-arm table (mean, sd, n, failed); the variance decomposition of each primary; and the
 fixed-design verdict table (claim x group) that the tuning section and a sequential study's appendix
-reuse (docs/method.md, "Reports", "Unit of inference").
+reuse (docs/method.md, "Reports", "The unit of inference").
 
 The claims table may carry the task-level columns of harness.analysis.claims (the unit of inference,
 the seed-only "this test set" interval beside the task-level one); an older store's table lacks them,
@@ -93,7 +93,7 @@ def unit_sentence(a: Analysis, meta: dict | None) -> str:
            f"only {held['with']} of {held['of']} records hold per-example test predictions")
     return (f"**These intervals are conditional on one test set{n}:** {why}, so only the training seed is "
             "treated as random; a verdict says which arm scores higher on these test examples, not on the task "
-            "(a new test sample adds its own variance; docs/method.md, \"Unit of inference\").")
+            "(a new test sample adds its own variance; docs/method.md, \"The unit of inference\").")
 
 
 # ---------------------------------------------------------------- the primaries in words
@@ -141,12 +141,12 @@ def primary_rows(a: Analysis) -> pd.DataFrame:
                          "n": r.n, "basis": {"task": "task", "test set": "this test set"}.get(unit, "this test set")})
             if unit == "task" and all(hasattr(r, c) for c in SEED_ONLY) and finite(getattr(r, SEED_ONLY[0])):
                 seed_only = r._replace(ci_low=getattr(r, SEED_ONLY[0]), ci_high=getattr(r, SEED_ONLY[1]))
-                p = getattr(r, "p_seed_only", np.nan)
-                rows.append({"claim": "", "in words": "↳ sensitivity: this test set only (seeds random, "
-                                                     "test examples fixed)", "where": where[g.label],
-                             "A − B (interval)": difference(seed_only), "adjusted p": "—",
-                             "verdict": f"raw p {fmt_p(p)}" if finite(p) else "—", "n": r.n,
-                             "basis": "this test set"})
+                p_adj = getattr(r, "p_adj_seed_only", np.nan)
+                so_verdict = getattr(r, "verdict_seed_only", "") or "—"
+                rows.append({"claim": "", "in words": "↳ sensitivity, this test set only (seeds random, test "
+                                                     "examples fixed)", "where": where[g.label],
+                             "A − B (interval)": difference(seed_only).replace(" (", " points (", 1),
+                             "adjusted p": fmt_p(p_adj), "verdict": so_verdict, "n": r.n, "basis": "this test set"})
     return pd.DataFrame(rows)
 
 
@@ -231,12 +231,31 @@ def decomposition_table(a: Analysis) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-DECOMPOSITION_COLUMNS = {
-    "where": "where", "claim": "claim", "comparison": "comparison", "seed": "seed (init + order)",
-    "sd_seed": "seed (init + order)", "test_sample": "test sample", "sd_test_sample": "test sample",
-    "split": "split", "sd_split": "split", "residual": "residual", "sd_residual": "residual",
-    "se": "SE of A − B", "se_total": "SE of A − B", "seeds_needed": "seeds needed",
-    "test_size_needed": "test examples needed", "note": "note"}
+def _se_share(se: float, share: float) -> str:
+    if not finite(se):
+        return "—"
+    return num(se) + (f" ({100 * share:.0f}%)" if finite(share) else "")
+
+
+def decomposition_display(d: pd.DataFrame) -> pd.DataFrame:
+    """The decomposition as the report shows it: each source's standard error with its share of the
+    variance of A − B, the floor no number of seeds goes below, and what a decision needs."""
+    def col(name):
+        return d[name] if name in d else pd.Series([np.nan] * len(d), index=d.index)
+    unit = col("inference_unit").fillna("")
+    return pd.DataFrame({
+        "where": col("where"), "claim": col("claim"), "comparison": col("comparison"),
+        "basis": ["task" if u == "task" else "this test set" for u in unit],
+        "SE of A − B": [num(x) if finite(x) else "—" for x in col("se")],
+        "seed": [_se_share(a, b) for a, b in zip(col("se_seed"), col("share_seed"))],
+        "test sample": [_se_share(a, b) if u == "task" else "unknown (no per-example predictions)"
+                        for a, b, u in zip(col("se_test_sample"), col("share_test_sample"), unit)],
+        "residual": [_se_share(a, b) for a, b in zip(col("se_residual"), col("share_residual"))],
+        "split": col("split").fillna("—"),
+        "floor (any number of seeds)": [num(x) if finite(x) else "—" for x in col("se_floor")],
+        "seeds needed": ["—" if not finite(x) else f"{int(x)}" for x in col("seeds_needed")],
+        "test examples needed": ["—" if not finite(x) else f"{int(x):,}" for x in col("test_size_needed")],
+        "what a decision needs": col("needs").fillna("")})
 
 
 def decomposition_section(a: Analysis) -> str | None:
@@ -244,15 +263,19 @@ def decomposition_section(a: Analysis) -> str | None:
     d = decomposition_table(a)
     if d.empty:
         return None
-    cols = {c: h for c, h in DECOMPOSITION_COLUMNS.items() if c in d}
-    cols.update({c: c.replace("_", " ") for c in d.columns if c not in cols and c not in ("a", "b")})
+    shown = decomposition_display(d)
     if len(a.groups) == 1:
-        cols.pop("where", None)
-    return ("Where the uncertainty of each primary difference comes from, in points (standard deviations of "
-            "A − B from each source): the training seed (initialisation and data order), the test sample, the "
-            "data split (when each seed draws its own), and what is left. *seeds needed* / *test examples "
-            "needed*: what a decision at the observed effect would take; more seeds cannot remove the "
-            "test-sample part.\n\n" + md_table(d, cols))
+        shown = shown.drop(columns="where")
+    if (shown["split"] == "—").all():
+        shown = shown.drop(columns="split")
+    if not (d.get("inference_unit", pd.Series(dtype=str)) == "task").any():
+        shown = shown.drop(columns=["residual", "floor (any number of seeds)", "test examples needed"])
+    return ("Where the uncertainty of each primary mean difference comes from: standard errors of A − B in points, "
+            "with each source's share of its variance. *seed*: initialisation and data order (and the training "
+            "sample when each seed draws its own split); *test sample*: which examples happen to be in the test "
+            "set; *floor*: the standard error that no number of seeds goes below at this test size. "
+            "*seeds needed* / *test examples needed*: what a decision at the observed effect would take (80% "
+            "power at the primaries' level).\n\n" + md_table(shown))
 
 
 # ---------------------------------------------------------------- the fixed-design verdict table

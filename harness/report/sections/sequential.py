@@ -12,7 +12,7 @@ from harness.analysis import sequential
 from harness.report.format import claim_words, finite, md_table, num
 from harness.report.sections.primary import counts_words
 
-COVERAGE_COLUMNS = ("coverage", "rci_coverage", "simultaneous_coverage")
+COVERAGE_COLUMNS = ("rci_coverage", "coverage", "simultaneous_coverage")
 NO_FAILURES = "no failures or only failures so far"
 
 
@@ -58,8 +58,8 @@ def decisions_in_words(t: pd.DataFrame) -> pd.DataFrame:
                 est = f"{num(r.estimate, 0 if pp else 2, sign=True)} {'pp' if pp else 'points'}"
             if finite(r.rci_low, r.rci_high):
                 level = getattr(r, cov) if cov else np.nan
-                tag = (f"{level:.0%} simultaneous" if finite(level) and level > 0 else
-                       f"nominal {1 - r.rci_p:.2%} at this look" if finite(r.rci_p) else "")
+                tag = (f"{100 * level:.4g}% simultaneous" if finite(level) and level > 0 else
+                       f"nominal {100 * (1 - r.rci_p):.4g}% at this look" if finite(r.rci_p) else "")
                 ci = f"[{num(r.rci_low)}, {num(r.rci_high)}]" + (f" ({tag})" if tag else "")
             if finite(r.p):
                 pb = f"{r.p:.2g} / {r.bound:.2g}"
