@@ -112,3 +112,42 @@ def step_setup(task, model, steps, batch_size, max_length, lr, threads) -> dict:
             "batch_size": batch_size, "steps": steps, "measured_steps": steps - 2, "max_length": max_length,
             "lr": lr, "device_name": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
             "load_average": load_average()}
+
+
+def matmul_flops_per_step(run_loop, steps: int) -> float:
+    """Matmul FLOPs (forward and backward: mm, addmm, bmm, attention) of one step, averaged over steps
+    2 .. steps-1 of one `harness_loop` call, counted by torch's FlopCounterMode on that call. A loop is
+    seeded as a run is, so a second call computes the same steps (same batches, same Theseus draws): count on
+    an untimed pass, time another. run_loop(on_step) runs the loop; on_step(i) marks step i's start."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    marks: dict[int, int] = {}
+    with FlopCounterMode(display=False) as counter:
+        run_loop(lambda i: marks.__setitem__(i, counter.get_total_flops()))
+    return (marks[steps] - marks[2]) / (steps - 2)
+
+
+def matmul_peak(precision: str, size: int = 2048, reps: int = 10) -> dict:
+    """This machine's dense (size x size) @ (size x size) matmul FLOP/s in `precision` (bf16 or fp32) on the
+    CPU with the current thread count: best and median of `reps` after two untimed products, per wall second
+    and per process CPU second (on a shared machine a product is descheduled part of the time; CPU time
+    counts only the time it ran). The peak a step's share is taken of, measured where the step runs ("AMD
+    EPYC" names CPUs of very different peaks)."""
+    import statistics
+    import time
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = (torch.randn(size, size).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    times, cpu = [], []
+    for _ in range(reps):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        a @ b
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    flops = 2.0 * size ** 3
+    return {"precision": precision, "size": size, "reps": reps, "best_flops_per_s": flops / min(times),
+            "median_flops_per_s": flops / statistics.median(times),
+            "best_flops_per_cpu_s": flops / min(cpu), "median_flops_per_cpu_s": flops / statistics.median(cpu)}
+

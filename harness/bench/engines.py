@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from harness.bench.common import load_average, step_setup, student_setup
+from harness.bench.common import load_average, matmul_flops_per_step, matmul_peak, step_setup, student_setup
 from harness.bench.profile import step_profile
 from harness.errors import HarnessError
 
@@ -32,8 +32,9 @@ def _fingerprint(model: torch.nn.Module) -> str:
 
 def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length: int, lr: float, precisions,
                  engine: str, threads: int = 1) -> list[dict]:
-    """Student steps/s of every case and precision under one engine, in this process (untimed pass first),
-    with the trained weights' fingerprint and the epoch's mean loss to check that engines agree."""
+    """Student steps/s of every case and precision under one engine, in this process (an untimed pass first,
+    which counts the steps' matmul FLOPs), with the trained weights' fingerprint and the epoch's mean loss to
+    check that each engine trains the same weights in every round."""
     torch.set_num_threads(threads)
     student = student_setup(task, model, steps, batch_size, max_length, lr)
     rows = []
@@ -42,10 +43,10 @@ def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length:
             def run_loop(on_step, case=case, precision=precision):
                 return student.run_loop(case, precision, steps, engine, on_step)
 
-            run_loop(None)
+            flops = matmul_flops_per_step(run_loop, steps)  # the untimed pass
             timed = step_profile(run_loop, steps, profiled=False)
             epoch, _, evaluated = timed.pop("result")
-            rows.append({"case": case[0], "precision": precision, "engine": engine, **timed,
+            rows.append({"case": case[0], "precision": precision, "engine": engine, **timed, "matmul_flops": flops,
                          "train_loss": epoch["train_loss"], "weights": _fingerprint(evaluated)})
     return rows
 
@@ -65,13 +66,21 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
     such as keep_freed_memory holds for the rest of a process), the median per case, and the ratio
     current / previous of student steps per CPU second and per wall second. `reproducible` per case: each
     engine's trained weights and loss agree bit for bit across its rounds (the two engines draw other dropout
-    masks, so they differ from each other by design)."""
+    masks, so they differ from each other by design).
+
+    Each case's matmul FLOPs per step (FlopCounterMode on engine "current"'s steps: the same batches and
+    draws in every engine and round) and this machine's matmul peak in its precision, measured in this run
+    with the same thread count before and after the engines (the better of the two), give each engine's
+    fraction of peak: FLOPs per step / wall seconds per step / peak per wall second, and the same in process
+    CPU time (on a shared machine the figure to read: both the step and the peak count only the time they ran)."""
     import subprocess
     import sys
 
     setup = step_setup(task, model, steps, batch_size, max_length, lr, threads)
     args = {"task": task, "model": model, "steps": steps, "batch_size": batch_size, "max_length": max_length,
             "lr": lr, "precisions": list(precisions), "threads": threads}
+    torch.set_num_threads(threads)
+    peaks = {p: [matmul_peak(p)] for p in precisions}
     runs = []
     for r in range(rounds):
         for engine in ("previous", "current"):
@@ -83,13 +92,25 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
             if out.returncode or line is None:
                 raise HarnessError(f"the engine {engine!r} measurement failed:\n{out.stderr.strip()[-2000:]}")
             runs += json.loads(line[len("ENGINE-ROWS "):])
+    for p in precisions:
+        peaks[p].append(matmul_peak(p))
+    peak = {p: {"flops_per_s": max(m["best_flops_per_s"] for m in peaks[p]),
+                "flops_per_cpu_s": max(m["best_flops_per_cpu_s"] for m in peaks[p]), "before": peaks[p][0],
+                "after": peaks[p][1]} for p in precisions}
     rows = []
     for precision in precisions:
         for case in dict.fromkeys(r["case"] for r in runs):
             mine = [r for r in runs if r["case"] == case and r["precision"] == precision]
             med = {e: {k: statistics.median(r[k] for r in mine if r["engine"] == e)
                        for k in ("step_ms", "cpu_step_ms")} for e in ("previous", "current")}
-            rows.append({"case": case, "precision": precision,
+            flops = statistics.median(r["matmul_flops"] for r in mine if r["engine"] == "current")
+            top, top_cpu = peak[precision]["flops_per_s"], peak[precision]["flops_per_cpu_s"]
+            rows.append({"case": case, "precision": precision, "matmul_flops_per_step": flops,
+                         "peak_flops_per_s": top, "peak_flops_per_cpu_s": top_cpu,
+                         **{f"{e}_fraction_of_peak": flops / (med[e]["step_ms"] / 1e3) / top
+                            for e in ("previous", "current")},
+                         **{f"{e}_fraction_of_peak_cpu": flops / (med[e]["cpu_step_ms"] / 1e3) / top_cpu
+                            for e in ("previous", "current")},
                          "previous_steps_per_s": 1e3 / med["previous"]["step_ms"],
                          "current_steps_per_s": 1e3 / med["current"]["step_ms"],
                          "previous_steps_per_cpu_s": 1e3 / med["previous"]["cpu_step_ms"],
@@ -99,18 +120,26 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
                          "reproducible": all(len({(r["weights"], r["train_loss"]) for r in mine if r["engine"] == e})
                                              == 1 for e in ("previous", "current"))})
     setup["load_average_end"] = load_average()
-    return {"setup": {**setup, "rounds": rounds}, "cases": rows, "runs": runs}
+    return {"setup": {**setup, "rounds": rounds}, "peak": peak, "cases": rows, "runs": runs}
 
 
 def format_engines(results: dict) -> str:
     s = results["setup"]
     lines = [f"engines: student steps/s, previous -> current ({s['rounds']} alternating fresh processes each, "
-             f"median; steps 2-{s['steps'] - 1} of {s['steps']}, {s['threads']} thread(s), batch {s['batch_size']}; "
-             f"load average {s['load_average']} -> {s['load_average_end']})",
-             f"{'case':<22} {'prec':<5} {'per CPU s':>17} {'ratio':>6} {'per wall s':>17} {'ratio':>6}  reproducible"]
+             f"median; steps 2-{s['steps'] - 1} of {s['steps']}, {s['threads']} thread(s), batch {s['batch_size']}, "
+             f"{s['device_name']}; load average {s['load_average']} -> {s['load_average_end']})"]
+    for p, m in results["peak"].items():
+        lines.append(f"matmul peak {p} ({m['before']['size']}^3, {s['threads']} thread(s), measured in this run, best "
+                     f"of the start and the end): {m['flops_per_s'] / 1e9:.1f} GFLOP per wall s, "
+                     f"{m['flops_per_cpu_s'] / 1e9:.1f} GFLOP per CPU s")
+    lines.append(f"{'case':<22} {'prec':<5} {'per CPU s':>17} {'ratio':>6} {'per wall s':>17} {'ratio':>6} "
+                 f"{'GFLOP/step':>10} {'of peak (wall)':>15} {'of peak (CPU)':>14}  reproducible")
     for c in results["cases"]:
         lines.append(f"{c['case']:<22} {c['precision']:<5} {c['previous_steps_per_cpu_s']:>7.2f} -> "
                      f"{c['current_steps_per_cpu_s']:<7.2f} {c['ratio_cpu']:>6.3f} "
-                     f"{c['previous_steps_per_s']:>7.2f} -> {c['current_steps_per_s']:<7.2f} {c['ratio_wall']:>6.3f}  "
+                     f"{c['previous_steps_per_s']:>7.2f} -> {c['current_steps_per_s']:<7.2f} {c['ratio_wall']:>6.3f} "
+                     f"{c['matmul_flops_per_step'] / 1e9:>10.2f} "
+                     f"{c['previous_fraction_of_peak']:>6.1%} -> {c['current_fraction_of_peak']:<6.1%} "
+                     f"{c['previous_fraction_of_peak_cpu']:>5.1%} -> {c['current_fraction_of_peak_cpu']:<6.1%} "
                      f"{'yes' if c['reproducible'] else 'NO'}")
     return "\n".join(lines)

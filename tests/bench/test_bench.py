@@ -291,3 +291,29 @@ def test_cheap_dropout_keeps_the_expected_share_and_scales():
     assert abs(kept.float().mean().item() - 0.9) < 0.005
     assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
     assert cheap_dropout(x, 0.1, training=False) is x
+
+
+def test_compare_engines_reports_matmul_flops_and_the_fraction_of_a_peak_measured_in_the_run(tiny_model_dir,
+                                                                                              tiny_task):
+    from harness.bench.common import matmul_peak
+    from harness.bench.engines import compare_engines, format_engines
+
+    results = compare_engines(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
+                              precisions=("fp32",), rounds=1, log=lambda *_: None)
+    peak = results["peak"]["fp32"]
+    assert peak["flops_per_s"] == max(peak["before"]["best_flops_per_s"], peak["after"]["best_flops_per_s"])
+    for c in results["cases"]:
+        assert c["matmul_flops_per_step"] > 0
+        for e in ("previous", "current"):
+            assert c[f"{e}_fraction_of_peak"] == pytest.approx(
+                c["matmul_flops_per_step"] * c[f"{e}_steps_per_s"] / peak["flops_per_s"])
+            assert c[f"{e}_fraction_of_peak_cpu"] == pytest.approx(
+                c["matmul_flops_per_step"] * c[f"{e}_steps_per_cpu_s"] / peak["flops_per_cpu_s"])
+    # the count is FlopCounterMode's: finetune-2 on the tiny BERT is at least its layers' linears, 3 x forward
+    finetune = results["cases"][0]
+    shapes_tokens = 8 * 2  # at least batch 8 x 2 tokens per step
+    assert finetune["matmul_flops_per_step"] >= 3 * 2 * shapes_tokens * 2 * (4 * 32 * 32 + 2 * 32 * 64)
+    assert "GFLOP per CPU s" in format_engines(results)
+    json.dumps(results)
+    small = matmul_peak("fp32", size=64, reps=2)
+    assert small["best_flops_per_s"] >= small["median_flops_per_s"] > 0
