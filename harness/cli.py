@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--failure-rate", type=float, default=0.0, metavar="P",
                    help="share of student runs whose predictions collapse, in every arm alike")
     d.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
-    d.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures to this JSON file")
+    d.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures to this JSON file (default: none, print only)")
     d.add_argument("--out", type=Path, dest="json_out_alias", default=None, help=argparse.SUPPRESS)
     rp = command("report", "rebuild tables, plots and the report from a results store", cmd_report)
     rp.add_argument("results_dir", nargs="?", default=str(Path("results") / "default"), metavar="RESULTS_DIR",
@@ -522,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="time each loop's first pass (one-time per-shape kernel costs included) "
                         "(default: one untimed pass first)")
-    b.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write every figure to this JSON file")
+    b.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write every figure to this JSON file (default: none, print only)")
     b.add_argument("--out", type=Path, dest="json_out_alias", default=None, help=argparse.SUPPRESS)
     return p
 

@@ -242,3 +242,81 @@ def test_design_checks_a_presets_error_rate_and_power_before_any_run(tmp_path, c
     assert "any false primary verdict" in capsys.readouterr().out
     assert main(["design", "--preset", "default", "--seeds", "2"]) == 2
     assert capsys.readouterr().err.startswith("error: --seeds must be >= 3")
+
+
+# ---- a CLI that explains itself (issue 34) ----------------------------------------------------------
+
+def _options(parser):
+    """(command, option string, action) of every option of every subcommand."""
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS and not isinstance(
+                    action, argparse._HelpAction):
+                yield name, action.option_strings[0], action
+
+
+def test_every_option_has_help_and_shows_its_default():
+    import argparse
+
+    from harness.cli import _Formatter, build_parser
+
+    parser = build_parser()
+    seen = 0
+    for name, option, action in _options(parser):
+        seen += 1
+        assert action.help and action.help.strip(), f"{name} {option} has no help text"
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) and option != "--no-warmup":
+            continue  # a flag: off unless given
+        shown = _Formatter("x")._get_help_string(action)
+        assert "default" in shown, f"{name} {option}: no default shown in {shown!r}"
+    assert seen > 60
+
+
+def test_every_parser_refuses_abbreviations():
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    assert not parser.allow_abbrev
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    assert all(not p.allow_abbrev for p in sub.choices.values())
+
+
+def test_version_and_bare_command_exit_0(capsys):
+    from harness import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("list", "run", "run-all", "copy-preset", "design", "report", "analyze", "compare", "bench"):
+        assert f"    {command}" in out
+
+
+def test_copy_preset_copies_a_shipped_preset_under_its_new_name(capsys, tmp_path, monkeypatch):
+    from harness.sweep.plan import PRESETS, load_sweep
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "copy-preset", "smoke")
+    assert code == 0, err
+    assert (tmp_path / "smoke.toml").read_text() == (PRESETS / "smoke.toml").read_text()
+    assert "run-all --config" in out
+    code, out, err = _run(capsys, "copy-preset", "smoke", "mine.toml")
+    assert code == 0 and load_sweep(config_path=tmp_path / "mine.toml").name == "mine"
+    code, _, err = _run(capsys, "copy-preset", "smoke", "mine.toml")
+    assert code == 2 and "mine.toml exists" in err and "--force" in err
+    assert _run(capsys, "copy-preset", "smoke", "mine.toml", "--force")[0] == 0
+    (tmp_path / "d").mkdir()
+    assert _run(capsys, "copy-preset", "default", "d")[0] == 0 and (tmp_path / "d" / "default.toml").is_file()
+    code, _, err = _run(capsys, "copy-preset", "nope")
+    assert code == 2 and err.startswith("error: unknown preset 'nope'")
+
+
+def test_design_writes_json_with_json_and_still_reads_the_old_out(tmp_path, capsys):
+    assert main(["design", "--preset", "smoke", "--seeds", "3", "--sims", "10", "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["seeds"] == 3
+    assert main(["design", "--preset", "smoke", "--seeds", "3", "--sims", "10", "--out", str(tmp_path / "b.json")]) == 0
+    assert (tmp_path / "b.json").is_file() and "is now `design --json FILE`" in capsys.readouterr().err
