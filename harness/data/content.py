@@ -6,13 +6,13 @@ its content. A user source (csv:FILE, jsonl:FILE, clue:DIR, hf:LOCAL_PATH) is na
 whose file can be edited in place: its runs' keys therefore hash the files' bytes too
 (harness/run/identity.py), so an edited file gives new runs, and a predecessor trained on the old
 file is never reused (docs/method.md, "Runs and seeds"). Hashes are cached per process by path,
-size, inode and modification time, so planning a sweep of hundreds of runs reads each file once.
+size, inode and modification times (a file modified in the last RACY_SECONDS is hashed again), so planning a sweep of hundreds of runs reads each file once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import time
 from pathlib import Path
 
 from harness.data.sources import file_sha256
@@ -22,12 +22,19 @@ _HASHES: dict[tuple, str] = {}
 CLUE_FILES = ("train.json", "dev.json", "test.json")
 
 
+RACY_SECONDS = 2.0  # a file modified this recently is hashed again each time (an edit within the
+                   # file system's timestamp granularity would keep its size and mtime: git's "racy clean")
+
+
 def _cached_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = file_sha256(path)
-    return _HASHES[key]
+    if key in _HASHES:
+        return _HASHES[key]
+    digest = file_sha256(path)
+    if time.time() - st.st_mtime > RACY_SECONDS:
+        _HASHES[key] = digest
+    return digest
 
 
 def source_files(spec: str) -> dict[str, Path] | None:
