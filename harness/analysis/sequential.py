@@ -336,7 +336,7 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
         eq_level = 2 * design.alpha / (design.groups * _family_size())  # the second tests' two-sided level
 
         changed = True
-        while changed:  # Holm's passing: a rejection raises the others' level at this same look
+        while changed and len(rejected) < m:  # Holm's passing: a rejection raises the others' level at this look
             changed = False
             level = design.alpha / design.groups / (m - len(rejected))
             for claim in open_claims:
@@ -348,7 +348,7 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
                     decided[claim.id] = decision(claim, cmp, verdict, p, bound, level, rejection_rci(cmp, level))
                     rejected.add(claim.id)
                     changed = True
-        level = design.alpha / design.groups / (m - len(rejected))
+        level = design.alpha / design.groups / max(m - len(rejected), 1)
         for claim in open_claims:
             if claim.id in decided:
                 continue

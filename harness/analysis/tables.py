@@ -482,6 +482,9 @@ class Examples:
         return self.example[self.start[r]:self.start[r + 1]], self.correct[self.start[r]:self.start[r + 1]]
 
 
+_KEY = 1 << 40  # (seed, example) as one int64: seed * _KEY + example (example ids below 2^40)
+
+
 def arm_examples(arm: ArmRuns, examples: Examples | None, seeds=None):
     """One arm's correctness per (seed, example), averaged over its runs at a seed (student seeds),
     over the predecessor seeds in `seeds` (sorted; default all of the arm's).
@@ -506,10 +509,9 @@ def arm_examples(arm: ArmRuns, examples: Examples | None, seeds=None):
         return total / np.bincount(pos, minlength=len(wanted))[:, None], ids
     seed = np.concatenate([np.full(len(g[0]), s, np.int64) for g, s in zip(got, run_seeds)])
     example = np.concatenate([g[0] for g in got])
-    key, inv = np.unique(np.stack([seed, example], 1), axis=0, return_inverse=True)
-    inv = inv.ravel()
+    key, inv = np.unique(seed * _KEY + example, return_inverse=True)
     mean = np.bincount(inv, np.concatenate([g[1] for g in got])) / np.bincount(inv)
-    return mean, key[:, 0], key[:, 1]
+    return mean, key // _KEY, key % _KEY
 
 
 def example_differences(a: ArmRuns, b: ArmRuns, examples: Examples | None):
@@ -530,7 +532,7 @@ def example_differences(a: ArmRuns, b: ArmRuns, examples: Examples | None):
     if len(ca) == 2 and len(cb) == 2 and np.array_equal(ca[1], cb[1]):
         return ca[0] - cb[0]
     ca, cb = (_long(x, common) for x in (ca, cb))
-    key_a, key_b = (x[1] * (1 << 40) + x[2] for x in (ca, cb))
+    key_a, key_b = (x[1] * _KEY + x[2] for x in (ca, cb))
     _, ia, ib = np.intersect1d(key_a, key_b, assume_unique=True, return_indices=True)
     if len(np.unique(ca[1][ia])) < len(common):
         return None
