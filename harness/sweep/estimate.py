@@ -24,8 +24,11 @@ REFERENCE_SECONDS_PER_STEP = {
     "two-stage/predecessor-1x": 0.221, "two-stage/predecessor-5x": 0.219,
     "two-stage/random-1x": 0.213, "two-stage/random-5x": 0.216,
 }
+# fp32 over bf16 on the same CPU: the summed per-arm mean wall time of results/default-fp32 over that of
+# results/default-3ep/runs.csv (the same 3-epoch sweep in bf16; 55 and 110 runs).
+FP32_FACTOR = 2.55
 REFERENCE_SOURCE = ("the default study's measured seconds per optimizer step (results/default: minilm-l6, "
-                    "rt-polarity, bf16, 1 thread per run, 2-core Intel Xeon)")
+                    "rt-polarity, bf16, 1 thread per run, 2-core Intel Xeon; fp32 runs x 2.55 as measured there)")
 
 
 def planned_steps(config: RunConfig, train_size: int) -> int:
@@ -64,7 +67,8 @@ def seconds_per_step(records: list[dict]) -> dict[str, float]:
 def estimate_seconds(configs: list[RunConfig], train_sizes: list[int], measured: dict[str, float]):
     """(total run seconds, how many runs used this store's own figures) of `configs`, each with the
     training split size it will draw. Per step: `measured` (this store) for the arm, else the
-    reference for the arm, else the reference mean of its family, else of every arm."""
+    reference for the arm (x FP32_FACTOR for an fp32 run), else the reference mean of its family, else
+    of every arm."""
     from harness.arms import family
     from harness.sweep.preflight import arm_of
 
@@ -79,6 +83,8 @@ def estimate_seconds(configs: list[RunConfig], train_sizes: list[int], measured:
         else:
             same = [v for k, v in REFERENCE_SECONDS_PER_STEP.items() if family(k) == family(arm)]
             per_step = sum(same) / len(same) if same else ref_mean
+        if arm not in measured and config.precision == "fp32":
+            per_step *= FP32_FACTOR
         total += per_step * planned_steps(config, n)
     return total, own
 

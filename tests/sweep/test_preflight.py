@@ -78,10 +78,11 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(capsys, tmp_
 
 
 def test_planned_steps_and_the_estimate_follow_the_runs_length():
-    budget = RunConfig(strategy="kd", budget=100, predecessor_layers=6)
+    budget = RunConfig(strategy="kd", budget=100, predecessor_layers=6, precision="bf16")
     epochs = RunConfig(strategy="theseus-binary", variant="seed", budget=None, batch_size=32, predecessor_layers=6,
                        options=(("successor_epochs", 1), ("theseus_epochs", 2)))
-    predecessor = RunConfig(strategy="finetune", layers=6, predecessor_layers=6, budget=None, epochs=3)
+    predecessor = RunConfig(strategy="finetune", layers=6, predecessor_layers=6, budget=None, epochs=3,
+                            precision="bf16")
     assert estimate.planned_steps(budget, 1000) == 100
     assert estimate.planned_steps(epochs, 320) == 3 * 10
     assert estimate.planned_steps(predecessor, 320) == 3 * 10
@@ -89,6 +90,8 @@ def test_planned_steps_and_the_estimate_follow_the_runs_length():
     assert own == 0 and abs(total - (100 * 0.227 + 30 * 0.432)) < 1e-9
     total, own = estimate.estimate_seconds([budget], [1000], {"kd": 1.0})
     assert own == 1 and total == 100.0
+    total, _ = estimate.estimate_seconds([budget.replace(precision="fp32")], [1000], {})
+    assert abs(total - 100 * 0.227 * estimate.FP32_FACTOR) < 1e-9
 
 
 def test_seconds_per_step_reads_the_stores_finished_runs():
