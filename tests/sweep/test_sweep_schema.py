@@ -213,3 +213,11 @@ def test_generated_configs_load_or_give_one_error_line(tmp_path, monkeypatch, ca
     event("refused: " + err.split(": ")[2][:40] if err.count(": ") > 2 else "refused")
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_allow_small_test_at_the_top_level_or_in_base_reaches_every_run(tmp_path):
+    assert _load(tmp_path, "allow_small_test = true\n" + GOOD).base["allow_small_test"] is True
+    assert "allow_small_test" not in _load(tmp_path, GOOD).base
+    with_base = GOOD.replace("[base]\n", "[base]\nallow_small_test = true\n")
+    assert _load(tmp_path, with_base).base["allow_small_test"] is True
+    assert "allow_small_test: expected true or false, got 1 (an integer)" in _error(tmp_path, "allow_small_test = 1\n" + GOOD)
