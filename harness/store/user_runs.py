@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
 from harness.store.schema import FALSE, MISSING, REQUIRED, TRUE
+from harness.training.diagnostics import KAPPA_FAILED, kappa_from_counts
 
 # column -> (kind, minimum); kinds: text (non-empty where required), int, number, metric (fraction or
 # percent), fraction ([0, 1] only), bool (true/false/1/0), status (ok/failed)
@@ -201,3 +203,131 @@ def _check_duplicates(raw: pd.DataFrame, out: pd.DataFrame, name: str) -> None:
             raise HarnessError(f"{name}, rows {first[row] + 1} and {i + 1}: the same run twice ({what}); "
                                f"each (arm, seed) may appear once per task, model and successor size")
         first[row] = i
+
+
+# ---------------------------------------------------------------- a long per-example CSV
+
+EXAMPLE_COLUMNS = ("task", "arm", "seed", "example", "label", "prediction")
+OPTIONAL_EXAMPLE_COLUMNS = ("model", "student_seed", "successor_layers", "predecessor_layers", "budget")
+
+
+def is_examples_csv(path: Path) -> bool:
+    """Whether a CSV's header holds the per-example columns (EXAMPLE_COLUMNS)."""
+    try:
+        header = pd.read_csv(path, nrows=0)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError):
+        return False
+    names = {str(c).strip() for c in header.columns}
+    return all(c in names for c in EXAMPLE_COLUMNS)
+
+
+def read_user_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A user's CSV for `analyze`: (runs, examples). A per-example CSV (is_examples_csv) gives both
+    (read_examples_csv); a runs CSV gives (read_runs_csv, None)."""
+    path = Path(path)
+    if path.is_file() and is_examples_csv(path):
+        return read_examples_csv(path)
+    return read_runs_csv(path), None
+
+
+def read_examples_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read and check a long per-example CSV: one row per (run, test example) with the columns
+    task, arm, seed, example, label, prediction (and optionally model, student_seed,
+    successor_layers, predecessor_layers, budget: constant within a run).
+
+    arm: as in a runs table (`finetune-3`, `theseus-add/seed`); label and prediction: class names
+    or indices (compared as text after stripping, so `1` and `1.0` differ only if written so).
+    Returns (runs, examples): runs has one row per (task, model, arm, seed, student_seed[, budget,
+    successor_layers]) with run_id, strategy, variant, test_accuracy (the share of its examples
+    predicted right), degenerate (predictions collapsed: Cohen's kappa against the labels below
+    0.2, as the harness's own runs) and the optional columns; examples has run_id, example (int
+    code of the example's text), label, prediction, correct (0/1) (harness.store.examples.COLUMNS).
+    Raises HarnessError (one line) on the first problem: a missing column or value, a seed that is
+    not a whole number, an example twice in one run, a run whose label differs from another run's
+    label for the same example."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"per-example CSV {path} not found" + (" (it is a directory)" if path.is_dir() else ""))
+    name = path.name
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise HarnessError(f"{name} is empty: a per-example CSV needs a header row and one row per example") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise HarnessError(f"cannot read {path} as CSV: {_first_line(exc)}") from None
+    raw = raw.rename(columns=lambda c: str(c).strip())
+    if len(set(raw.columns)) != len(raw.columns):
+        raise HarnessError(f"{name}: a column appears more than once in the header")
+    missing = [c for c in EXAMPLE_COLUMNS if c not in raw.columns]
+    if missing:
+        raise HarnessError(f"{name} lacks column(s) {', '.join(missing)}; a per-example CSV needs "
+                           f"{', '.join(EXAMPLE_COLUMNS)}")
+    if raw.empty:
+        raise HarnessError(f"{name} has a header but no rows")
+    cells = {c: raw[c].astype(str).str.strip() for c in raw.columns}
+    for c in ("task", "arm", "example", "label", "prediction", *(x for x in ("model",) if x in raw)):
+        empty = cells[c].str.lower().isin(MISSING)
+        if empty.any():
+            raise HarnessError(f"{name}, row {int(np.flatnonzero(empty.to_numpy())[0]) + 1}: {c} is empty")
+    numbers = {}
+    for c in ("seed", *OPTIONAL_EXAMPLE_COLUMNS[1:]):
+        if c in raw:
+            numbers[c] = _numbers(cells[c], c, name, integer=True)
+            if c == "seed" and numbers[c].isna().any():
+                raise HarnessError(f"{name}, row {int(np.flatnonzero(numbers[c].isna().to_numpy())[0]) + 1}: seed is empty")
+    if "student_seed" in numbers:
+        numbers["student_seed"] = numbers["student_seed"].fillna(numbers["seed"])
+    run_cols = ["task", "model", "arm", "seed", "student_seed", "budget", "successor_layers"]
+    key = pd.DataFrame({c: (numbers[c].map(lambda v: "" if pd.isna(v) else f"{v:g}") if c in numbers
+                            else cells[c]) for c in run_cols if c in numbers or c in raw})
+    run_id = key.apply(lambda r: "|".join(f"{c}={v}" for c, v in r.items() if v != ""), axis=1)
+    dup = pd.Series(list(zip(run_id, cells["example"]))).duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise HarnessError(f"{name}, row {i + 1}: example {_show(cells['example'][i])} appears twice in one run "
+                           f"({run_id[i].replace('|', ', ').replace('=', ' ')})")
+    example_task = cells["task"] + "\x1f" + cells["example"]
+    codes, _ = pd.factorize(example_task, sort=True)
+    labels = pd.DataFrame({"e": codes, "label": cells["label"]})
+    first_label = labels.groupby("e")["label"].transform("first")
+    clash = (first_label != labels["label"]).to_numpy()
+    if clash.any():
+        i = int(np.flatnonzero(clash)[0])
+        raise HarnessError(f"{name}, row {i + 1}: example {_show(cells['example'][i])} has label "
+                           f"{_show(cells['label'][i])} here and {_show(first_label[i])} in another row")
+    classes = {v: k for k, v in enumerate(sorted(set(cells["label"]) | set(cells["prediction"])))}
+    correct = (cells["label"] == cells["prediction"]).astype(np.int8)
+    examples = pd.DataFrame({"run_id": run_id.to_numpy(), "example": codes.astype(np.int64),
+                             "label": cells["label"].map(classes).to_numpy(np.int64),
+                             "prediction": cells["prediction"].map(classes).to_numpy(np.int64),
+                             "correct": correct.to_numpy()})
+    runs = []
+    for rid, rows in examples.groupby("run_id", sort=False):
+        first = int(rows.index[0])
+        arm = cells["arm"][first]
+        strategy, _, variant = arm.partition("/")
+        row = dict(run_id=rid, task=cells["task"][first], strategy=strategy, variant=variant, arm=arm,
+                   test_accuracy=float(rows["correct"].mean()), degenerate=_collapsed(rows), n_test=len(rows))
+        if "model" in raw:
+            row["model"] = cells["model"][first]
+        for c, values in numbers.items():
+            v = values[rows.index]
+            if v.nunique(dropna=False) > 1:
+                raise HarnessError(f"{name}, row {int(v.index[v != v.iloc[0]][0]) + 1}: {c} differs within one run "
+                                   f"({rid.replace('|', ', ').replace('=', ' ')})")
+            row[c] = v.iloc[0]
+        runs.append(row)
+    runs = pd.DataFrame(runs)
+    for c in numbers:
+        if runs[c].notna().all():
+            runs[c] = runs[c].astype("int64")
+    return runs, examples.reset_index(drop=True)
+
+
+def _collapsed(rows: pd.DataFrame) -> bool:
+    """Predictions collapsed, as the harness flags its own runs (harness.training.diagnostics):
+    Cohen's kappa against the labels below KAPPA_FAILED (a run predicting one class has kappa 0)."""
+    k = max(int(rows["label"].max()), int(rows["prediction"].max())) + 1
+    kappa = kappa_from_counts(float(rows["correct"].mean()), list(np.bincount(rows["prediction"], minlength=k)),
+                              list(np.bincount(rows["label"], minlength=k)))
+    return bool(math.isnan(kappa) or kappa < KAPPA_FAILED)

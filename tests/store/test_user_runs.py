@@ -205,3 +205,108 @@ def test_generated_tables_load_or_give_one_error_line(tmp_path, monkeypatch, cap
     event("refused")
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+# ---------------------------------------------------------------- a long per-example CSV (task-level inference)
+
+def _examples_csv(tmp_path, lead: float, *, n_seeds=8, n_ex=1000, seed=0, name="examples.csv"):
+    """A per-example CSV in which theseus-add/seed leads finetune-3 by `lead` points only through
+    which examples are in the test sample: 3% of the examples always right for finetune-3 and wrong
+    for add/seed, 3% + lead the other way; 1% of each run's answers flipped (small seed noise).
+    Labels and predictions as class names."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["neg", "pos"], n_ex)
+    other = np.where(labels == "neg", "pos", "neg")
+    kind = np.zeros(n_ex, int)
+    order = rng.permutation(n_ex)
+    n_a, n_b = int(round((0.03 + lead / 100) * n_ex)), int(round(0.03 * n_ex))
+    kind[order[:n_a]], kind[order[n_a:n_a + n_b]] = 1, 2
+    right = rng.random(n_ex) < 0.85
+    lines = ["task,arm,seed,example,label,prediction"]
+    for arm in ("finetune-6", "finetune-3", "theseus-add/seed"):
+        for s in range(n_seeds):
+            ok = right | (rng.random(n_ex) < 0.3) if arm == "finetune-6" else right.copy()
+            if arm == "theseus-add/seed":
+                ok = np.where(kind == 1, True, np.where(kind == 2, False, ok))
+            if arm == "finetune-3":
+                ok = np.where(kind == 1, False, np.where(kind == 2, True, ok))
+            ok = np.where(rng.random(n_ex) < 0.01, ~ok, ok)
+            pred = np.where(ok, labels, other)
+            lines += [f"trec,{arm},{s},q{i},{labels[i]},{pred[i]}" for i in range(n_ex)]
+    return _csv(tmp_path, lines, name)
+
+
+def _claim1(path):
+    from harness.analysis.groups import analyze
+    from harness.store.user_runs import read_user_csv
+
+    runs, examples = read_user_csv(path)
+    task = next(r for r in analyze(runs, n_boot=200, examples=examples).claims if r.claim == "1")
+    seed_only = next(r for r in analyze(runs, n_boot=200).claims if r.claim == "1")
+    return task, seed_only
+
+
+def test_a_lead_only_through_the_test_sample_is_not_supported_at_the_task_level(tmp_path):
+    """The issue's acceptance case: +1.5 points only through which examples happen to be in the test
+    sample is not "supported" for claim 1 at the task level, while +4 points in the same layout is;
+    the seed-only inference (this test set) calls both supported."""
+    small, small_seed_only = _claim1(_examples_csv(tmp_path, 1.5, name="small.csv"))
+    large, large_seed_only = _claim1(_examples_csv(tmp_path, 4.0, name="large.csv"))
+    assert 1.0 < small.estimate < 2.0 and 3.5 < large.estimate < 4.5
+    assert small.inference_unit == large.inference_unit == "task"
+    assert small.verdict != "supported" and large.verdict == "supported"
+    assert small.verdict_seed_only == large.verdict_seed_only == "supported"
+    assert small_seed_only.verdict == large_seed_only.verdict == "supported"
+    assert small.se_test_sample > 3 * small.se_seed and "no number of seeds suffices" in small.needs
+
+
+def test_a_per_example_csv_builds_the_runs_and_examples_tables(tmp_path):
+    from harness.store.user_runs import read_user_csv
+
+    path = _examples_csv(tmp_path, 1.0, n_seeds=3, n_ex=50)
+    runs, examples = read_user_csv(path)
+    assert len(runs) == 9 and len(examples) == 9 * 50
+    assert set(runs["arm"]) == {"finetune-6", "finetune-3", "theseus-add/seed"}
+    assert set(runs.loc[runs["arm"] == "theseus-add/seed", "variant"]) == {"seed"}
+    per_run = examples.groupby("run_id")["correct"].mean()
+    assert np.allclose(runs.set_index("run_id")["test_accuracy"], per_run[runs["run_id"]])
+    assert examples.groupby("run_id")["example"].apply(lambda e: tuple(sorted(e))).nunique() == 1
+    assert not runs["degenerate"].any()
+    # a runs CSV still reads as one
+    plain = _csv(tmp_path, [HEADER, *ROWS], "plain.csv")
+    runs, examples = read_user_csv(plain)
+    assert examples is None and len(runs) == len(ROWS)
+
+
+def test_a_run_predicting_one_class_is_flagged_failed(tmp_path):
+    from harness.store.user_runs import read_examples_csv
+
+    lines = ["task,arm,seed,example,label,prediction"]
+    lines += [f"t,finetune-3,0,{i},{i % 3},0" for i in range(30)]
+    lines += [f"t,finetune-3,1,{i},{i % 3},{i % 3}" for i in range(30)]
+    runs, _ = read_examples_csv(_csv(tmp_path, lines))
+    assert list(runs.sort_values("seed")["degenerate"]) == [True, False]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["task,arm,seed,example,label,prediction", "t,finetune-3,0,a,x,x", "t,finetune-3,0,a,x,y"],
+     "row 2: example 'a' appears twice in one run"),
+    (["task,arm,seed,example,label,prediction", "t,finetune-3,0,a,x,x", "t,finetune-3,1,a,y,y"],
+     "row 2: example 'a' has label 'y' here and 'x' in another row"),
+    (["task,arm,seed,example,label,prediction", "t,finetune-3,0.5,a,x,x"], "row 1: seed '0.5' is not a whole number"),
+    (["task,arm,seed,example,label,prediction", "t,finetune-3,,a,x,x"], "row 1: seed is empty"),
+    (["task,arm,seed,example,label,prediction", "t,,0,a,x,x"], "row 1: arm is empty"),
+    (["task,arm,seed,example,label,prediction", "t,finetune-3,0,a,,x"], "row 1: label is empty"),
+    (["task,arm,seed,example,label,prediction,budget", "t,finetune-3,0,a,x,x,100", "t,finetune-3,0,b,x,x,200"],
+     None),
+])
+def test_bad_per_example_csvs_are_one_line(tmp_path, lines, message):
+    from harness.store.user_runs import read_examples_csv
+
+    if message is None:  # two budgets are two runs, not an error
+        runs, _ = read_examples_csv(_csv(tmp_path, lines))
+        assert len(runs) == 2
+        return
+    with pytest.raises(HarnessError) as info:
+        read_examples_csv(_csv(tmp_path, lines))
+    assert "\n" not in str(info.value) and message in str(info.value), str(info.value)
