@@ -158,3 +158,26 @@ def test_the_matrix_form_equals_the_pair_statistics():
     a, b = crossed.crossed_matrix(y), crossed.crossed_difference(*_cells(y))
     for f in ("estimate", "se", "df", "se_seed", "se_test_sample", "se_residual", "var_example"):
         assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-9), f
+
+
+def test_a_sequential_look_is_task_level_and_each_interval_says_its_coverage():
+    """replay with per-example results: a mean comparison's decision reads the task-level test, and
+    every repeated interval carries its simultaneous coverage; 3b's is the two-sided interval at
+    twice its one-sided level (the one its decision read)."""
+    from harness.analysis import design as design_mod
+    from harness.analysis.sequential import Design, replay
+
+    arms = ["finetune-6", "finetune-3", "theseus-add/seed", "two-stage/predecessor-1x"]
+    rng = np.random.default_rng(8)
+    model = design_mod.CrossedModel(test_size=500, var_example=0.01)
+    g, ex = design_mod.simulate_crossed_group(rng, design_mod.group_template(arms, 10), "finetune-6", model,
+                                              shift={"two-stage/predecessor-1x": 8.0})
+    d = Design((5, 10))
+    task = {x.claim: x for x in replay(g, d, examples=ex).decisions}
+    old = {x.claim: x for x in replay(g, d).decisions}
+    assert task["1"].inference_unit == "task" and old["1"].inference_unit == "test set"
+    b3 = task["3b"]
+    assert b3.verdict == "contradicted" and b3.look == 1
+    assert b3.rci_p == pytest.approx(d.nominal(2 * b3.level)[0]) and b3.rci_coverage == pytest.approx(1 - 2 * b3.level)
+    for x in task.values():
+        assert np.isnan(x.rci_p) or 0 < x.rci_coverage < 1
