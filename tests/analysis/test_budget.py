@@ -29,7 +29,7 @@ def test_budget_and_eval_points_reach_the_key_and_old_keys_stay():
     assert run_key(base.replace(eval_points=10), "v") != run_key(base, "v")
     # a run without a budget keeps the key it had before the field existed
     legacy = {k: v for k, v in base.to_dict().items()
-              if k not in ("device", "threads", "force", "budget", "eval_points")}
+              if k not in ("device", "threads", "force", "allow_small_test", "budget", "eval_points", "split")}
     assert run_key(base, "v") == stable_hash({"config": legacy, "code": "v"})
 
 
