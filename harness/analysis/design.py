@@ -16,6 +16,12 @@ noise (sd 1 point), so arms pair by seed and a paired difference has sd sqrt(2);
 (predictions collapsed, accuracy at the floor) with probability `failure_rate`. The design is fixed,
 so expected_seeds = fixed_seeds = the preset's number of seeds.
 
+The task level (`task_level`; docs/method.md, "Checking a design"): the test-sample standard error
+of a paired difference at the design's test size and the smallest effect it can detect, with
+warnings, and the procedure simulated under a crossed model in which test examples are random too
+(`CrossedModel`, `simulate_crossed_group`): the error rate of task-level inference beside the old
+seed-only one, and false "equivalent" / 3b "no better" verdicts at a true difference of the margin.
+
 A sequential design (a sweep with `looks`, harness.analysis.sequential) is simulated as it will run: each
 simulated group is replayed look by look (sequential.replay), so arms stop when their primaries
 are decided. It adds, per effect, expected_seeds (the mean seeds of claim 1's primary at its

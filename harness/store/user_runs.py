@@ -274,7 +274,8 @@ def read_examples_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if c in raw:
             numbers[c] = _numbers(cells[c], c, name, integer=True)
             if c == "seed" and numbers[c].isna().any():
-                raise HarnessError(f"{name}, row {int(np.flatnonzero(numbers[c].isna().to_numpy())[0]) + 1}: seed is empty")
+                row = int(np.flatnonzero(numbers[c].isna().to_numpy())[0]) + 1
+                raise HarnessError(f"{name}, row {row}: seed is empty")
     if "student_seed" in numbers:
         numbers["student_seed"] = numbers["student_seed"].fillna(numbers["seed"])
     run_cols = ["task", "model", "arm", "seed", "student_seed", "budget", "successor_layers"]

@@ -95,9 +95,10 @@ def test_design_reports_the_test_sample_floor_and_warns():
 
     sweep = load_sweep("default", None)
     out = design_mod.check(sweep, sims=20)
-    assert out["test_sample_se"] == pytest.approx(100 * np.sqrt(design_mod.DISAGREEMENT / out["task_level"]["test_size"]))
-    assert out["min_detectable_effect"] > out["task_level"]["min_detectable_effect_any_seeds"] > 2 * out["test_sample_se"]
-    assert any("below what" in w for w in out["task_level"]["warnings"])
+    task = out["task_level"]
+    assert out["test_sample_se"] == pytest.approx(100 * np.sqrt(design_mod.DISAGREEMENT / task["test_size"]))
+    assert out["min_detectable_effect"] > task["min_detectable_effect_any_seeds"] > 2 * out["test_sample_se"]
+    assert any("below what" in w for w in task["warnings"])
     big = design_mod.task_level(sweep, *design_mod.design_of(sweep), sims=0, failure_rate=0.0, seed=0,
                                 test_size=200_000, disagreement=0.001)
     assert big["test_sample_se"] < 0.01  # the seeds still limit at 5 seeds, the test size no longer does
