@@ -89,6 +89,8 @@ PREDECESSOR_AND_BASELINE = ({"strategy": "finetune", "layers": "predecessor"}, {
 
 
 def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, dict):

@@ -1,6 +1,6 @@
 """`python -m harness bench --profile`: the share of one student step's time per operator family
 (torch.profiler; see FAMILY_OF_OP), for finetune-k and a Theseus step L_p -> k in each precision: what a step
-spends its time on, so a speed-up is sought where the time goes (README.md, Measured). Process CPU time is
+spends its time on, so a speed-up is sought where the time goes (docs/performance-history.md). Process CPU time is
 reported beside wall time: on a shared machine it moves less with the others' load. `step_profile` times
 steps 2 .. steps-1 of a loop with or without the profiler; engines times with it too.
 """

@@ -3,7 +3,7 @@
 batches (eval_batch_check). Measured here only, never used by a run: each changes the numbers a run produces
 (other random streams, other rounding), so adopting one needs a new results schema (RESULTS_SCHEMA, and with it
 every run key: docs/method.md, One run) and `compare` of the default sweep before/after. They stay so that the
-figures in README.md (Measured) can be measured again.
+figures in docs/performance-history.md can be measured again.
 """
 
 from __future__ import annotations

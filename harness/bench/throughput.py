@@ -1,6 +1,6 @@
 """`python -m harness bench`: training and evaluation throughput of the harness loop against Hugging
 Face `Trainer` and a plain static-padding PyTorch loop, and the share of this machine's matmul peak: where the
-harness's dynamic padding and precision leave it against what a user would otherwise run (README.md, Measured).
+harness's dynamic padding and precision leave it against what a user would otherwise run (docs/performance-history.md).
 
 One process, one device, the same examples (the first steps x batch size of the training split),
 batch size and optimizer steps for every loop. Rates are wall-clock: on a shared machine they move

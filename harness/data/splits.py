@@ -113,7 +113,7 @@ def auto_sizes(n: int, sizes: dict[str, int | None]) -> dict[str, int]:
     given = {k: v for k, v in sizes.items() if v is not None}
     auto = [k for k, v in sizes.items() if v is None]
     left = n - sum(given.values())
-    rest = "test" if "test" in auto else "train"  # who takes what the others leave
+    rest = next((k for k in ("test", "train", "dev") if k in auto), None)  # who takes what the others leave
     if not auto or sum(DEFAULT_SIZES[k] for k in auto) <= left:  # (sizes that do not fit: stratified_split)
         out = {**given, **{k: DEFAULT_SIZES[k] for k in auto}}
         if "test" in auto:

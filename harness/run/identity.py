@@ -12,7 +12,11 @@ from harness.data.content import data_content
 from harness.training.config import EXECUTION_ONLY, LATER_DEFAULTS, RunConfig, stable_hash
 
 # Bump RESULTS_SCHEMA when a change alters what a run computes: old store entries then get new keys.
-RESULTS_SCHEMA = 2  # 2: fused AdamW on CPU too (numbers move in the last digits)
+# 2: fused AdamW on CPU too (numbers move in the last digits)
+# 3: the harness's own dropout (masks from the run's generator by a path that is the same on every CPU,
+#    harness/training/dropout.py), a user data file's content in the key, per-example test predictions in
+#    the record, and a test split left to the data that takes every example train and dev leave
+RESULTS_SCHEMA = 3
 CODE_VERSION = f"{__version__}+r{RESULTS_SCHEMA}"
 
 

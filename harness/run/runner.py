@@ -32,16 +32,32 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-@functools.lru_cache(maxsize=4)
 def _task(spec: str, text_column: str, label_column: str):
+    """A task's data, loaded once per process for each content of its files (a user file edited in
+    place between two runs of one process is loaded again: data.content)."""
+    from harness.data.content import data_content
+
+    return _task_of(spec, text_column, label_column, data_content(spec))
+
+
+@functools.lru_cache(maxsize=4)
+def _task_of(spec: str, text_column: str, label_column: str, content: str | None):
     from harness.data.tasks import load_task
 
     return load_task(spec, text_column=text_column, label_column=label_column)
 
 
-@functools.lru_cache(maxsize=8)
 def _splits(spec, text_column, label_column, train_size, dev_size, test_size, split_seed,
             allow_small_test=False) -> Splits:
+    from harness.data.content import data_content
+
+    return _splits_of(spec, text_column, label_column, train_size, dev_size, test_size, split_seed,
+                      allow_small_test, data_content(spec))
+
+
+@functools.lru_cache(maxsize=8)
+def _splits_of(spec, text_column, label_column, train_size, dev_size, test_size, split_seed, allow_small_test,
+               content) -> Splits:
     return make_splits(_task(spec, text_column, label_column), train_size, dev_size, test_size, split_seed,
                        allow_small_test)
 
@@ -104,7 +120,9 @@ def provenance(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu": cpu_name(), "matmul_isa": matmul_isa(),
         "cpu_count": os.cpu_count(), "host": platform.node(), "git_commit": git_commit(),
-        "engine": LoopSettings().engine,  # $HARNESS_ENGINE: "previous" turns the bit-identical speed-ups off
+        # $HARNESS_ENGINE: "current" (runs), "reference" (the same numbers without the bit-identical
+        # speed-ups), "previous" (the engine before results schema 3: torch's own dropout; for bench only)
+        "engine": LoopSettings().engine,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return info
@@ -213,11 +231,12 @@ def _metrics(record: dict) -> dict:
 
 
 def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_model: bool = False,
-            record_fields: dict | None = None):
+            record_fields: dict | None = None, heartbeat=None):
     """Run one configuration to completion and return its record (and optionally the evaluated model).
 
     With out_dir, the record (plus `record_fields`, e.g. the sweep's name) is also written there
     atomically, as runs/<run_id>.json, and the split's example indices as splits/<data_hash>.json.
+    heartbeat (default: log) receives one line at every dev evaluation: steps done, dev accuracy so far.
     """
     from harness.store.records import write_record
 
@@ -261,7 +280,8 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
     plan.evaluated.to(device)
     data_order = torch.Generator().manual_seed(config.student)
     result = fit(plan.phases, plan.evaluated, encoded["train"], encoded["dev"], encoded["test"], settings,
-                 data_order, on_epoch=lambda e: log(_epoch_line(e)), eval_points=config.eval_points)
+                 data_order, on_epoch=lambda e: log(_epoch_line(e)), eval_points=config.eval_points,
+                 on_dev=lambda d: (heartbeat or log)(_dev_line(d)))
     arm_strategy, arm_variant = arm_label(config)
     record = {
         "schema": RESULTS_SCHEMA,
@@ -306,6 +326,12 @@ def execute(config: RunConfig, *, out_dir: Path | None = None, log=say, return_m
         pred_cache.save(identity.predecessor_key(config, predecessor_layers, CODE_VERSION), plan.evaluated,
                         {"config": config.to_dict(), "metrics": _metrics(record)})
     return (record, plan.evaluated) if return_model else record
+
+
+def _dev_line(d: dict) -> str:
+    """The heartbeat at a dev evaluation: steps done of the run's total, dev accuracy now and best."""
+    return (f"  step {d['step']:,}/{d['total_steps']:,} [{d['phase']}]  dev acc {d['dev_accuracy']:.4f}  "
+            f"(best {d['best_dev_accuracy']:.4f})  {d['seconds']:.0f}s")
 
 
 def _epoch_line(e: dict) -> str:

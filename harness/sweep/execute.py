@@ -42,8 +42,11 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
     # a stored predecessor retrained for a missing cache (_cache_warmups): the store keeps its record
     keep = is_predecessor(config) and stored_ok(Path(out_dir), key_of(config))
     try:
+        strategy, variant = arm_label(config)
+        who = f"{strategy}{'/' + variant if variant else ''} {config.task} seed {config.seed}"
         record = execute(config, out_dir=None if keep else Path(out_dir), log=lambda *_: None,
-                         record_fields={"sweep": sweep_name})
+                         record_fields={"sweep": sweep_name},
+                         heartbeat=lambda line: print(f"  . {who}:{line[1:]}", flush=True))
     except Exception as exc:  # recorded, reported, and the sweep goes on
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         strategy, variant = arm_label(config)

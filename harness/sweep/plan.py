@@ -46,7 +46,7 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Tuning:
-    """A tuning stage (README "Equal tuning budget"): every student arm tries every learning rate of
+    """A tuning stage (docs/configuration.md, "Equal tuning budget"): every student arm tries every learning rate of
     `lrs` (the same trials for every arm) on `seeds`, which are disjoint from the evaluation seeds;
     each arm's learning rate is then the one with the best mean dev accuracy over those seeds
     (select_settings), and the evaluation seeds run each arm at it, and at the declared (shared)

@@ -120,6 +120,8 @@ def test_a_small_data_set_is_split_70_10_20():
     s = make_splits(_task(n=2700), 2000, None, None, split_seed=0)
     assert s.sizes() == {"train": 2000, "dev": 233, "test": 467}
     assert auto_sizes(3, {"train": None, "dev": None, "test": None}) == {"train": 1, "dev": 1, "test": 1}
+    # given train and test, dev alone is left to the data: the given sizes stay
+    assert auto_sizes(300, {"train": 32, "dev": None, "test": 1}) == {"train": 32, "dev": 267, "test": 1}
 
 
 def test_given_sizes_that_do_not_fit_are_still_one_clear_error():
