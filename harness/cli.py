@@ -282,7 +282,13 @@ def cmd_design(a) -> int:
         raise HarnessError(f"--sims must be >= 1, got {a.sims}")
     if not 0 <= a.failure_rate < 1:
         raise HarnessError(f"--failure-rate must be in [0, 1), got {a.failure_rate}")
-    out = check(sweep, sims=a.sims, failure_rate=a.failure_rate, seed=a.seed)
+    if a.test_size is not None and a.test_size < 1:
+        raise HarnessError(f"--test-size must be >= 1, got {a.test_size}")
+    if not 0 < a.disagreement < 1:
+        raise HarnessError(f"--disagreement must be in (0, 1), got {a.disagreement}")
+    pilot = _pilot(a.pilot) if a.pilot is not None else None
+    out = check(sweep, sims=a.sims, failure_rate=a.failure_rate, seed=a.seed, test_size=a.test_size,
+                disagreement=a.disagreement, pilot=pilot)
     print(f"design of {out['preset']}: {out['seeds']} seeds, {out['groups']} group(s), {len(out['arms'])} arms, "
           f"failure rate {out['failure_rate']:g}, {out['sims']} simulated studies")
     print(f"any false primary verdict with no arm differing: {out['fwer_null']:.3f} "
@@ -300,11 +306,31 @@ def cmd_design(a) -> int:
         for effect, power in out["power"].items():
             print(f"power of claim 1's primary ({out['power_arm']} better by {effect} paired sd): {power:.3f} "
                   f"at {out['fixed_seeds']} seeds")
+    from harness.analysis.design import describe_task_level
+
+    for line in describe_task_level(out):
+        print(line)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(out, indent=1))
         print(f"written: {json_path}")
     return 0
+
+
+def _pilot(store: Path):
+    """(runs, examples) of a pilot store with per-example predictions, for `design --pilot`."""
+    from harness.errors import HarnessError
+    from harness.store.examples import examples_table
+    from harness.store.records import read_label_counts, read_records, runs_table
+
+    records = read_records(store) if (Path(store) / "runs").is_dir() else []
+    if not records:
+        raise HarnessError(f"--pilot {store}: no run records there (a store: a folder with runs/)")
+    examples = examples_table(records, store)
+    if examples.empty:
+        raise HarnessError(f"--pilot {store}: its records hold no per-example test predictions "
+                           f"(stores written before results schema 3)")
+    return runs_table(records, read_label_counts(store)), examples
 
 
 def cmd_report(a) -> int:
@@ -476,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--failure-rate", type=float, default=0.0, metavar="P",
                    help="share of student runs whose predictions collapse, in every arm alike")
     d.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
+    d.add_argument("--test-size", type=int, default=None, metavar="N",
+                   help="test examples per seed for the task-level figures (default: the preset's test size)")
+    d.add_argument("--disagreement", type=float, default=0.06, metavar="P",
+                   help="share of test examples two arms disagree on, when no pilot store is given "
+                        "(0.06: measured on trec-6; an upper bound of the test-sample error)")
+    d.add_argument("--pilot", type=Path, default=None, metavar="STORE",
+                   help="a store whose per-example predictions give the test-sample error instead")
     d.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures to this JSON file (default: none, print only)")
     d.add_argument("--out", type=Path, dest="json_out_alias", default=None, help=argparse.SUPPRESS)
     rp = command("report", "rebuild tables, plots and the report from a results store", cmd_report)

@@ -226,17 +226,19 @@ def _tuning_view(runs, config: dict | None, name: str) -> dict | None:
 
 
 def analyze_csv(csv_path: Path, out: Path | None = None, report_dir: Path | None = None, say=print) -> Path:
-    """The same statistics, plots and report from a user's own tidy runs CSV (checked row by row
-    first: see harness.store.user_runs)."""
-    from harness.store.user_runs import read_runs_csv
+    """The same statistics, plots and report from a user's own CSV (checked row by row first: see
+    harness.store.user_runs): a runs table (one row per run; seed-only inference), or a long
+    per-example table (task, arm, seed, example, label, prediction; task-level inference)."""
+    from harness.store.user_runs import read_user_csv
 
     csv_path = Path(csv_path)
-    runs = read_runs_csv(csv_path)
+    runs, examples = read_user_csv(csv_path)
     out = Path(out) if out else csv_path.parent / f"{csv_path.stem}-analysis"
     report_dir = Path(report_dir) if report_dir else out
     meta = {"source": str(csv_path.resolve()), "rows": len(runs),
             "produced_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    result = write_outputs(runs, None, None, meta, results_dir=out, report_path=report_dir / f"{csv_path.stem}.md")
+    result = write_outputs(runs, None, None, meta, results_dir=out, report_path=report_dir / f"{csv_path.stem}.md",
+                           examples=examples)
     _print_summary(result["analysis"], say)
     say(f"report: {result['report']}  (tables: {out / 'tables'}, plots: {out / 'plots'})")
     return Path(result["report"])
@@ -305,6 +307,7 @@ def write_tables(a: Analysis, runs: pd.DataFrame, tables_dir: Path) -> dict[str,
               "variance_components": comps if not comps.empty else pd.DataFrame(
                   columns=["task", "model", "predecessor_layers", "successor_layers", "arm", "design",
                            "var_predecessor", "var_student", "var_residual", "share_predecessor"]),
+              "variance_decomposition": a.table("variance_decomposition"),
               "runs": runs}
     by_budget = a.verdicts_by_budget()
     if not by_budget.empty:
