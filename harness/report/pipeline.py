@@ -212,14 +212,15 @@ def _tuning_view(runs, config: dict | None, name: str) -> dict | None:
 
     sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
     lrs, seeds = sweep.tuning.lrs, sweep.tuning.seeds
-    selected = select_settings(runs, lrs, seeds)
+    declared = shared_lrs(sweep)
+    selected = select_settings(runs, lrs, seeds, declared=declared)  # the one-SE rule against the declared rate
     trials = trials_table(runs, lrs, seeds)
-    annotated = annotate(runs, selected, seeds, shared_lrs(sweep))
+    annotated = annotate(runs, selected, seeds, declared)
     students = annotated["selected"] & ~(annotated["arm"].str.startswith("finetune-")
                                          & (annotated["successor_layers"] == annotated["predecessor_layers"]))
     n_arms = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
         len([a for a in sweep.arms if a.get("layers") != "predecessor"])
-    return {"runs": annotated, "selected": selected, "trials": trials, "expected": expected_best_table(trials),
+    return {"runs": annotated, "selected": selected, "trials": trials, "expected": expected_best_table(trials, declared),
             "lrs": lrs, "seeds": seeds, "complete": bool(len(selected) == n_arms and selected["complete"].all()),
             "evaluated": int((students & (annotated["status"] == "ok")).sum()),
             "to_evaluate": n_arms * len(sweep.seeds)}

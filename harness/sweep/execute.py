@@ -447,7 +447,9 @@ def _selected(sweep: Sweep, out_dir: Path):
     if runs.empty:
         return None, "no tuning run stored"
     failed = int((runs["status"] != "ok").sum())
-    selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds)
+    from harness.sweep.plan import shared_lrs
+
+    selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds, declared=shared_lrs(sweep))
     expected = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
         len([a for a in sweep.arms if a.get("layers") != "predecessor"])
     incomplete = int((~selected["complete"]).sum()) + expected - len(selected)

@@ -137,9 +137,9 @@ def test_a_tuned_sweep_tunes_then_evaluates_at_the_selected_and_the_shared_rate(
     students = tune[tune["arm"] != "finetune-4"]
     assert all(sorted(g["lr"]) == [3e-4, 3e-3] for _, g in students.groupby("arm"))
     for arm, g in students.groupby("arm"):
-        best = g.loc[g["dev_accuracy"] == g["dev_accuracy"].max(), "lr"].min()  # ties: the smaller rate
+        # one tuning seed gives no standard error of a difference: the one-SE rule keeps the declared rate
         chosen = runs[(runs["arm"] == arm) & runs["selected"]]
-        assert len(chosen) == 2 and (chosen["lr"] == best).all()  # both evaluation seeds at the selected rate
+        assert len(chosen) == 2 and (chosen["lr"] == 3e-3).all()  # both evaluation seeds at the selected rate
     shared = runs[runs["shared"] & (runs["arm"] != "finetune-4")]
     assert len(shared) == 4 and np.allclose(shared["lr"], 3e-3)  # the declared rate on both evaluation seeds
     assert any(line.startswith("selected: ") for line in lines)
