@@ -42,6 +42,12 @@ class Sweep:
     looks: list[int] | None = None  # a sequential design: seeds per arm at each look (harness.analysis.sequential)
     futility: float = 0.10  # its futility threshold on conditional power
     reuse: list[str] | None = None  # stores whose records with the same key are copied in before running
+    reuse_any_cpu: bool = False  # reuse copies records made on any CPU kind (default: this machine's only)
+    primaries: dict[str, int] | None = None  # claim id -> the budget its primary is tested at (None: every budget)
+
+    def arm_budgets(self, arm: dict) -> list:
+        """The budgets an arm runs at: its own `budgets` (a subset of the sweep's), else every one."""
+        return [b for b in self.budgets if b in arm["budgets"]] if "budgets" in arm else list(self.budgets)
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,8 @@ def sweep_from_raw(raw: dict, config_path: Path) -> Sweep:
         successor_layers=list(raw.get("successor_layers", [base.get("layers", RunConfig.layers)])),
         arms=arms, source=raw, budgets=list(raw.get("budgets") or [_base_budget(base)]), tuning=tuning,
         looks=looks, futility=float(raw.get("futility", 0.10)), reuse=list(raw.get("reuse", [])) or None,
+        reuse_any_cpu=bool(raw.get("reuse_any_cpu", False)),
+        primaries={str(k): int(v) for k, v in raw["primaries"].items()} if "primaries" in raw else None,
     )
 
 
@@ -165,9 +173,9 @@ def _predecessor_layers(sweep: Sweep, model: str) -> int:
 
 
 def expand(sweep: Sweep, seeds: list[int] | None = None, trials=None) -> list[RunConfig]:
-    """Every (task, model, successor size, budget, arm, seed, student seed) as one RunConfig,
-    deduplicated (the predecessor arm is shared by every successor size and every budget: it trains
-    at its own fixed length). Predecessor runs come first, then budget by budget, smallest first, so
+    """Every (task, model, successor size, budget, arm, seed, student seed) as one RunConfig, an arm
+    only at its own budgets where it declares them (Sweep.arm_budgets), deduplicated (the predecessor
+    arm is shared by every successor size and every budget: it trains at its own fixed length). Predecessor runs come first, then budget by budget, smallest first, so
     a sweep stopped early holds whole budgets.
 
     seeds: the seeds to expand (default: the sweep's evaluation seeds). trials: a function
@@ -182,7 +190,7 @@ def expand(sweep: Sweep, seeds: list[int] | None = None, trials=None) -> list[Ru
         for model in sweep.models:
             lp = _predecessor_layers(sweep, model)
             for ls in sweep.successor_layers:
-                for budget, arm in ((b, a) for b in sweep.budgets for a in sweep.arms):
+                for budget, arm in ((b, a) for b in sweep.budgets for a in sweep.arms if b in sweep.arm_budgets(a)):
                     is_pred = arm.get("layers") == "predecessor"
                     changes = [{}] if is_pred or trials is None else trials(arm, task, model, ls, budget)
                     for seed, change in ((s, c) for s in seeds for c in changes):

@@ -55,6 +55,9 @@ TOP = {
     "allow_small_test": Key(bool, what="run tasks whose test split has under 100 examples (refused otherwise)"),
     "reuse": Key(list, item=str, what="stores (folders of results/) whose records with the same run key are "
                                       "copied in before running"),
+    "reuse_any_cpu": Key(bool, what="reuse copies records made on any CPU kind (default: only this machine's)"),
+    "primaries": Key(dict, what="claim id -> the student budget its primary is tested at: one family per "
+                                "task, model and successor size"),
 }
 TUNING = {
     "seeds": Key(list, item=int, minimum=0, what="tuning seeds, disjoint from the evaluation seeds"),
@@ -66,6 +69,7 @@ ARM = {
     "options": Key(dict),
     "layers": Key(str, choices=("successor", "predecessor")),
     "set": Key(dict),
+    "budgets": Key(list, item=int, minimum=1, what="the sweep's budgets this arm runs at (default: every one)"),
 }
 # Set for every job by the sweep itself (from arms, seeds, tasks, ...): a value in [base] or in an
 # arm's `set` would be overridden without a word, so it is refused with the place it belongs.
@@ -228,6 +232,73 @@ def _check_sequential(raw: dict, where: "_Where") -> None:
                                                 "tune in a separate sweep and set the rates in the arms")
 
 
+def _check_arm_budgets(raw: dict, where: _Where) -> None:
+    """An arm's `budgets` picks from the sweep's `budgets` (the predecessor has none: it trains at its
+    own length), and no arm runs twice at one budget (two declarations of one arm split its budgets,
+    e.g. to give each its own learning rate)."""
+    from harness.strategies import get_strategy
+
+    arms = raw["arms"]
+    if not any("budgets" in arm for arm in arms):
+        return
+    seen: dict[tuple, int] = {}
+    for number, arm in enumerate(arms, start=1):
+        table = f"[[arms]] #{number} ({arm['strategy']})"
+        if "budgets" in arm:
+            if arm.get("layers") == "predecessor":
+                raise where.error(table, "budgets", "the predecessor trains at its own length (epochs), shared by "
+                                                    "every budget; it takes no budgets")
+            if "budgets" not in raw:
+                raise where.error(table, "budgets", "picks from the sweep's budgets; give budgets = [...] at the "
+                                                    "top level")
+            for i, b in enumerate(arm["budgets"], start=1):
+                if b not in raw["budgets"]:
+                    raise where.error(table, "budgets", f"item {i} is {b}, not one of the sweep's budgets "
+                                                        f"({', '.join(map(str, raw['budgets']))})")
+        if arm.get("layers") == "predecessor":
+            continue
+        variant = arm.get("variant") or get_strategy(arm["strategy"]).default_variant
+        for b in arm.get("budgets", raw.get("budgets", [None])):
+            other = seen.setdefault((arm["strategy"], variant, b), number)
+            if other != number:
+                raise where.error(table, "budgets", f"arm #{other} already runs {arm['strategy']}"
+                                                    f"{'/' + variant if variant else ''} at {b} steps; give each "
+                                                    "declaration of an arm its own budgets")
+
+
+def _check_primaries(raw: dict, where: _Where) -> None:
+    """`primaries`: every declared primary claim (claims.PRIMARY_CLAIMS) at one of the sweep's budgets,
+    its arms running there (docs/method.md, "Multiplicity": the family is fixed by the declaration)."""
+    from harness.analysis.claims import BASELINE, PRIMARY_CLAIMS
+    from harness.analysis.tuning import arm_name
+    from harness.strategies import get_strategy
+
+    declared = raw["primaries"]
+    ids = [c.id for c in PRIMARY_CLAIMS]
+    if "budgets" not in raw:
+        raise where.error("top level", "primaries", "declares budgets per primary; give budgets = [...] too")
+    _unknown(declared, ids, where, "[primaries]", "claims with a primary")
+    missing = [i for i in ids if i not in declared]
+    if missing:
+        raise where.error("[primaries]", missing[0], f"missing; the family is every declared primary "
+                                                     f"({', '.join(ids)}), each at one budget")
+    for claim in PRIMARY_CLAIMS:
+        b = declared[claim.id]
+        if not _is(b, int):
+            raise where.error("[primaries]", claim.id, f"expected an integer (student steps), got {_describe(b)}")
+        if b not in raw["budgets"]:
+            raise where.error("[primaries]", claim.id, f"is {b}, not one of the sweep's budgets "
+                                                       f"({', '.join(map(str, raw['budgets']))})")
+        for ls in raw.get("successor_layers", [RunConfig.layers]):
+            running = {arm_name(a, ls, get_strategy(a["strategy"]).default_variant) for a in raw["arms"]
+                       if a.get("layers") != "predecessor" and b in a.get("budgets", raw["budgets"])}
+            for name in (claim.primary.a, claim.primary.b):
+                name = f"finetune-{ls}" if name == BASELINE else name
+                if name and name not in running:
+                    raise where.error("[primaries]", claim.id, f"is tested at {b} steps, where its arm {name} "
+                                                               "does not run (an arm's budgets)")
+
+
 def check_sweep(raw: dict, path: Path) -> None:
     """Validate a parsed sweep config against the schema; raise one HarnessError line on the first
     problem. Checks each key alone, then the cross-key rules (RunConfig of [base], arm options)."""
@@ -271,3 +342,8 @@ def check_sweep(raw: dict, path: Path) -> None:
                 check()
             except HarnessError as exc:
                 raise where.error(table, key, str(exc)) from None
+    _check_arm_budgets(raw, where)
+    if "primaries" in raw:
+        _check_primaries(raw, where)
+    if "reuse_any_cpu" in raw and "reuse" not in raw:
+        raise where.error("top level", "reuse_any_cpu", "applies to reuse = [...], which this sweep does not give")
