@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -66,11 +67,37 @@ def write_record(record: dict, out_dir: Path, splits=None) -> Path:
     return path
 
 
-def import_records(source: Path, out_dir: Path, run_ids) -> int:
+def cpu_kind(record: dict) -> tuple[str, str | None] | None:
+    """The CPU kind a record was made on: (CPU name, matmul instruction set) from its provenance
+    (`cpu`, `matmul_isa`: results schema 3), or (`device_name`, None) for an older record; None when
+    its provenance says neither. bf16 products can differ in their last digits between kinds
+    (docs/method.md, "Runs and seeds"), so one study keeps to one."""
+    prov = record.get("provenance") or {}
+    name = prov.get("cpu") or prov.get("device_name")
+    return None if not name else (str(name), prov.get("matmul_isa"))
+
+
+def same_cpu_kind(kind: tuple[str, str | None] | None, here: tuple[str, str | None]) -> bool:
+    """A record's CPU kind is this machine's: the same name and, where the record states it, the same
+    matmul instruction set."""
+    return kind is not None and kind[0] == here[0] and (kind[1] is None or kind[1] == here[1])
+
+
+@dataclass
+class Imported:
+    """What import_records did: records copied, and records of the wanted keys left in the source,
+    counted by the reason (e.g. "made on Intel Xeon (amx)")."""
+    copied: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def import_records(source: Path, out_dir: Path, run_ids, here: tuple[str, str | None] | None = None) -> Imported:
     """Copy the successful records of `run_ids` that `source` (another store) holds and this one
     lacks, with their splits files; a run key is the hash of everything that determines the run, so
-    a record under the same key is the same run. Returns how many were copied."""
-    source, out_dir, copied = Path(source), Path(out_dir), 0
+    a record under the same key is the same run. here: this machine's CPU kind (name, matmul
+    instruction set): only records made on that kind are copied (cpu_kind, same_cpu_kind), the others
+    counted in `skipped` by their kind; None copies records of any kind."""
+    source, out_dir, done = Path(source), Path(out_dir), Imported()
     for run_id in run_ids:
         src, dst = record_path(source, run_id), record_path(out_dir, run_id)
         if dst.exists() or not src.exists():
@@ -81,14 +108,20 @@ def import_records(source: Path, out_dir: Path, run_ids) -> int:
             continue
         if record.get("status") != "ok" or record.get("run_id") != run_id:
             continue
+        kind = cpu_kind(record)
+        if here is not None and not same_cpu_kind(kind, here):
+            why = ("made on an unknown CPU kind" if kind is None else
+                   f"made on {kind[0]}" + (f" ({kind[1]})" if kind[1] else ""))
+            done.skipped[why] = done.skipped.get(why, 0) + 1
+            continue
         data_hash = (record.get("task") or {}).get("data_hash")
         split_src = source / "splits" / f"{data_hash}.json"
         split_dst = out_dir / "splits" / f"{data_hash}.json"
         if data_hash and split_src.exists() and not split_dst.exists():
             atomic_write_text(split_dst, split_src.read_text(encoding="utf-8"))
         atomic_write_text(dst, src.read_text(encoding="utf-8"))
-        copied += 1
-    return copied
+        done.copied += 1
+    return done
 
 
 def label_counts(labels, num_classes: int) -> list[int]:

@@ -306,11 +306,13 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     elif sweep.tuning is None:
         configs = everything
         write_manifest(configs)
+        _reuse(sweep, configs, out_dir, say)
         results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
     else:  # tuning seeds (and the shared setting) first; the selected rates follow from dev accuracy
         configs = list({key_of(c): c for c in tuning_configs(sweep) + everything}.values())
         selected, missing = _selected(sweep, out_dir)
         write_manifest(configs + ([] if missing else evaluation_configs(sweep, selected)))
+        _reuse(sweep, configs, out_dir, say)
         say(f"tuning stage: {len(sweep.tuning.lrs)} learning rates x every student arm on tuning seeds "
             f"{', '.join(map(str, sweep.tuning.seeds))}, and the evaluation seeds at the shared setting")
         results = execute_jobs(configs, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
@@ -323,6 +325,7 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
                     f"{len(sweep.tuning.seeds)} tuning seeds){'  AT THE GRID EDGE' if r.at_edge else ''}")
             stage2 = evaluation_configs(sweep, selected)
             say("evaluation stage: the evaluation seeds at each arm's selected rate")
+            _reuse(sweep, stage2, out_dir, say)
             results += execute_jobs(stage2, out_dir, sweep.name, sweep.jobs, backend, scheduler, say, trains)
             configs = list({key_of(c): c for c in configs + stage2}.values())
     elapsed = time.perf_counter() - started
@@ -341,19 +344,35 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     return 1 if failed or unreadable else 0
 
 
+def here_cpu_kind() -> tuple[str, str | None]:
+    """This machine's CPU kind as a record's provenance states it (harness.store.records.cpu_kind)."""
+    from harness.run.runner import cpu_name, matmul_isa
+
+    return cpu_name(), matmul_isa()
+
+
 def _reuse(sweep: Sweep, configs: list[RunConfig], out_dir: Path, say=print) -> None:
-    """Copy in the records of `sweep.reuse` stores (folders beside this one) with the same run keys."""
+    """Copy in the records of `sweep.reuse` stores (folders beside this one) with the same run keys,
+    made on this machine's CPU kind unless the sweep says `reuse_any_cpu = true` (one study, one CPU
+    kind: bf16 numbers differ between kinds); says how many it copied and skipped, and why."""
     from harness.run.identity import key_of
     from harness.store.records import import_records
 
+    here = None if sweep.reuse_any_cpu else here_cpu_kind()
     for name in sweep.reuse or []:
         source = Path(out_dir).parent / name
         if not (source / "runs").is_dir():
             say(f"reuse: no store {source}; its runs will be trained here")
             continue
-        copied = import_records(source, out_dir, [key_of(c) for c in configs])
-        if copied:
-            say(f"reuse: {copied} record(s) with the same run key copied from {source}")
+        done = import_records(source, out_dir, [key_of(c) for c in configs], here)
+        if done.copied:
+            say(f"reuse: {done.copied} record(s) with the same run key copied from {source}"
+                + ("" if here is None else f" (made on this CPU kind, {here[0]} ({here[1]}))"))
+        if done.skipped:
+            why = "; ".join(f"{n} {reason}" for reason, n in sorted(done.skipped.items()))
+            say(f"reuse: {sum(done.skipped.values())} record(s) with the same run key in {source} not copied, "
+                f"made on another CPU kind than this machine's {here[0]} ({here[1]}): {why}; they will be "
+                "trained here (reuse_any_cpu = true copies them)")
 
 
 def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
@@ -450,8 +469,8 @@ def _selected(sweep: Sweep, out_dir: Path):
     from harness.sweep.plan import shared_lrs
 
     selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds, declared=shared_lrs(sweep))
-    expected = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
-        len([a for a in sweep.arms if a.get("layers") != "predecessor"])
+    expected = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * \
+        sum(len(sweep.arm_budgets(a)) for a in sweep.arms if a.get("layers") != "predecessor")
     incomplete = int((~selected["complete"]).sum()) + expected - len(selected)
     missing = []
     if len(runs) < len(wanted):
