@@ -102,10 +102,17 @@ def predecessor_mismatch(records: list[dict]) -> list[dict]:
     return out
 
 
-def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -> Path:
-    """Tables, plots and the markdown report from the store alone (no training); the report goes to
-    report_dir (default: default_report_dir)."""
-    from harness.store.records import curves_table, epochs_table, read_label_counts, replacements_table, runs_table
+def load_store(results_dir: Path, say=print, look_states: bool = True) -> dict:
+    """A results store read for analysis, nothing written: the records of its sweep, the runs table
+    the analysis uses (a tuning study: the evaluation runs at each arm's selected rate), the tuning
+    and sequential views where the sweep has them, the per-example results (None without them) and
+    the report's provenance (_meta). build_report writes from it; harness.report.findings reads every
+    store through it. look_states: replay every look of a sequential study (the report's looks
+    figure; the findings need only the decisions).
+
+    Returns {"name", "manifest", "records", "skipped", "runs", "runs_csv" (the table runs.csv keeps),
+    "tuning", "sequential", "examples", "meta"}."""
+    from harness.store.records import read_label_counts, runs_table
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -125,40 +132,51 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
                            + (f"this directory holds only its runs.csv: `python -m harness analyze "
                               f"{results_dir / 'runs.csv'}` analyses it, `run-all` rebuilds the store"
                               if only_csv else "run `python -m harness run-all` first"))
-    report_dir = Path(report_dir) if report_dir else default_report_dir(results_dir, name)
     runs = runs_table(records, read_label_counts(results_dir))
+    runs_csv = runs
     tuning = _tuning_view(runs, manifest.get("config"), name)
     if tuning is not None:
-        runs = tuning.pop("runs")
-        runs.to_csv(results_dir / "runs.csv", index=False)
+        runs_csv = runs = tuning.pop("runs")
         say(f"tuning: {int((runs['stage'] == 'tune').sum())} tuning run(s); the analysis uses the "
             f"{int(runs['selected'].sum())} evaluation run(s) at each arm's selected rate")
         tuning["shared_runs"] = runs[runs["shared"]].reset_index(drop=True)
         runs = runs[runs["selected"]].reset_index(drop=True)
-    else:
-        runs.to_csv(results_dir / "runs.csv", index=False)
     from harness.store.examples import examples_table
 
     examples = examples_table(records, results_dir)  # no rows: records without per-example predictions
     examples = examples if not examples.empty else None
-    seq_view = _sequential_view(runs, manifest, name, records, examples)
+    seq_view = _sequential_view(runs, manifest, name, records, examples, look_states=look_states)
     if seq_view is not None:
-        runs = seq_view.pop("runs_table")
-        runs.to_csv(results_dir / "runs.csv", index=False)
+        runs_csv = runs = seq_view.pop("runs_table")
     meta = {**_meta(records, {**manifest, "name": name}), **({"skipped_records": skipped} if skipped else {})}
+    return {"name": name, "manifest": manifest, "records": records, "skipped": skipped, "runs": runs,
+            "runs_csv": runs_csv, "tuning": tuning, "sequential": seq_view, "examples": examples, "meta": meta}
+
+
+def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -> Path:
+    """Tables, plots and the markdown report from the store alone (no training); the report goes to
+    report_dir (default: default_report_dir), and the findings page of every store beside it
+    (harness.report.findings) to report_dir/README.md."""
+    from harness.store.records import curves_table, epochs_table, replacements_table
+
+    store = load_store(results_dir, say)
+    results_dir, name, records = Path(results_dir), store["name"], store["records"]
+    report_dir = Path(report_dir) if report_dir else default_report_dir(results_dir, name)
+    store["runs_csv"].to_csv(results_dir / "runs.csv", index=False)
     curves = curves_table(records)
     if not curves.empty:
         curves["dev_accuracy"] = 100 * curves["dev_accuracy"]  # percent, as the runs table's accuracies
-    out = write_outputs(runs, epochs_table(records), replacements_table(records), meta,
+    out = write_outputs(store["runs"], epochs_table(records), replacements_table(records), store["meta"],
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
-                        tuning=tuning, sequential_view=seq_view, parameters=parameter_table(records),
-                        examples=examples)
+                        tuning=store["tuning"], sequential_view=store["sequential"],
+                        parameters=parameter_table(records), examples=store["examples"],
+                        results_root=results_dir.parent)
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
 
 
 def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
-                     examples: pd.DataFrame | None = None) -> dict | None:
+                     examples: pd.DataFrame | None = None, look_states: bool = True) -> dict | None:
     """For a store of a sequential sweep: the decisions of every group replayed from the store
     (harness.analysis.sequential), the runs table with a `look` column (the look each run's seed entered
     at), and the figures the report states; None for any other store."""
@@ -178,7 +196,7 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
     runs["look"] = [next((k + 1 for k, n in enumerate(sweep.looks) if position.get(s, np.inf) < n), np.nan)
                     for s in runs["seed"]]
     table = decisions_frame(replays)
-    look_states = _look_states(runs, sweep, position, ex)
+    look_states = _look_states(runs, sweep, position, ex) if look_states else pd.DataFrame()
     arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
                        + runs["successor_layers"].astype(str)).groupby(["task", "model"])["arm"].nunique()
     own = [r for r in records if r.get("sweep") == name]
@@ -325,12 +343,15 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
                   meta: dict | None, *, results_dir: Path, report_path: Path, n_boot: int = 10_000,
                   seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
                   tuning: dict | None = None, sequential_view: dict | None = None,
-                  parameters: pd.DataFrame | None = None, examples: pd.DataFrame | None = None) -> dict:
+                  parameters: pd.DataFrame | None = None, examples: pd.DataFrame | None = None,
+                  results_root: Path | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
     equivalence margin (points) of claim 3b; curves: the stored dev curves (records.curves_table,
     percent); parameters: parameter counts per model size (harness.report.parameters); examples: the
-    per-example results (harness.store.examples.examples_table; None: seed-only inference).
+    per-example results (harness.store.examples.examples_table; None: seed-only inference);
+    results_root: the folder of the stores (a store's parent): the index beside the report is then
+    the findings page of every store there (harness.report.findings), else the list of reports.
 
     Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
     """
@@ -363,7 +384,7 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
     report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view),
                            encoding="utf-8")
     return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
-            "index": update_index(report_path.parent)}
+            "index": update_index(report_path.parent, results_root)}
 
 
 def _budget_outputs(a: Analysis, curves: pd.DataFrame | None, results_dir: Path) -> list:
@@ -387,21 +408,17 @@ def _budget_outputs(a: Analysis, curves: pd.DataFrame | None, results_dir: Path)
     return infos
 
 
-def update_index(report_dir: Path) -> Path:
-    """Write report_dir/README.md: one line per *.md report there, with its title and date."""
+def update_index(report_dir: Path, results_root: Path | None = None) -> Path:
+    """Write report_dir/README.md. With results_root (the folder of the results stores, e.g. results/):
+    the findings page of every store there (harness.report.findings: the claims table, the
+    reconciliation of the studies' words, the list of reports). Without it (a user's CSV analysis):
+    one line per *.md report there, with its title and date."""
+    from harness.report.findings import report_list, write_findings
+
     report_dir = Path(report_dir)
-    rows = []
-    for p in sorted(report_dir.glob("*.md")):
-        if p.name == "README.md":
-            continue
-        text = p.read_text(encoding="utf-8", errors="replace")
-        title = re.search(r"^# (.+)$", text, re.M)
-        date = re.search(r"^_Generated: (.+?)_$", text, re.M)
-        when = date.group(1) if date else datetime.fromtimestamp(
-            p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-        rows.append(f"| [{p.name}]({p.name}) | {title.group(1) if title else p.stem} | {when} |")
+    if results_root is not None:
+        return write_findings(results_root, report_dir)
     index = report_dir / "README.md"
     index.write_text("# Reports\n\nGenerated from the results store, one line per report.\n\n"
-                     "| report | title | date |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n",
-                     encoding="utf-8")
+                     + "\n".join(report_list(report_dir)) + "\n", encoding="utf-8")
     return index
