@@ -13,14 +13,31 @@ import pandas as pd  # noqa: E402
 
 from harness.report.plots import PlotInfo, _save  # noqa: E402
 
-LEGEND = "mean and 95% CI per arm; dots = runs, x = degenerate (one class)"
+LEGEND = "mean and 95% CI per arm; dots = runs; collapsed runs (one class) as ▼ at the floor with their count"
+FLOOR_PAD = 0.08  # share of the working runs' range left below the lowest working run (the floor row)
+
+
+def working_range(runs: pd.DataFrame) -> tuple[float, float] | None:
+    """(low, high) of test accuracy over the runs that did not collapse (degenerate false or
+    unknown) and the runs without a budget (the predecessor's line): the range the y axis shows, so
+    a collapsed run at the majority-class rate does not squeeze the working runs into a sliver.
+    None when no such run has a finite accuracy."""
+    ok = runs[runs["status"] == "ok"]
+    deg = ok["degenerate"].fillna(False).astype(bool) if "degenerate" in ok else pd.Series(False, index=ok.index)
+    y = pd.to_numeric(ok.loc[~deg, "test_accuracy"], errors="coerce").dropna().to_numpy(float)
+    if not len(y):
+        return None
+    return float(y.min()), float(y.max())
 
 
 def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: dict, path: Path,
                             label: str, ax=None) -> PlotInfo:
     """Test accuracy against budget (log x) for one group: per arm the mean and its 95% t band,
-    every run a faint dot (jittered along x within the arm's slot), degenerate runs drawn as x; the
-    predecessor (trained at its own fixed length) as a dashed line.
+    every run a faint dot (jittered along x within the arm's slot); the predecessor (trained at its
+    own fixed length) as a dashed line. The y axis spans the working runs (working_range); collapsed
+    (degenerate) runs are drawn as ▼ on a floor row at the bottom of the axis with their count per arm
+    and budget; a budget where every run of an arm collapsed has no mean point, and a mean pulled
+    below the floor by them leaves the axis downwards.
 
     runs: the group's tidy runs (one task, model, successor size; accuracy in percent, as
     harness.analysis.stats.normalize_runs gives it); summary: budget.budget_summary of the same runs. With
@@ -36,8 +53,14 @@ def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: d
     arms = list(dict.fromkeys(summary["arm"]))
     ok = runs[(runs["status"] == "ok") & runs["budget"].notna()]
     rng = np.random.default_rng(0)
+    span = working_range(runs)
+    lo, hi = span if span else (float(np.nanmin(summary["mean"])), float(np.nanmax(summary["mean"])))
+    pad = FLOOR_PAD * max(hi - lo, 1.0)
+    floor = lo - pad  # the row of collapsed runs, below every working run
+    collapsed = 0
     for i, arm in enumerate(arms):
         s = summary[summary["arm"] == arm].sort_values("budget")
+        s = s[~((s["n"] > 0) & (s["degenerate"] >= s["n"]))]  # every run collapsed: the floor's count says it
         shift = 1 + 0.035 * (i - (len(arms) - 1) / 2)  # arms side by side on the log axis
         color = colors.get(arm, "grey")
         ax.plot(s["budget"] * shift, s["mean"], "-o", color=color, ms=4, lw=1.4, label=arm)
@@ -47,7 +70,12 @@ def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: d
         y = r["test_accuracy"].to_numpy(float)
         deg = r["degenerate"].fillna(False).astype(bool).to_numpy() if "degenerate" in r else np.zeros(len(r), bool)
         ax.scatter(x[~deg], y[~deg], s=9, color=color, alpha=0.35, lw=0)
-        ax.scatter(x[deg], y[deg], s=22, color=color, alpha=0.8, marker="x", lw=1.0)
+        collapsed += int(deg.sum())
+        for b in sorted(set(r["budget"].to_numpy(float)[deg])):  # collapsed: one marker and a count per budget
+            k = int(((r["budget"].to_numpy(float) == b) & deg).sum())
+            ax.scatter([b * shift], [floor], s=30, color=color, marker="v", lw=0, clip_on=False, zorder=3)
+            ax.annotate(f"{k}", (b * shift, floor), textcoords="offset points", xytext=(0, 4), ha="center",
+                        fontsize=6, color=color)
     fixed = runs[(runs["status"] == "ok") & runs["budget"].isna()]  # the predecessor: its own length
     for arm, acc in fixed.groupby("arm")["test_accuracy"]:
         ax.axhline(acc.mean(), color="black", ls="--", lw=0.9, alpha=0.7)
@@ -61,7 +89,11 @@ def plot_accuracy_vs_budget(runs: pd.DataFrame, summary: pd.DataFrame, colors: d
     ax.set_xlabel("budget (student optimizer steps, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{label}: {LEGEND}" if own else label, fontsize=9)
-    ax.margins(y=0.08)  # room above the predecessor's line for its label
+    ax.set_ylim(floor - pad / 2, hi + 1.5 * pad)  # room above the predecessor's line for its label
+    if collapsed:
+        ax.axhline(floor + pad / 2, color="grey", lw=0.5, ls=":")
+        ax.annotate("collapsed runs (count)", (0.99, floor), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=6, color="grey", textcoords="offset points", xytext=(0, 4))
     ax.grid(alpha=0.3)
     if own:
         ax.legend(fontsize=7, loc="lower right", ncol=2)
