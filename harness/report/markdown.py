@@ -3,7 +3,8 @@ into one page. It computes nothing of its own; every number comes from harness.a
 
 Order: the first screen says what was found, in words: the bottom line (2-4 generated sentences and
 what the intervals are about), the primary verdicts with each claim in words (a sequential study: its
-sequential verdicts), the per-arm table and, where the analysis gives one, the variance decomposition
+sequential verdicts), where the runs come from several CPU kinds a warning naming each primary whose
+paired seeds mix them with the hardware x arm table, the per-arm table and, where the analysis gives one, the variance decomposition
 of each primary. Then the figures (the pictures of the decisions first), the tuning and budget
 sections, the summary per group, the seed's reference numbers, and the appendix: how to read the
 tables, the method (each claim's test and primary), a sequential study's design and its fixed-design
@@ -25,6 +26,7 @@ from harness.report.sections.appendix import claims_display  # noqa: F401
 from harness.report.sections.bottom_line import bottom_line_section
 from harness.report.sections.budget import budget_section, budget_table  # noqa: F401
 from harness.report.sections.figures import figures_section
+from harness.report.sections.hardware import hardware_section
 from harness.report.sections.primary import (decomposition_section, fixed_design_section, per_arm_section,
                                              primary_section, primary_verdicts, unit_sentence)  # noqa: F401
 from harness.report.sections.sequential import design_prose, sequential_section
@@ -53,9 +55,11 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
     lead = (["## Sequential verdicts\n", sequential_section(seq, len(a.groups))] if seq else
             ["## Primary verdicts\n", primary_section(a)])
     decomposition = decomposition_section(a)
+    hardware = hardware_section(a, seq)  # several CPU kinds: the warning beside the verdicts
     parts = [f"# {title}\n", f"_Generated: {produced}_\n",
              "## Bottom line\n", bottom_line_section(a, seq, unit_sentence(a, meta)),
              *lead,
+             *(["## Hardware\n", hardware] if hardware else []),
              "## Per arm\n", per_arm_section(a),
              *(["## Variance decomposition\n", decomposition] if decomposition else []),
              "## Figures\n", figures_section(a, by, report_path, sequential=seq is not None),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from harness.errors import HarnessError
 from harness.report import budget_plots, plots
 from harness.report.markdown import render_report
 from harness.report.parameters import parameter_table
+from harness.report.sections.hardware import hardware_kind
 from harness.sweep.plan import default_report_dir, shared_lrs, sweep_from_raw
 
 
@@ -73,6 +75,8 @@ def _meta(records: list[dict], manifest: dict) -> dict:
         # what ran: "auto" in the config is resolved per machine before a run's key is taken
         "precisions_run": sorted({r.get("config", {}).get("precision", "?") for r in ok}),
         "devices_run": sorted({r.get("provenance", {}).get("device", "?") for r in ok}),
+        # the CPU kind of each successful run (bf16 numbers differ between kinds: sections/hardware.py)
+        "cpu_kinds": dict(sorted(Counter(hardware_kind(r) or "?" for r in ok).items())),
         # what the intervals can be about: the test-set size of each task, and whether the records keep
         # per-example predictions (without them the inference is conditional on the one test set)
         "test_examples": {t: sorted({int((r.get("final") or {}).get("n_test") or 0) for r in ok
@@ -133,6 +137,8 @@ def load_store(results_dir: Path, say=print, look_states: bool = True) -> dict:
                               f"{results_dir / 'runs.csv'}` analyses it, `run-all` rebuilds the store"
                               if only_csv else "run `python -m harness run-all` first"))
     runs = runs_table(records, read_label_counts(results_dir))
+    kind = {r["run_id"]: hardware_kind(r) for r in records}  # the CPU kind each run came from
+    runs["hardware"] = runs["run_id"].map(kind).fillna("")
     runs_csv = runs
     tuning = _tuning_view(runs, manifest.get("config"), name)
     if tuning is not None:

@@ -121,11 +121,14 @@ def bottom_line(a: Analysis, seq: dict | None = None, margin: float = 1.0) -> st
         futile = all(str(f.verdict).startswith("stopped for futility") for f in group)
         need = [f.seeds_needed for f in group if finite(f.seeds_needed)]
         extra = [x for x in ("stopped for futility" if futile else "",
-                             f"about {int(max(need))} seeds per arm would decide it" if need else "") if x]
+                             f"{'up to ' if len(need) > 1 else ''}about {int(max(need))} seeds per arm would decide "
+                             f"it" if need else "") if x]
         where = _where(group, n_places)
         if n_places == 1:  # where is "(+1.34 points)": one parenthesis for everything
             inner = "; ".join([where.strip("()")] * bool(where) + extra)
             open_.append(f"claim {claim}" + (f" ({inner})" if inner else ""))
+        elif extra and where.endswith(")"):  # "in 6 of 6 groups (+0.36 to +1.66 points; ...)": one parenthesis
+            open_.append(f"claim {claim} {where[:-1]}; {'; '.join(extra)})")
         else:
             open_.append(f"claim {claim} {where}" + (f" ({'; '.join(extra)})" if extra else ""))
     nothing = sorted(_by_claim(kinds["no information"]))

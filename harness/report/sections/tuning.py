@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis.groups import Analysis
@@ -12,16 +13,29 @@ from harness.report.format import md_table, rel
 from harness.report.sections.primary import primary_verdicts
 
 
+def _why(c) -> str:
+    """Why an arm's rate was selected, from select_settings' candidate, gain and gain_se (points)."""
+    if c is None:
+        return "—"
+    cand, gain, se = getattr(c, "candidate", np.nan), getattr(c, "gain", np.nan), getattr(c, "gain_se", np.nan)
+    if not np.isfinite(gain):
+        return "the best rate is the shared one" if np.isfinite(cand) else "—"
+    kept = not np.isclose(c.lr, cand)
+    return (f"{cand:g} {gain:+.2f} ± {se:.2f}: " + ("within one se, shared kept" if kept else "beyond one se"))
+
+
 def tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) -> str:
     """The tuning stage: the trials and the selected rate per arm, the expected best of k trials, and
     the primary verdicts at the tuned and at the shared rate side by side."""
     lrs, seeds = sorted(tuning["lrs"]), tuning["seeds"]
     out = [f"Every student arm tried the same {len(lrs)} learning rates ({', '.join(f'{x:g}' for x in lrs)}) on "
-           f"tuning seeds {', '.join(map(str, seeds))}, which are never evaluation seeds; its rate is the one "
-           "with the best mean dev accuracy over them (ties: the smaller), and the evaluation seeds ran at it "
-           "and at the arm's shared (declared) rate. Every verdict above is at the tuned rates. Cells: mean dev "
-           "accuracy (%) over the tuning seeds; **bold**: selected; *edge*: the selected rate is the grid's "
-           "smallest or largest, so the grid may have been too narrow.\n"]
+           f"tuning seeds {', '.join(map(str, seeds))}, which are never evaluation seeds. An arm keeps its shared "
+           "(declared) rate unless the rate with the best mean dev accuracy beats it by more than one standard "
+           "error of their difference paired by tuning seed (a difference inside its own noise picks noise; ties: "
+           "the shared rate, then the smaller); the evaluation seeds ran at the selected and at the shared rate. "
+           "Every verdict above is at the selected rates. Cells: mean dev accuracy (%) over the tuning seeds; "
+           "**bold**: selected; *edge*: the selected rate is the grid's smallest or largest, so the grid may "
+           "have been too narrow; *why*: the best rate's gain over the shared one on dev, ± its standard error.\n"]
     if not tuning.get("complete", True) or tuning.get("evaluated", 0) < tuning.get("to_evaluate", 0):
         out.append(f"**Incomplete:** {'the tuning stage is not finished (every arm needs every rate on every tuning seed); ' if not tuning.get('complete', True) else ''}"
                    f"{tuning.get('evaluated', 0)} of {tuning.get('to_evaluate', 0)} evaluation runs at the selected "
@@ -37,7 +51,8 @@ def tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) ->
             cells = {f"lr {x:g}": ("—" if x not in by else (f"**{by[x]:.2f}**" if c is not None and c.lr == x
                                                            else f"{by[x]:.2f}")) for x in lrs}
             rows.append({"arm": arm, **cells, "selected": "—" if c is None else f"{c.lr:g}"
-                         + (" (edge)" if c.at_edge else ""), "trials": str(int(g["n_seeds"].eq(len(seeds)).sum()))})
+                         + (" (edge)" if c.at_edge else ""), "why": _why(c),
+                         "trials": str(int(g["n_seeds"].eq(len(seeds)).sum()))})
         out += [f"**{task}: tuning trials.**\n", md_table(pd.DataFrame(rows))]
     exp = tuning["expected"]
     if not exp.empty:
@@ -78,6 +93,8 @@ def tuning_section(a: Analysis, tuning: dict, infos: list, report_path: Path) ->
             elif waiting:
                 text += f" (not yet run at the tuned rate: {', '.join(waiting)})"
             sentences.append(f"- Claim {claim}: {text}.")
-        out += ["**Primary verdicts at the tuned and at the shared rate** (the shared rate: the sensitivity row).\n",
+        out += ["**Primary verdicts at the tuned and at the shared rate** (the shared rate: the sensitivity row; "
+                "whether the rate changes a comparison is tested, rate x arm paired by seed, on the findings page, "
+                "report/README.md).\n",
                 md_table(side), *sentences, ""]
     return "\n".join(out)
