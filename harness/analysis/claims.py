@@ -687,7 +687,67 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
     claims = CLAIMS if claims is None else claims
     ctx = Context.of(group_runs, replacements, examples, margin=margin, alpha=alpha, seed=seed, n_perm=n_perm,
                      with_power=with_power)
-    primaries = primary_comparisons(ctx, claims)
+    out = {cid: [row] for cid, row in _primary_results(primary_comparisons(ctx, claims), groups=groups, margin=margin,
+                                                       alpha=alpha, with_power=with_power).items()}
+    if not primaries_only:
+        _secondary_results(ctx, claims, out, margin=margin, alpha=alpha, with_power=with_power)
+    return [r for claim in claims for r in out.get(claim.id, [])]
+
+
+def evaluate_family(runs: pd.DataFrame, budget_of: dict[str, float], replacements: pd.DataFrame | None = None, *,
+                    claims: list[Claim] | None = None, margin: float = 1.0, alpha: float = ALPHA, seed: int = 0,
+                    n_perm: int = 10_000, with_power: bool = True, groups: int = 1, primaries_only: bool = False,
+                    examples: "pd.DataFrame | tables.Examples | None" = None) -> dict[float, list[ClaimResult]]:
+    """One family of primaries declared per budget (a sweep's `primaries`; docs/method.md,
+    "Multiplicity"): every declared primary of `claims` tested on the runs at its budget, the family's
+    Holm over all of them whatever their budget, x G (`groups`: the study's families).
+
+    runs: the normalised runs of one (task, model, successor_layers, predecessor_layers), every budget,
+    the predecessor's rows (budget NaN) included; budget_of: claim id -> the budget (student steps) its
+    primary is tested at. Returns, per budget (each one the runs hold and each declared one), its
+    rows in declaration order: the primaries declared at it, then (unless primaries_only) every
+    claim's secondary comparisons on its runs; a claim whose primary is declared at another budget
+    has no primary here, so all of its pairs are exploratory. A declared primary whose budget or arm
+    has no runs is "not run", in its budget's rows."""
+    claims = CLAIMS if claims is None else claims
+    student = runs["budget"].dropna().unique() if "budget" in runs else []
+    budgets = sorted({float(b) for b in student} | {float(budget_of[c.id]) for c in claims
+                                                    if c.primary is not None and c.id in budget_of})
+    contexts = {}
+    for b in budgets:
+        if (runs["budget"] == b).any():
+            contexts[b] = Context.of(runs[runs["budget"].isna() | (runs["budget"] == b)], replacements, examples,
+                                     margin=margin, alpha=alpha, seed=seed, n_perm=n_perm, with_power=with_power)
+    primaries = []
+    for claim in claims:
+        if claim.primary is None or claim.id not in budget_of:
+            continue
+        ctx = contexts.get(float(budget_of[claim.id]))
+        names = primary_arms(ctx, claim) if ctx is not None else None
+        primaries.append((claim, None if names is None else claim.test(ctx, *(names + ("",))[:2])))
+    rows = _primary_results(primaries, groups=groups, margin=margin, alpha=alpha, with_power=with_power)
+    out = {}
+    for b in budgets:
+        here = {c.id: [rows[c.id]] for c in claims if c.id in rows and float(budget_of[c.id]) == b}
+        if not primaries_only and b in contexts:
+            _secondary_results(contexts[b], claims_at(claims, budget_of, b), here, margin=margin, alpha=alpha,
+                               with_power=with_power)
+        out[b] = [r for claim in claims for r in here.get(claim.id, [])]
+    return out
+
+
+def claims_at(claims: list[Claim], budget_of: dict[str, float], budget: float) -> list[Claim]:
+    """`claims` as one budget of a family declared per budget sees them: a claim whose primary is
+    declared at another budget has none here (its comparisons here are exploratory)."""
+    return [c if c.primary is None or c.id not in budget_of or float(budget_of[c.id]) == budget else
+            replace(c, primary=None, no_primary=f"its primary is tested at {budget_of[c.id]:g} steps")
+            for c in claims]
+
+
+def _primary_results(primaries: list[tuple[Claim, Comparison | None]], *, groups: int, margin: float, alpha: float,
+                     with_power: bool) -> dict[str, ClaimResult]:
+    """The primary family's rows (module docstring): Holm over every slot of `primaries` (an
+    untested or absent comparison with p = 1), x `groups`; the seed-only sensitivity its own family."""
     size = len(primaries)
 
     def slot(c: Comparison | None) -> float:
@@ -695,39 +755,43 @@ def evaluate_claims(group_runs: pd.DataFrame, replacements: pd.DataFrame | None 
     holm = stats.holm([slot(c) for _, c in primaries]) if size else []
     # the seed-only sensitivity: the same family with every comparison's seed-only p
     holm_seed = stats.holm([slot(c and (c.seed_only or c)) for _, c in primaries]) if size else []
-    out: dict[str, list[ClaimResult]] = {}
+    out: dict[str, ClaimResult] = {}
     for (claim, cmp), h, h_seed in zip(primaries, holm, holm_seed):
         mult = size * groups
         if cmp is None:
             a, b = claim.primary.a, claim.primary.b
-            row = ClaimResult(claim.id, claim.title, "primary", "primary", f"{a} vs {b}" if b else a, a, b,
-                              *(np.nan,) * 3, np.nan, "", np.nan, np.nan, NOT_RUN, np.nan, np.nan, "—", 0, 0, 0,
-                              "", 0, margin, "", claim.primary.reason)
+            out[claim.id] = ClaimResult(claim.id, claim.title, "primary", "primary", f"{a} vs {b}" if b else a, a, b,
+                                        *(np.nan,) * 3, np.nan, "", np.nan, np.nan, NOT_RUN, np.nan, np.nan, "—", 0,
+                                        0, 0, "", 0, margin, "", claim.primary.reason)
         else:
-            row = _result(claim, cmp, "primary", "primary", min(1.0, groups * h), mult, alpha=alpha,
-                          with_power=with_power, reason=claim.primary.reason,
-                          p_adj_seed_only=min(1.0, groups * h_seed))
-        out[claim.id] = [row]
-    if not primaries_only:
-        for claim in claims:
-            pairs = claim.pairs(ctx)
-            if claim.primary is not None:
-                main = (ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b))
-                pairs = [p for p in pairs if p != main]
-            cmps = [claim.test(ctx, a, b) for a, b in pairs]
-            tested = [c for c in cmps if not c.untested and np.isfinite(c.p)]
-            adj = dict(zip(map(id, tested), stats.holm([c.p for c in tested])))
-            seed = [c.seed_only or c for c in tested]
-            adj_seed = dict(zip(map(id, tested), stats.holm([1.0 if not np.isfinite(c.p) else c.p for c in seed])))
-            rows = [_result(claim, c, "secondary", f"{claim.id} secondary", adj.get(id(c), np.nan),
-                            max(1, len(tested)), alpha=alpha, with_power=with_power,
-                            p_adj_seed_only=adj_seed.get(id(c), np.nan)) for c in cmps]
-            if not rows and claim.id not in out:
-                rows = [ClaimResult(claim.id, claim.title, "secondary", f"{claim.id} secondary", "—", "", "",
-                                    *(np.nan,) * 3, np.nan, "", np.nan, np.nan, "not testable (no such arms)",
-                                    np.nan, np.nan, "", 0, 0, 0, "", 0, margin, "", claim.no_primary)]
-            out.setdefault(claim.id, []).extend(rows)
-    return [r for claim in claims for r in out.get(claim.id, [])]
+            out[claim.id] = _result(claim, cmp, "primary", "primary", min(1.0, groups * h), mult, alpha=alpha,
+                                    with_power=with_power, reason=claim.primary.reason,
+                                    p_adj_seed_only=min(1.0, groups * h_seed))
+    return out
+
+
+def _secondary_results(ctx: Context, claims: list[Claim], out: dict[str, list[ClaimResult]], *, margin: float,
+                       alpha: float, with_power: bool) -> None:
+    """Every claim's secondary comparisons on one group, appended to `out` (claim id -> rows): each
+    pair but the claim's primary, Holm within the claim's secondary family, no factor G."""
+    for claim in claims:
+        pairs = claim.pairs(ctx)
+        if claim.primary is not None:
+            main = (ctx.resolve(claim.primary.a), ctx.resolve(claim.primary.b))
+            pairs = [p for p in pairs if p != main]
+        cmps = [claim.test(ctx, a, b) for a, b in pairs]
+        tested = [c for c in cmps if not c.untested and np.isfinite(c.p)]
+        adj = dict(zip(map(id, tested), stats.holm([c.p for c in tested])))
+        seed = [c.seed_only or c for c in tested]
+        adj_seed = dict(zip(map(id, tested), stats.holm([1.0 if not np.isfinite(c.p) else c.p for c in seed])))
+        rows = [_result(claim, c, "secondary", f"{claim.id} secondary", adj.get(id(c), np.nan),
+                        max(1, len(tested)), alpha=alpha, with_power=with_power,
+                        p_adj_seed_only=adj_seed.get(id(c), np.nan)) for c in cmps]
+        if not rows and claim.id not in out:
+            rows = [ClaimResult(claim.id, claim.title, "secondary", f"{claim.id} secondary", "—", "", "",
+                                *(np.nan,) * 3, np.nan, "", np.nan, np.nan, "not testable (no such arms)",
+                                np.nan, np.nan, "", 0, 0, 0, "", 0, margin, "", claim.no_primary)]
+        out.setdefault(claim.id, []).extend(rows)
 
 
 def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
@@ -745,7 +809,7 @@ DECOMPOSITION_COLUMNS = [
 
 def variance_decomposition(group_runs: pd.DataFrame, examples: "pd.DataFrame | tables.Examples | None" = None, *,
                            claims: list[Claim] | None = None, margin: float = 1.0, alpha: float = ALPHA,
-                           groups: int = 1) -> pd.DataFrame:
+                           groups: int = 1, family_size: int | None = None) -> pd.DataFrame:
     """Where the uncertainty of each primary mean comparison (claims 1, 3a, 3b) of one group comes
     from: one row per comparison (DECOMPOSITION_COLUMNS), in points.
 
@@ -756,10 +820,11 @@ def variance_decomposition(group_runs: pd.DataFrame, examples: "pd.DataFrame | t
     no number suffices). seed_component: what the seed term holds ("init and data order", plus "and
     the training sample" when each seed draws its own split, which one run per split cannot
     separate). A comparison without per-example results has inference_unit "test set", its se the
-    seed-only one in se_seed and the rest NaN: its test-sample term is unknown."""
+    seed-only one in se_seed and the rest NaN: its test-sample term is unknown. family_size: m when
+    the family spans more than this group (primaries declared per budget: claims_at's claims here)."""
     ctx = Context.of(group_runs, None, examples, margin=margin, alpha=alpha, with_power=True)
     rows = []
-    m = primary_family_size(claims)
+    m = family_size or primary_family_size(claims)
     for claim, cmp in primary_comparisons(ctx, claims):
         if cmp is None or cmp.untested or cmp.kind not in ("difference", "no-better"):
             continue

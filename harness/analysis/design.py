@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.analysis.claims import evaluate_claims
+from harness.analysis.claims import evaluate_claims, evaluate_family
 from harness.store import schema
 
 EFFECTS = (0.0, 0.5, 1.0, 1.5)  # in paired-sd units
@@ -49,11 +49,34 @@ DEFAULT_TEST_SIZE = 2000  # harness.data.splits.DEFAULT_SIZES["test"]: the least
 HARD_SHARE = 0.15  # examples whose correctness varies with the seed (the rest: right unless an arm's own)
 
 
-def group_template(arms: list[str], n: int) -> pd.DataFrame:
-    """A normalised runs table of one group, arms x seeds 0..n-1, values filled in per simulation."""
-    rows = [dict(task="t", model="m", strategy=a.partition("/")[0], variant=a.partition("/")[2], seed=i,
-                 run_id=f"{a}-{i}", test_accuracy=70.0, degenerate=False) for a in arms for i in range(n)]
+def group_template(arms: list, n: int) -> pd.DataFrame:
+    """A normalised runs table of one group, arms x seeds 0..n-1, values filled in per simulation.
+    An arm is a name, or (name, budget) for a family whose primaries are declared per budget (its
+    runs then carry that budget; a plain name, e.g. the predecessor, has none)."""
+    rows = []
+    for arm in arms:
+        a, budget = arm if isinstance(arm, tuple) else (arm, None)
+        tag = a if budget is None else f"{a}@{budget}"
+        rows += [dict(task="t", model="m", strategy=a.partition("/")[0], variant=a.partition("/")[2], seed=i,
+                      budget=budget, run_id=f"{tag}-{i}", test_accuracy=70.0, degenerate=False) for i in range(n)]
     return schema.normalize_runs(pd.DataFrame(rows))
+
+
+def arm_label(arm) -> str:
+    """A layout's arm as text: "finetune-3", or "finetune-3 at 567 steps"."""
+    return arm if not isinstance(arm, tuple) else f"{arm[0]} at {arm[1]:g} steps"
+
+
+def _claims_of(g: pd.DataFrame, *, groups: int, primaries: dict | None, examples=None, claims=None):
+    """(claim, verdict) of the primaries of one simulated group: evaluate_claims, or with primaries
+    declared per budget evaluate_family over the group's budgets."""
+    if primaries is None:
+        results = evaluate_claims(g, groups=groups, with_power=False, primaries_only=True, examples=examples,
+                                  claims=claims)
+    else:
+        results = [r for rows in evaluate_family(g, primaries, groups=groups, with_power=False, primaries_only=True,
+                                                 examples=examples, claims=claims).values() for r in rows]
+    return [(r.claim, r.verdict) for r in results]
 
 
 def simulate_group(rng: np.random.Generator, template: pd.DataFrame, predecessor: str, *,
@@ -87,19 +110,19 @@ def _layout(groups: list[tuple[list[str], str]], n: int, failure_rate, effect: f
     return templates, rates, shift
 
 
-def simulate(groups: list[tuple[list[str], str]], n: int, sims: int, *, failure_rate=0.0,
-             effect: float = 0.0, seed: int = 0) -> float:
+def simulate(groups: list[tuple[list, str]], n: int, sims: int, *, failure_rate=0.0,
+             effect: float = 0.0, seed: int = 0, primaries: dict | None = None) -> float:
     """effect = 0: the share of simulated studies with any false primary verdict; effect > 0 (in
     paired-sd units, EFFECT_ARM shifted up by effect x sqrt(2) x RUN_SD): the share of groups whose
     claim-1 primary reads supported. groups: per group (its arms, its predecessor arm);
-    failure_rate: one rate for every group, or one per group."""
+    failure_rate: one rate for every group, or one per group; primaries: claim id -> budget (each
+    group one family across budgets: design_of), None: each group its own family."""
     rng = np.random.default_rng(seed)
     templates, rates, shift = _layout(groups, n, failure_rate, effect)
     hits = 0
     for _ in range(sims):
-        verdicts = [[(r.claim, r.verdict) for r in evaluate_claims(
-            simulate_group(rng, t, pred, failure_rate=rate, shift=shift), groups=len(templates),
-            with_power=False, primaries_only=True)] for (t, pred), rate in zip(templates, rates)]
+        verdicts = [_claims_of(simulate_group(rng, t, pred, failure_rate=rate, shift=shift), groups=len(templates),
+                               primaries=primaries) for (t, pred), rate in zip(templates, rates)]
         if effect:
             hits += sum(v == "supported" for group in verdicts for c, v in group if c == "1") / len(templates)
         else:
@@ -107,8 +130,8 @@ def simulate(groups: list[tuple[list[str], str]], n: int, sims: int, *, failure_
     return hits / sims
 
 
-def simulate_sequential(groups: list[tuple[list[str], str]], design, sims: int, *, failure_rate=0.0,
-                        effect: float = 0.0, seed: int = 0) -> dict:
+def simulate_sequential(groups: list[tuple[list, str]], design, sims: int, *, failure_rate=0.0,
+                        effect: float = 0.0, seed: int = 0, primaries: dict | None = None) -> dict:
     """The sequential procedure on `sims` simulated studies (module docstring): a dict with
     fwer (effect 0: share of studies with any false primary verdict), power (share of groups whose
     claim-1 primary reads supported), seeds (mean seeds of claim 1's primary at its stop) and runs
@@ -121,20 +144,29 @@ def simulate_sequential(groups: list[tuple[list[str], str]], design, sims: int, 
     for _ in range(sims):
         study_false = False
         for (t, pred), rate in zip(templates, rates):
-            r = replay(simulate_group(rng, t, pred, failure_rate=rate, shift=shift), design)
+            r = replay(simulate_group(rng, t, pred, failure_rate=rate, shift=shift), design, budgets=primaries)
             study_false |= any(false_verdict(d.claim, d.verdict) for d in r.decisions)
             one = next(d for d in r.decisions if d.claim == "1")
             supported += one.verdict == "supported"
             seeds += one.seeds
-            students = [a for a in r.arm_seeds if not a.startswith("finetune-")]
-            runs += sum(r.arm_seeds.values()) + max((r.arm_seeds[a] for a in students), default=0)
+            runs += _runs(r)
         false += study_false
     g = len(templates)
     return {"fwer": false / sims, "power": supported / (sims * g), "seeds": seeds / (sims * g), "runs": runs / sims}
 
 
-def design_of(sweep) -> tuple[list[tuple[list[str], str]], int]:
-    """(per group: arm names and the predecessor's, number of seeds) of a sweep as it will run."""
+def _runs(r) -> float:
+    """The runs a replayed group trained: every (arm, budget) at its seeds, and the predecessor at
+    the most seeds any student arm ran (finetune arms need none)."""
+    students = [n for (a, _), n in r.runs_at.items() if not a.startswith("finetune-")]
+    return sum(r.runs_at.values()) + max(students, default=0)
+
+
+def design_of(sweep) -> tuple[list[tuple[list, str]], int]:
+    """(per group: its arms and the predecessor's name, number of seeds) of a sweep as it will run:
+    a group per (task, model, successor size, budget), each arm at the budgets it runs at; with
+    primaries declared per budget (`sweep.primaries`) a group per family (task, model, successor
+    size), its student arms as (name, budget) at each budget they run at."""
     from harness.sweep.plan import _arm_name, _predecessor_layers
 
     groups = []
@@ -142,9 +174,15 @@ def design_of(sweep) -> tuple[list[tuple[list[str], str]], int]:
         lp = _predecessor_layers(sweep, model)
         for _task in sweep.tasks:
             for ls in sweep.successor_layers:
-                for _budget in sweep.budgets:
+                students = [(a, b) for b in sweep.budgets for a in sweep.arms
+                            if a.get("layers") != "predecessor" and b in sweep.arm_budgets(a)]
+                if getattr(sweep, "primaries", None):
+                    arms = [f"finetune-{lp}"] + [(_arm_name(a, ls), b) for a, b in students]
+                    groups.append((list(dict.fromkeys(arms)), f"finetune-{lp}"))
+                    continue
+                for budget in sweep.budgets:
                     arms = [f"finetune-{lp}" if a.get("layers") == "predecessor" else _arm_name(a, ls)
-                            for a in sweep.arms]
+                            for a in sweep.arms if budget in sweep.arm_budgets(a)]
                     groups.append((list(dict.fromkeys(arms)), f"finetune-{lp}"))
     return groups, len(sweep.seeds)
 
@@ -158,20 +196,49 @@ def check(sweep, *, sims: int = 1000, failure_rate: float = 0.0, seed: int = 0, 
     examples two arms disagree on (used without a pilot); pilot: (runs, examples) of a pilot store
     whose per-example predictions give the test-sample component instead."""
     groups, n = design_of(sweep)
+    primaries = getattr(sweep, "primaries", None)
     out = (check_sequential(sweep, groups, sims=sims, failure_rate=failure_rate, seed=seed)
            if getattr(sweep, "looks", None) else _check_fixed(sweep, groups, n, sims=sims, failure_rate=failure_rate,
                                                               seed=seed))
+    size_source = "given" if test_size else ""
+    if not test_size and "test_size" not in (getattr(sweep, "base", None) or {}):
+        test_size, size_source = split_test_size(sweep)
     task = task_level(sweep, groups, n, sims=sims, failure_rate=failure_rate, seed=seed, test_size=test_size,
                       disagreement=disagreement, pilot=pilot)
+    if size_source:
+        task["test_size_source"] = size_source
+    if primaries:
+        out["primaries"] = dict(primaries)
     return {**out, "test_sample_se": task["test_sample_se"], "min_detectable_effect": task["min_detectable_effect"],
             "task_level": task}
 
 
+def split_test_size(sweep) -> tuple[int | None, str]:
+    """(the smallest test split of the sweep's tasks as its runs will split them, which task) when
+    the sweep leaves the test size to the data (every example train and dev leave): read from the
+    data here (preflight.check_tasks); (None, "") when it cannot be read."""
+    from harness.errors import HarnessError
+    from harness.sweep.preflight import check_tasks
+
+    try:
+        info = check_tasks(sweep, f"{sweep.name} (preset)")
+    except (HarnessError, OSError, AttributeError, TypeError):
+        return None, ""
+    sizes = [(v["sizes"]["test"], task) for (task, _), v in info.items()]
+    if not sizes:
+        return None, ""
+    size, task = min(sizes)
+    return int(size), f"the smallest test split of the sweep's tasks, {task}: " + ", ".join(
+        f"{t} {n:,}" for n, t in sorted(sizes, key=lambda x: x[1]))
+
+
 def _check_fixed(sweep, groups, n: int, *, sims: int, failure_rate: float, seed: int) -> dict:
-    fwer = simulate(groups, n, sims, failure_rate=failure_rate, seed=seed)
-    power = {f"{e:g}": simulate(groups, n, sims, failure_rate=failure_rate, effect=e, seed=seed + 1)
-             for e in EFFECTS if e}
-    return {"preset": sweep.name, "seeds": n, "groups": len(groups), "arms": groups[0][0] if groups else [],
+    primaries = getattr(sweep, "primaries", None)
+    fwer = simulate(groups, n, sims, failure_rate=failure_rate, seed=seed, primaries=primaries)
+    power = {f"{e:g}": simulate(groups, n, sims, failure_rate=failure_rate, effect=e, seed=seed + 1,
+                                primaries=primaries) for e in EFFECTS if e}
+    return {"preset": sweep.name, "seeds": n, "groups": len(groups),
+            "arms": [arm_label(a) for a in groups[0][0]] if groups else [],
             "failure_rate": failure_rate, "sims": sims, "fwer_null": fwer,
             "fwer_null_se": math.sqrt(fwer * (1 - fwer) / sims) if sims else math.nan,
             "power": power, "power_arm": EFFECT_ARM, "effects_in": "paired-sd units",
@@ -183,18 +250,19 @@ def check_sequential(sweep, groups, *, sims: int, failure_rate: float, seed: int
     from harness.analysis.sequential import Design
 
     design = Design(tuple(sweep.looks), groups=len(groups), futility=sweep.futility)
+    primaries = getattr(sweep, "primaries", None)
     by_effect = {f"{e:g}": simulate_sequential(groups, design, sims, failure_rate=failure_rate, effect=e,
-                                               seed=seed + i) for i, e in enumerate(EFFECTS)}
+                                               seed=seed + i, primaries=primaries) for i, e in enumerate(EFFECTS)}
     null = by_effect["0"]
     fixed_runs = sum(len(arms) for arms, _ in groups) * design.looks[-1]
     return {"preset": sweep.name, "seeds": design.looks[-1], "looks": list(design.looks), "groups": len(groups),
-            "arms": groups[0][0] if groups else [], "failure_rate": failure_rate, "sims": sims,
-            "spending": "Lan-DeMets O'Brien-Fleming type, Holm passing within each group, alpha / G over groups",
+            "arms": [arm_label(a) for a in groups[0][0]] if groups else [], "failure_rate": failure_rate,
+            "sims": sims, "spending": "Lan-DeMets O'Brien-Fleming type, Holm passing within each group, alpha / G over groups",
             "futility": design.futility, "fwer_null": null["fwer"],
             "fwer_null_se": math.sqrt(null["fwer"] * (1 - null["fwer"]) / sims),
             "power": {k: v["power"] for k, v in by_effect.items() if k != "0"}, "power_arm": EFFECT_ARM,
             "fixed_power": {f"{e:g}": simulate(groups, design.looks[-1], sims, failure_rate=failure_rate, effect=e,
-                                               seed=seed + i) for i, e in enumerate(EFFECTS) if e},
+                                               seed=seed + i, primaries=primaries) for i, e in enumerate(EFFECTS) if e},
             "effects_in": "paired-sd units",
             "expected_seeds": {k: v["seeds"] for k, v in by_effect.items()},
             "expected_runs": {k: v["runs"] for k, v in by_effect.items()},
@@ -302,14 +370,13 @@ def simulate_crossed_group(rng: np.random.Generator, template: pd.DataFrame, pre
     return g, examples
 
 
-def _task_verdicts(g, ex, *, groups: int, seed_only: bool, claims=None):
-    return [(r.claim, r.verdict) for r in evaluate_claims(g, examples=None if seed_only else ex, groups=groups,
-                                                          claims=claims, with_power=False, primaries_only=True)]
+def _task_verdicts(g, ex, *, groups: int, seed_only: bool, claims=None, primaries=None):
+    return _claims_of(g, groups=groups, primaries=primaries, examples=None if seed_only else ex, claims=claims)
 
 
-def simulate_task(groups: list[tuple[list[str], str]], n: int, sims: int, model: CrossedModel, *,
+def simulate_task(groups: list[tuple[list, str]], n: int, sims: int, model: CrossedModel, *,
                   failure_rate=0.0, seed: int = 0, seed_only: bool = False, shift: dict | None = None,
-                  false=None, claims=None) -> float:
+                  false=None, claims=None, primaries: dict | None = None) -> float:
     """The fixed design's claims under the crossed model: the share of `sims` simulated studies
     with any false primary verdict (`false(claim, verdict)`, default false_verdict: no arm differs).
     seed_only: the old procedure (the per-example results withheld: seeds the only randomness)."""
@@ -321,13 +388,14 @@ def simulate_task(groups: list[tuple[list[str], str]], n: int, sims: int, model:
         hits += any(false(c, v) for (t, pred), rate in zip(templates, rates)
                     for c, v in _task_verdicts(*simulate_crossed_group(rng, t, pred, model, failure_rate=rate,
                                                                        shift=shift),
-                                               groups=len(templates), seed_only=seed_only, claims=claims))
+                                               groups=len(templates), seed_only=seed_only, claims=claims,
+                                               primaries=primaries))
     return hits / sims if sims else math.nan
 
 
-def simulate_task_sequential(groups: list[tuple[list[str], str]], design, sims: int, model: CrossedModel, *,
+def simulate_task_sequential(groups: list[tuple[list, str]], design, sims: int, model: CrossedModel, *,
                              failure_rate=0.0, seed: int = 0, seed_only: bool = False, shift: dict | None = None,
-                             false=None, claims=None) -> dict:
+                             false=None, claims=None, primaries: dict | None = None) -> dict:
     """The sequential procedure under the crossed model: {"fwer": share of studies with any false
     primary verdict (`false`, default false_verdict), "seeds": mean seeds of claim 1's primary at
     its stop (of the first of `claims`)}. seed_only: the old procedure."""
@@ -341,7 +409,7 @@ def simulate_task_sequential(groups: list[tuple[list[str], str]], design, sims: 
         study = False
         for (t, pred), rate in zip(templates, rates):
             g, ex = simulate_crossed_group(rng, t, pred, model, failure_rate=rate, shift=shift)
-            r = replay(g, design, examples=None if seed_only else ex, claims=claims)
+            r = replay(g, design, examples=None if seed_only else ex, claims=claims, budgets=primaries)
             study |= any(false(d.claim, d.verdict) for d in r.decisions)
             seeds += r.decisions[0].seeds
         hits += study
@@ -424,15 +492,17 @@ def task_level(sweep, groups, n: int, *, sims: int, failure_rate: float, seed: i
     three_b = [c for c in CLAIMS if c.id == "3b"]
     at_margin = {"theseus-add/seed": margin}  # claim 1 at +margin, 3a (two-stage vs add/seed) at -margin
     two_stage = {"two-stage/predecessor-1x": margin}  # 3b at +margin (alone: no family adjustment, the worst case)
+    primaries = getattr(sweep, "primaries", None)
     if getattr(sweep, "looks", None):
         from harness.analysis.sequential import Design
         design = Design(tuple(sweep.looks), groups=len(groups), futility=sweep.futility, margin=margin)
 
         def run(**kw):
-            return simulate_task_sequential(groups, design, sims, model, failure_rate=failure_rate, **kw)["fwer"]
+            return simulate_task_sequential(groups, design, sims, model, failure_rate=failure_rate,
+                                            primaries=primaries, **kw)["fwer"]
     else:
         def run(**kw):
-            return simulate_task(groups, n, sims, model, failure_rate=failure_rate, **kw)
+            return simulate_task(groups, n, sims, model, failure_rate=failure_rate, primaries=primaries, **kw)
     out.update(fwer_null=run(seed=seed), fwer_null_seed_only=run(seed=seed, seed_only=True),
                margin_false_equivalent=run(seed=seed + 1, shift=at_margin, false=false_equivalent),
                margin_false_no_better=run(seed=seed + 2, shift=two_stage, false=false_no_better, claims=three_b))
@@ -445,7 +515,8 @@ def describe_task_level(out: dict) -> list[str]:
     t = out.get("task_level")
     if not t:
         return []
-    lines = [f"test sample: {t['test_size']:,} examples, test-sample se {t['test_sample_se']:.2f} points "
+    where = f" ({t['test_size_source']})" if t.get("test_size_source", "given") != "given" else ""
+    lines = [f"test sample: {t['test_size']:,} examples{where}, test-sample se {t['test_sample_se']:.2f} points "
              f"(from {t['test_sample_source']}); smallest detectable effect {t['min_detectable_effect']:.2f} points "
              f"at {out['seeds']} seeds ({t['min_detectable_effect_any_seeds']:.2f} with any number of seeds)",
              f"task level (seeds and test examples random): any false primary verdict {t['fwer_null']:.3f} "

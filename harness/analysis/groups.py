@@ -5,7 +5,14 @@ further by `budget` when that column holds more than one distinct value in it; t
 rows (and runs without a budget) belong to every group they share a task and model with. Each
 group gets the tables of harness.analysis.stats and the claims of harness.analysis.claims (evaluated on the group's
 own rows: a pure function of them, so the verdicts of several budgets sit side by side in
-`Analysis.verdicts_by_budget`). plots.py and report.py only consume an Analysis.
+`Analysis.verdicts_by_budget`); each group's primaries are one family, G = the number of groups.
+
+With primaries declared per budget (a sweep's `primaries`: claim id -> budget), the groups are split
+by every budget, and the groups of one (task, model, successor_layers, predecessor_layers) share ONE
+family: each declared primary is tested on the runs of its budget's group and sits in that group's
+claims; the Holm adjustment runs over the whole family; G = the number of families
+(claims.evaluate_family; docs/method.md, "Multiplicity"). plots.py and report.py only consume an
+Analysis.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import stats, tables
-from harness.analysis.claims import TASK_TEST, ClaimResult, claims_frame, evaluate_claims, variance_decomposition
+from harness.analysis.claims import (CLAIMS, TASK_TEST, ClaimResult, claims_at, claims_frame, evaluate_claims,
+                                     evaluate_family, primary_family_size, variance_decomposition)
 from harness.store import schema
 
 
@@ -71,6 +79,8 @@ class Analysis:
     seed: int
     margin: float = 1.0
     examples: tables.Examples | None = None  # per-example results (None: every verdict is seed-only)
+    primaries: dict[str, float] | None = None  # claim id -> its primary's budget (None: every group's own family)
+    families: int = 0  # G: the primary families the study's alpha is split over (the groups, or the declared ones)
 
     def table(self, name: str) -> pd.DataFrame:
         """Concatenate one per-group table ("variance", "pairwise", "expected_max", "profile",
@@ -127,11 +137,11 @@ def _frame(x: pd.DataFrame | None) -> pd.DataFrame:
     return pd.DataFrame() if x is None else x.copy()
 
 
-def _budgets(rows: pd.DataFrame) -> list[float]:
+def _budgets(rows: pd.DataFrame, split: bool = False) -> list[float]:
     """The budgets to split a (task, model, successor_layers) group by: [NaN] unless its rows hold
-    more than one distinct budget."""
+    more than one distinct budget (or, with `split`, any budget)."""
     b = sorted(rows["budget"].dropna().unique())
-    return b if len(b) > 1 else [np.nan]
+    return b if len(b) > 1 or split and b else [np.nan]
 
 
 def annotate_pairwise(pairwise: pd.DataFrame, results: list[ClaimResult]) -> pd.DataFrame:
@@ -154,7 +164,8 @@ def annotate_pairwise(pairwise: pd.DataFrame, results: list[ClaimResult]) -> pd.
 
 def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
             replacements: pd.DataFrame | None = None, *, n_boot: int = 10_000, seed: int = 0,
-            margin: float = 1.0, examples: pd.DataFrame | None = None) -> Analysis:
+            margin: float = 1.0, examples: pd.DataFrame | None = None,
+            primaries: dict[str, float] | None = None) -> Analysis:
     """Normalise the runs table and compute every table and claim per group.
 
     n_boot: resamples of the permutation tests (spread) and ASO's bootstrap is 1,000 whatever
@@ -162,22 +173,50 @@ def analyze(runs: pd.DataFrame, epochs: pd.DataFrame | None = None,
     examples: per-example results (columns run_id, example, correct, one row per run and test
     example: harness.store.examples.examples_table), joined to the runs by run_id; with them every
     mean comparison whose arms have them at every paired seed is tested at the task level
-    (docs/method.md, "The unit of inference"); None: seed-only, today's numbers.
+    (docs/method.md, "The unit of inference"); None: seed-only, today's numbers. primaries: claim id
+    -> the budget its primary is tested at (a sweep's `primaries`): one family per (task, model,
+    successor and predecessor size) across its budgets (module docstring); None: each group its own.
     """
     r = schema.normalize_runs(runs)
     ep = schema.to_percent(_frame(epochs), ("dev_accuracy", "dev_macro_f1"))
     rep = _frame(replacements)
     ex = tables.Examples.of(examples)
-    specs = group_specs(r)
-    # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
-    groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs), examples=ex)
-              for spec in specs]
-    return Analysis(r, ep, rep, groups, n_boot, seed, margin, ex)
+    specs = group_specs(r, split_budgets=primaries is not None)
+    if primaries is None:
+        # the primaries of every group are tested at alpha / G: the study's error rate, not each group's
+        groups = [_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(specs), examples=ex)
+                  for spec in specs]
+        return Analysis(r, ep, rep, groups, n_boot, seed, margin, ex, None, len(specs))
+    families = family_specs(specs)
+    groups = []
+    for members in families.values():
+        rows = pd.concat([m[-1] for m in members]).drop_duplicates("run_id")
+        ids = set(rows["run_id"])
+        results = evaluate_family(rows, primaries, rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep,
+                                  margin=margin, seed=seed, n_perm=n_boot, groups=len(families), examples=ex)
+        budgets = [m[4] for m in members]
+        unplaced = [row for b, rs in results.items() if b not in budgets for row in rs]  # a budget without runs
+        for i, spec in enumerate(members):
+            claims = results.get(spec[4], []) + (unplaced if i == 0 else [])
+            groups.append(_group(*spec, ep, rep, n_boot=n_boot, seed=seed, margin=margin, n_groups=len(families),
+                                 examples=ex, results=claims, declared=primaries))
+    return Analysis(r, ep, rep, groups, n_boot, seed, margin, ex, dict(primaries), len(families))
 
 
-def group_specs(r: pd.DataFrame) -> list[tuple]:
+def family_specs(specs: list[tuple]) -> dict[tuple, list[tuple]]:
+    """group_specs' groups by family: (task, model, successor_layers, predecessor_layers) -> its groups
+    (one per budget), for primaries declared per budget."""
+    out: dict[tuple, list[tuple]] = {}
+    for spec in specs:
+        out.setdefault(tuple(spec[:4]), []).append(spec)
+    return out
+
+
+def group_specs(r: pd.DataFrame, split_budgets: bool = False) -> list[tuple]:
     """The groups of a normalised runs table (module docstring): per group (task, model,
-    successor_layers, predecessor_layers, budget, its rows with the predecessor's)."""
+    successor_layers, predecessor_layers, budget, its rows with the predecessor's). split_budgets:
+    a group per budget even where a (task, model, successor size) has runs at one budget only
+    (primaries declared per budget)."""
     specs = []
     for (task, model), tm in r.groupby(["task", "model"], sort=True):
         lp = tm["predecessor_layers"].max()
@@ -188,14 +227,17 @@ def group_specs(r: pd.DataFrame) -> list[tuple]:
         pred = f"finetune-{int(lp)}" if np.isfinite(lp) else None
         for ls in sizes:
             same = tm["successor_layers"].isna() if np.isnan(ls) else tm["successor_layers"] == ls
-            for budget in _budgets(tm[same & (tm["arm"] != pred)]):
+            for budget in _budgets(tm[same & (tm["arm"] != pred)], split_budgets):
                 in_budget = tm["budget"].isna() | (tm["budget"] == budget) if np.isfinite(budget) else True
                 specs.append((task, model, float(ls), float(lp), float(budget),
                               tm[(same & in_budget) | (tm["arm"] == pred)].copy()))
     return specs
 
 
-def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1, examples=None) -> Group:
+def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_groups=1, examples=None,
+           results: list[ClaimResult] | None = None, declared: dict[str, float] | None = None) -> Group:
+    """One group's tables and claims; results: its claims when its family spans other groups too
+    (evaluate_family's rows for its budget; declared: the family's claim -> budget), else evaluated here."""
     var = tables.variance_table(g)
     level = float(var["fine_tuning_level"].iloc[0]) if len(var) else np.nan
     g["below_level"] = g["test_accuracy"] < level
@@ -206,9 +248,15 @@ def _group(task, model, ls, lp, budget, g, ep, rep, *, n_boot, seed, margin, n_g
     ids = set(g["run_id"])
     gep = ep[ep["run_id"].isin(ids)] if "run_id" in ep else ep.iloc[0:0]
     grep = rep[rep["run_id"].isin(ids)] if "run_id" in rep else rep.iloc[0:0]
-    results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot, groups=n_groups, examples=examples)
+    if results is None:
+        results = evaluate_claims(g, grep, margin=margin, seed=seed, n_perm=n_boot, groups=n_groups,
+                                  examples=examples)
+        decomposition = variance_decomposition(g, examples, margin=margin, groups=n_groups)
+    else:  # only the primaries declared at this budget, each at the family's level
+        decomposition = variance_decomposition(g, examples, claims=claims_at(CLAIMS, declared, budget), margin=margin,
+                                               groups=n_groups, family_size=primary_family_size())
     return Group(task, model, ls, lp, budget, g, gep, grep, level, var,
                  annotate_pairwise(tables.pairwise_tests(g, seed=seed), results), tables.expected_max(g),
                  tables.performance_profile(g), tables.power_table(g), tables.variance_components(g), results,
-                 variance_decomposition(g, examples, margin=margin, groups=n_groups))
+                 decomposition)
 

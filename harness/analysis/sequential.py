@@ -111,7 +111,9 @@ class Decision:
     rci_coverage: the repeated interval's simultaneous coverage over the looks (1 - the level of
     the boundaries it is read from: the interval the decision used, so for 3b's one-sided tests
     the two-sided interval at twice their one-sided level); inference_unit: "task" (seeds and
-    test examples random: per-example results at every paired seed) or "test set" (seeds only)."""
+    test examples random: per-example results at every paired seed) or "test set" (seeds only);
+    budget: the student budget its runs were read at when primaries are declared per budget (NaN:
+    the group's own runs)."""
     claim: str
     comparison: str
     a: str
@@ -132,6 +134,7 @@ class Decision:
     note: str = ""
     rci_coverage: float = np.nan
     inference_unit: str = ""
+    budget: float = np.nan
 
     @property
     def stopped(self) -> bool:
@@ -140,13 +143,17 @@ class Decision:
 
 @dataclass
 class Replay:
-    """The sequential examination of one group: decisions (one per declared primary), looks
-    reached, the seeds each arm ran in it (arm -> seeds), and the arms the next look needs (empty
-    when every primary is decided or the last look is done)."""
+    """The sequential examination of one group (or one family declared per budget): decisions (one
+    per declared primary), looks reached, the seeds each arm ran in it (arm -> seeds; runs_at: (arm,
+    budget) -> seeds, budget NaN for the group's own runs), and the arms the next look needs
+    (next_arms; next_at: as (arm, budget); empty when every primary is decided or the last look is
+    done)."""
     decisions: list[Decision]
     reached: int
     arm_seeds: dict[str, int] = field(default_factory=dict)
     next_arms: list[str] = field(default_factory=list)
+    runs_at: dict[tuple[str, float], int] = field(default_factory=dict)
+    next_at: list[tuple[str, float]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- one look, one comparison
@@ -263,10 +270,12 @@ def _family_size() -> int:
 
 # ---------------------------------------------------------------- replay of one group
 
-def _arms_of(ctx: Context, claims: list[Claim]) -> list[str]:
+def _arms_of(contexts: dict[float, Context], claims: list[Claim], at) -> list[tuple[str, float]]:
+    """The (arm, budget) pairs of `claims`' primaries, each claim at its budget at(claim)."""
     names = []
     for claim in claims:
-        names += list(primary_arms(ctx, claim) or ())
+        b = at(claim)
+        names += [(a, b) for a in primary_arms(contexts[b], claim) or ()]
     return list(dict.fromkeys(names))
 
 
@@ -279,43 +288,61 @@ def _complete(runs: pd.DataFrame, arms: list[str], seeds: list) -> bool:
 
 def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
            replacements: pd.DataFrame | None = None, claims: list[Claim] | None = None,
-           examples: "pd.DataFrame | tables.Examples | None" = None) -> Replay:
+           examples: "pd.DataFrame | tables.Examples | None" = None,
+           budgets: dict[str, float] | None = None) -> Replay:
     """Examine one group's runs look by look (module docstring).
 
     group_runs: the normalised runs of one group, the predecessor's included (any seeds: look k
     reads only the first looks[k] of `seeds`, default 0, 1, 2, ...); a look is reached when every
     arm of the primaries still open has a successful run at each of its seeds. examples: the
     per-example results (as evaluate_claims): with them a mean comparison's p at each look, and its
-    repeated interval, are task-level (docs/method.md, "The unit of inference").
+    repeated interval, are task-level (docs/method.md, "The unit of inference"). budgets: claim id
+    -> the budget its primary is read at (primaries declared per budget): group_runs then holds one
+    family's runs at every budget, each primary reads the runs at its budget (and the predecessor's),
+    and the family is the one Holm family; None: every primary reads all of group_runs.
     """
     claims = [c for c in (CLAIMS if claims is None else claims) if c.primary is not None]
     seeds = list(range(design.looks[-1])) if seeds is None else list(seeds)[: design.looks[-1]]
     examples = tables.Examples.of(examples)
-    full = Context.of(group_runs, replacements, margin=design.margin, alpha=design.alpha, with_power=False)
+
+    def at(claim: Claim) -> float | None:  # None: the group's own runs
+        return float(budgets[claim.id]) if budgets and claim.id in budgets else None
+
+    def nan(b: float | None) -> float:
+        return np.nan if b is None else b
+    places = list(dict.fromkeys(at(c) for c in claims))
+    sliced = {b: group_runs if b is None else group_runs[group_runs["budget"].isna() | (group_runs["budget"] == b)]
+              for b in places}
+    full = {b: Context.of(sliced[b], replacements, margin=design.margin, alpha=design.alpha, with_power=False)
+            for b in places}
     decided: dict[str, Decision] = {}
     for claim in claims:
-        if primary_arms(full, claim) is None:
+        if primary_arms(full[at(claim)], claim) is None:
             a, b = claim.primary.a, claim.primary.b
-            decided[claim.id] = Decision(claim.id, f"{a} vs {b}", a, b, NOT_RUN, 0, 0)
+            decided[claim.id] = Decision(claim.id, f"{a} vs {b}", a, b, NOT_RUN, 0, 0, budget=nan(at(claim)))
     rejected: set[str] = set()
     last_seen: dict[str, Decision] = {}
     arm_seeds: dict[str, int] = {}
+    runs_at: dict[tuple[str, float], int] = {}
     reached = 0
     m = len(claims)
     for k, n in enumerate(design.looks):
         open_claims = [c for c in claims if c.id not in decided]
         if not open_claims:
             break
-        arms = _arms_of(full, open_claims)
+        arms = _arms_of(full, open_claims, at)
         look_seeds = seeds[:n]
-        if len(look_seeds) < n or not _complete(group_runs, arms, look_seeds):
+        if len(look_seeds) < n or not all(_complete(sliced[b], [a for a, ab in arms if ab == b], look_seeds)
+                                          for b in places):
             break
         reached = k + 1
-        for a in arms:
+        for a, b in arms:
             arm_seeds[a] = n
-        ctx = Context.of(group_runs[group_runs["seed"].isin(look_seeds)], replacements, examples,
-                         margin=design.margin, alpha=design.alpha, with_power=False)
-        cmps = {c.id: c.test(ctx, *primary_arms(ctx, c)) for c in open_claims}
+            runs_at[(a, nan(b))] = n
+        ctx = {b: Context.of(sliced[b][sliced[b]["seed"].isin(look_seeds)], replacements, examples,
+                             margin=design.margin, alpha=design.alpha, with_power=False)
+               for b in {at(c) for c in open_claims}}
+        cmps = {c.id: c.test(ctx[at(c)], *primary_arms(ctx[at(c)], c)) for c in open_claims}
         def decision(claim: Claim, cmp: Comparison, verdict: str, p: float, bound: float, level: float,
                      rci: tuple[float, float], cp: float = np.nan, note: str = "") -> Decision:
             """rci: (the interval's nominal two-sided p at this look, the level of the boundaries it
@@ -326,7 +353,7 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
             unit = cmp.inference_unit if cmp.kind in ("difference", "no-better") else ""
             return Decision(claim.id, cmp.label, cmp.a, cmp.b, verdict, k + 1, n, cmp.estimate, lo, hi, rci_p,
                             p, bound, level, cp, cmp.unit, _n(cmp), notes,
-                            1 - rci_level if np.isfinite(rci_p) else np.nan, unit)
+                            1 - rci_level if np.isfinite(rci_p) else np.nan, unit, nan(at(claim)))
 
         def rejection_rci(cmp: Comparison, level: float) -> tuple[float, float]:
             """The repeated interval the rejection test reads: two-sided at `level`, or for 3b's
@@ -381,11 +408,13 @@ def replay(group_runs: pd.DataFrame, design: Design, seeds: list | None = None,
         d = decided.get(claim.id) or last_seen.get(claim.id)
         if d is None:
             a, b = claim.primary.a, claim.primary.b
-            d = Decision(claim.id, f"{a} vs {b}", a, b, OPEN, 0, 0)
+            d = Decision(claim.id, f"{a} vs {b}", a, b, OPEN, 0, 0, budget=nan(at(claim)))
         decisions.append(d)
     still = [c for c in claims if decided.get(c.id) is None]
     done = reached == len(design.looks)
-    return Replay(decisions, reached, arm_seeds, [] if done or not still else _arms_of(full, still))
+    following = [] if done or not still else _arms_of(full, still, at)
+    return Replay(decisions, reached, arm_seeds, list(dict.fromkeys(a for a, _ in following)), runs_at,
+                  [(a, nan(b)) for a, b in following])
 
 
 def _n(cmp: Comparison) -> str:
@@ -393,26 +422,47 @@ def _n(cmp: Comparison) -> str:
 
 
 def decisions_frame(replays: list[tuple[dict, Replay]]) -> pd.DataFrame:
-    """One row per (group, primary): the group key's columns, then Decision's fields."""
+    """One row per (group, primary): the group key's columns, then Decision's fields; `budget` is
+    the group key's, or the decision's own where primaries are declared per budget."""
     from dataclasses import asdict, fields
 
-    rows = [{**key, **asdict(d)} for key, r in replays for d in r.decisions]
-    cols = (list(replays[0][0]) if replays else []) + [f.name for f in fields(Decision)]
+    key_cols = list(replays[0][0]) if replays else []
+    rows = []
+    for key, r in replays:
+        for d in r.decisions:
+            row = {**key, **asdict(d)}
+            if not np.isfinite(d.budget) and "budget" in key:
+                row["budget"] = key["budget"]
+            rows.append(row)
+    cols = key_cols + [f.name for f in fields(Decision) if f.name not in key_cols]
     return pd.DataFrame(rows, columns=cols)
 
 
 def examine_store(runs: pd.DataFrame, looks, seeds, futility: float = FUTILITY,
-                  examples: pd.DataFrame | None = None) -> list[tuple[dict, Replay]]:
+                  examples: pd.DataFrame | None = None,
+                  primaries: dict[str, float] | None = None) -> list[tuple[dict, Replay]]:
     """The sequential examination of a store's runs table: per group (its key: task, model,
     successor and predecessor layers, budget) the Replay of its primaries, G = the number of groups.
-    examples: the store's per-example results (harness.store.examples.examples_table), if any."""
-    from harness.analysis.groups import group_specs
+    examples: the store's per-example results (harness.store.examples.examples_table), if any.
+    primaries: claim id -> the budget its primary is read at (a sweep's `primaries`): one Replay per
+    family (task, model, successor and predecessor layers; key budget NaN, each decision its own),
+    G = the number of families."""
+    from harness.analysis.groups import family_specs, group_specs
     from harness.store.schema import normalize_runs
 
     if runs.empty:
         return []
-    specs = group_specs(normalize_runs(runs))
-    design = Design(tuple(looks), groups=len(specs), futility=futility)
+    specs = group_specs(normalize_runs(runs), split_budgets=primaries is not None)
     ex = tables.Examples.of(examples)
-    return [(dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=b),
-             replay(rows, design, seeds, examples=ex)) for t, m, ls, lp, b, rows in specs]
+    if primaries is None:
+        design = Design(tuple(looks), groups=len(specs), futility=futility)
+        return [(dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=b),
+                 replay(rows, design, seeds, examples=ex)) for t, m, ls, lp, b, rows in specs]
+    families = family_specs(specs)
+    design = Design(tuple(looks), groups=len(families), futility=futility)
+    out = []
+    for (t, m, ls, lp), members in families.items():
+        rows = pd.concat([spec[-1] for spec in members]).drop_duplicates("run_id")
+        out.append((dict(task=t, model=m, successor_layers=ls, predecessor_layers=lp, budget=np.nan),
+                    replay(rows, design, seeds, examples=ex, budgets=primaries)))
+    return out

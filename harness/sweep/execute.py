@@ -403,16 +403,34 @@ def incomplete(replays, k: int) -> bool:
     return any(r.reached < k and any(d.verdict == OPEN for d in r.decisions) for _, r in replays)
 
 
+def continuing(replays) -> dict[tuple, set[str]]:
+    """The arms the next look runs: (task, model, successor_layers, budget or None) -> arm names, each
+    continuing arm at its primary's budget (Replay.next_at; else its group's), with the predecessor
+    where a continuing arm needs one."""
+    import numpy as np
+
+    from harness.arms import family
+    from harness.strategies import get_strategy
+
+    need: dict[tuple, set[str]] = {}
+    for key, r in replays:
+        for arm, at in r.next_at:
+            budget = at if np.isfinite(at) else key["budget"]
+            arms = need.setdefault((key["task"], key["model"], int(key["successor_layers"]),
+                                    None if not np.isfinite(budget) else int(budget)), set())
+            arms.add(arm)
+            if family(arm) != "other" and get_strategy(family(arm)).needs_predecessor:
+                arms.add(f"finetune-{int(key['predecessor_layers'])}")
+    return need
+
+
 def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, write_manifest, trains=None):
     """A sequential sweep (harness.analysis.sequential): look by look, the next seeds only for the arms of the
     primaries still open, each look examined from the store alone, so a stopped sweep resumes at the
     same look. Returns (every config run so far, this session's run summaries)."""
-    import numpy as np
-
-    from harness.arms import family
     from harness.run.identity import key_of
+    from harness.store.examples import examples_table
     from harness.store.records import read_label_counts, read_records, runs_table
-    from harness.strategies import get_strategy
 
     configs: list[RunConfig] = []
     results: list[dict] = []
@@ -422,20 +440,18 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
             wave = expand(sweep, seeds=sweep.seeds[:n])
         else:
             ids = {key_of(c) for c in configs}
-            runs = runs_table([r for r in read_records(out_dir) if r["run_id"] in ids], read_label_counts(out_dir))
-            replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility)
+            records = [r for r in read_records(out_dir) if r["run_id"] in ids]
+            runs = runs_table(records, read_label_counts(out_dir))
+            # the decisions the report replays: task-level where the records hold per-example predictions
+            examples = examples_table(records, out_dir)
+            replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility,
+                                    examples=None if examples.empty else examples, primaries=sweep.primaries)
             if incomplete(replays, k):
                 say(f"look {k} is not complete (--only left some of its runs untrained); run the sweep "
                     "without --only to examine it" if trains is not None else
                     f"look {k} is not complete (a run failed); run the sweep again to retry it")
                 break
-            need = {}
-            for key, r in replays:
-                arms = set(r.next_arms)
-                if any(get_strategy(family(a)).needs_predecessor for a in arms if family(a) != "other"):
-                    arms.add(f"finetune-{int(key['predecessor_layers'])}")
-                need[(key["task"], key["model"], int(key["successor_layers"]),
-                      None if not np.isfinite(key["budget"]) else int(key["budget"]))] = arms
+            need = continuing(replays)
             open_arms = sum(len(a) for a in need.values())
             if not open_arms:
                 say(f"every primary decided by look {k} ({previous} seeds): no further seeds")
@@ -445,7 +461,8 @@ def run_sequential(sweep: Sweep, out_dir: Path, backend: str, scheduler, say, wr
                 return arm in need.get((task, model, ls, budget), need.get((task, model, ls, None), set()))
             wave = _wave(sweep, sweep.seeds[previous:n], wanted)
             say(f"look {k} ({previous} seeds) examined: " + "; ".join(
-                f"{t} {', '.join(sorted(a)) or 'nothing'}" for (t, *_), a in need.items()) + f" continue to {n} seeds")
+                f"{t}{'' if b is None or len(sweep.budgets) < 2 else f' at {b} steps'} {', '.join(sorted(a))}"
+                for (t, _, _, b), a in need.items()) + f" continue to {n} seeds")
         configs = list({key_of(c): c for c in configs + wave}.values())
         write_manifest(configs)
         _reuse(sweep, wave, out_dir, say)
