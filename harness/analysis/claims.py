@@ -12,6 +12,9 @@ group (one task, model, successor size and budget):
   successor sizes x budgets) tests each group's family at alpha / G (Bonferroni over the groups,
   Holm within): p_adj = min(1, G x Holm p), and the share of studies with any false primary verdict
   stays at or below alpha (tests/analysis/test_claims.py simulates it at the committed designs).
+  A sweep may declare each primary's budget instead (`primaries`): then one family per task, model
+  and successor size spans its budgets, each primary read on the runs at its budget, and G counts
+  those families (`evaluate_family`).
 - Every other comparison is **secondary** (exploratory): estimate, interval, raw p, Holm within its
   claim's secondary family in this group.
 
