@@ -176,9 +176,17 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
                         tuning=store["tuning"], sequential_view=store["sequential"],
                         parameters=parameter_table(records), examples=store["examples"],
-                        results_root=results_dir.parent)
+                        results_root=results_dir.parent, primaries=_declared_primaries(store["manifest"], name))
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
+
+
+def _declared_primaries(manifest: dict, name: str) -> dict | None:
+    """The sweep's [primaries] declaration (claim -> budget), read from its manifest; None without one."""
+    config = manifest.get("config")
+    if not isinstance(config, dict) or "primaries" not in config:
+        return None
+    return sweep_from_raw(config, Path(f"{name} (sweep.json)")).primaries or None
 
 
 def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
@@ -196,6 +204,8 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
     sweep = sweep_from_raw(config, Path(f"{name} (sweep.json)"))
     # per-example results make the looks task-level; without them the call is the seed-only one
     ex = {} if examples is None else {"examples": examples}
+    if sweep.primaries:  # primaries declared per budget: one family per task across budgets
+        ex = {**ex, "primaries": sweep.primaries}
     replays = examine_store(runs, sweep.looks, sweep.seeds, sweep.futility, **ex)
     position = {s: i for i, s in enumerate(sweep.seeds)}
     runs = runs.copy()
@@ -204,7 +214,8 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
     table = decisions_frame(replays)
     look_states = _look_states(runs, sweep, position, ex) if look_states else pd.DataFrame()
     arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
-                       + runs["successor_layers"].astype(str)).groupby(["task", "model"])["arm"].nunique()
+                       + runs["successor_layers"].astype(str) + "|" + runs["budget"].astype(str)
+                       ).groupby(["task", "model"])["arm"].nunique()  # (arm, budget) pairs
     own = [r for r in records if r.get("sweep") == name]
     return {"runs_table": runs, "decisions": table, "look_states": look_states, "looks": sweep.looks, "futility": sweep.futility,
             "groups": len(replays), "family": primary_family_size(), "margin": 1.0,
@@ -350,19 +361,21 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
                   seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
                   tuning: dict | None = None, sequential_view: dict | None = None,
                   parameters: pd.DataFrame | None = None, examples: pd.DataFrame | None = None,
-                  results_root: Path | None = None) -> dict:
+                  results_root: Path | None = None, primaries: dict | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
     equivalence margin (points) of claim 3b; curves: the stored dev curves (records.curves_table,
     percent); parameters: parameter counts per model size (harness.report.parameters); examples: the
     per-example results (harness.store.examples.examples_table; None: seed-only inference);
     results_root: the folder of the stores (a store's parent): the index beside the report is then
-    the findings page of every store there (harness.report.findings), else the list of reports.
+    the findings page of every store there (harness.report.findings), else the list of reports;
+    primaries: claim -> budget, a sweep's declared primaries (one family per task across budgets).
 
     Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
     """
     results_dir, report_path = Path(results_dir), Path(report_path)
-    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin, examples=examples)
+    declared = {"primaries": primaries} if primaries else {}
+    a = analyze(runs, epochs, replacements, n_boot=n_boot, seed=seed, margin=margin, examples=examples, **declared)
     tables = write_tables(a, runs, results_dir / "tables")
     infos = plots.plot_all(a, results_dir / "plots", curves=curves, parameters=parameters,
                            sequential=sequential_view)

@@ -155,7 +155,7 @@ def interval_note(a: Analysis) -> str:
     t = a.claims_table()
     prim = t[t["role"] == "primary"]
     units = list(dict.fromkeys(prim["unit"])) if len(prim) else ["points"]
-    m, g = len(PRIMARY_CLAIMS), len(a.groups)
+    m, g = len(PRIMARY_CLAIMS), a.families or len(a.groups)  # G: the families (declared primaries: per task)
     return ("*A − B*: " + "; ".join(direction_words(u) for u in units if u) + ". *Interval*: 95% (claim 3b: the "
             "90% interval its two one-sided tests read), **not adjusted** for multiplicity; the verdict reads the "
             f"adjusted p (Holm over the {m} primaries of a group, x {g} for the report's {g} group(s)), so an "
@@ -324,7 +324,7 @@ def fixed_design_section(a: Analysis, sequential: bool = False) -> str:
     table = primary_verdicts(a)
     if table.empty:
         return "_No claim could be evaluated._\n"
-    size, g = len(PRIMARY_CLAIMS), len(a.groups)
+    size, g = len(PRIMARY_CLAIMS), a.families or len(a.groups)
     adjust = (f"Holm within a group, Bonferroni over the {g} group(s): adjusted p = {g} x Holm p")
     lead = (f"**Fixed-design reading, not the study's verdicts.** The same runs read as if every arm's seeds had "
             f"been fixed in advance ({adjust}). The seeds were collected sequentially (more seeds only where a "
