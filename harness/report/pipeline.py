@@ -214,7 +214,8 @@ def _sequential_view(runs, manifest: dict, name: str, records: list[dict],
     table = decisions_frame(replays)
     look_states = _look_states(runs, sweep, position, ex) if look_states else pd.DataFrame()
     arms = runs.assign(arm=runs["strategy"] + "|" + runs["variant"].fillna("") + "|"
-                       + runs["successor_layers"].astype(str) + "|" + runs["budget"].astype(str)
+                       + runs["successor_layers"].astype(str) + "|"
+                       + runs["budget"].map(lambda b: "none" if pd.isna(b) else str(int(b)))
                        ).groupby(["task", "model"])["arm"].nunique()  # (arm, budget) pairs
     own = [r for r in records if r.get("sweep") == name]
     return {"runs_table": runs, "decisions": table, "look_states": look_states, "looks": sweep.looks, "futility": sweep.futility,
