@@ -43,7 +43,9 @@ def run_job(config_dict: dict, out_dir: str, sweep_name: str) -> dict:
     keep = is_predecessor(config) and stored_ok(Path(out_dir), key_of(config))
     try:
         strategy, variant = arm_label(config)
-        who = f"{strategy}{'/' + variant if variant else ''} {config.task} seed {config.seed}"
+        lr = float(config.option_dict.get("lr") or config.lr)  # the student's rate (a tuning trial's)
+        who = (f"{strategy}{'/' + variant if variant else ''} {config.task} seed {config.seed} lr {lr:g}"
+               f"{f' budget {config.budget}' if config.budget else ''}")
         record = execute(config, out_dir=None if keep else Path(out_dir), log=lambda *_: None,
                          record_fields={"sweep": sweep_name},
                          heartbeat=lambda line: print(f"  . {who}:{line[1:]}", flush=True))
