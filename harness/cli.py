@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of test examples two arms disagree on, when no pilot store is given "
                         "(0.06: measured on trec-6; an upper bound of the test-sample error)")
     d.add_argument("--pilot", type=Path, default=None, metavar="STORE",
-                   help="a store whose per-example predictions give the test-sample error instead")
+                   help="a store whose per-example predictions give the test-sample error instead (default: none)")
     d.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures to this JSON file (default: none, print only)")
     d.add_argument("--out", type=Path, dest="json_out_alias", default=None, help=argparse.SUPPRESS)
     rp = command("report", "rebuild tables, plots and the report from a results store", cmd_report)

@@ -147,7 +147,7 @@ def test_a_tuned_sweep_tunes_then_evaluates_at_the_selected_and_the_shared_rate(
     # the tuned and at the shared rate side by side
     text = (tmp_path / "r" / "tiny.md").read_text()
     assert text.index("## Primary verdicts") < text.index("## Tuning") < text.index("## Summary")
-    assert "tuning trials.**" in text and "| arm | lr 0.0003 | lr 0.003 | selected | trials |" in text
+    assert "tuning trials.**" in text and "| arm | lr 0.0003 | lr 0.003 | selected | why | trials |" in text
     assert "**Expected best of k trials**" in text and "| arm | k=1 | k=2 |" in text
     assert "**Primary verdicts at the tuned and at the shared rate**" in text and "- Claim 1: " in text
     sel = pd.read_csv(out / "tables" / "tuning_selected.csv")
