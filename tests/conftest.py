@@ -113,3 +113,23 @@ def write_tiny_sweep(path, model: str, task: str, *, arms=PREDECESSOR_AND_BASELI
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def load_sweep_text(tmp_path, text: str):
+    """A sweep config's TOML text written to tmp_path/mine.toml and loaded (checked) as a user's sweep."""
+    from harness.sweep import plan
+
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    return plan.load_sweep(config_path=path)
+
+
+def sweep_config_error(tmp_path, text: str) -> str:
+    """The one-line error a bad sweep config text gives (asserted to be one line naming mine.toml)."""
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError) as info:
+        load_sweep_text(tmp_path, text)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("sweep config mine.toml: "), message
+    return message

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np

@@ -5,11 +5,10 @@ preset's first look is exactly the tuning stages' evaluation runs at the declare
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from conftest import load_sweep_text, sweep_config_error
 
-from harness.errors import HarnessError
 from harness.sweep import plan as sweep_mod
 from harness.training.config import RunConfig
 
@@ -48,32 +47,20 @@ def _text(top="", finetune="", add="", binary="budgets = [100]", two_stage="budg
     return SWEEP.format(top=top, finetune=finetune, add=add, binary=binary, two_stage=two_stage)
 
 
-def _load(tmp_path: Path, text: str):
-    path = tmp_path / "mine.toml"
-    path.write_text(text)
-    return sweep_mod.load_sweep(config_path=path)
-
-
-def _error(tmp_path: Path, text: str) -> str:
-    with pytest.raises(HarnessError) as info:
-        _load(tmp_path, text)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith("sweep config mine.toml: "), message
-    return message
 
 
 def test_an_arm_runs_only_at_its_own_budgets(tmp_path):
-    sweep = _load(tmp_path, _text())
+    sweep = load_sweep_text(tmp_path, _text())
     runs = Counter((c.strategy, c.variant, c.budget) for c in sweep_mod.expand(sweep))
     assert runs == {("finetune", "", None): 2,  # the predecessor, once per seed, no budget
                     ("finetune", "", 100): 2, ("finetune", "", 300): 2,
                     ("theseus-add", "seed", 100): 2, ("theseus-add", "seed", 300): 2,
                     ("theseus-binary", "seed", 100): 2, ("two-stage", "predecessor-1x", 300): 2}
     # without per-arm budgets every arm runs at every budget, as before
-    every = _load(tmp_path, _text(binary="", two_stage=""))
+    every = load_sweep_text(tmp_path, _text(binary="", two_stage=""))
     assert len(sweep_mod.expand(every)) == 2 + 4 * 2 * 2
     # an arm declared once per budget (each may carry its own rate)
-    split = _load(tmp_path, _text(finetune="budgets = [100]\n[[arms]]\nstrategy = \"finetune\"\n"
+    split = load_sweep_text(tmp_path, _text(finetune="budgets = [100]\n[[arms]]\nstrategy = \"finetune\"\n"
                                            "budgets = [300]\nset = { lr = 5e-5 }"))
     lrs = {(c.budget, c.lr) for c in sweep_mod.expand(split) if c.strategy == "finetune" and c.budget}
     assert lrs == {(100, RunConfig.lr), (300, 5e-5)}
@@ -99,24 +86,24 @@ def test_an_arm_runs_only_at_its_own_budgets(tmp_path):
      "is tested at 300 steps, where its arm finetune-2 does not run"),
 ])
 def test_bad_budgets_and_primaries_are_one_line(tmp_path, change, where, message):
-    text = _error(tmp_path, _text(**change))
+    text = sweep_config_error(tmp_path, _text(**change))
     assert text.startswith(f"sweep config mine.toml: {where}: "), text
     assert message in text, text
 
 
 def test_arm_budgets_need_the_sweeps_budgets_and_not_the_predecessor(tmp_path):
     no_list = _text().replace("budgets = [100, 300]\n", "")
-    assert "picks from the sweep's budgets; give budgets = [...]" in _error(tmp_path, no_list)
+    assert "picks from the sweep's budgets; give budgets = [...]" in sweep_config_error(tmp_path, no_list)
     pred = _text().replace('layers = "predecessor"', 'layers = "predecessor"\nbudgets = [100]')
-    assert "[[arms]] #1 (finetune) budgets: the predecessor trains at its own length" in _error(tmp_path, pred)
+    assert "[[arms]] #1 (finetune) budgets: the predecessor trains at its own length" in sweep_config_error(tmp_path, pred)
     primaries = _text(top=PRIMARIES, binary="", two_stage="").replace("budgets = [100, 300]\n", "")
-    assert "top level primaries: declares budgets per primary" in _error(tmp_path, primaries)
+    assert "top level primaries: declares budgets per primary" in sweep_config_error(tmp_path, primaries)
 
 
 def test_primaries_load_as_claim_to_budget(tmp_path):
-    sweep = _load(tmp_path, _text(top=PRIMARIES))
+    sweep = load_sweep_text(tmp_path, _text(top=PRIMARIES))
     assert sweep.primaries == {"1": 300, "3a": 300, "3b": 300, "2a": 100, "4a": 100}
-    assert _load(tmp_path, _text()).primaries is None
+    assert load_sweep_text(tmp_path, _text()).primaries is None
 
 
 def test_reproduce_looks_one_is_the_tuning_stages_declared_rate_runs(monkeypatch):

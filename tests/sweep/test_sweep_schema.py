@@ -6,14 +6,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import string
-from pathlib import Path
 
 import pytest
+from conftest import load_sweep_text, sweep_config_error
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.errors import HarnessError
 from harness.sweep import execute
 from harness.sweep import plan as sweep_mod
 from harness.sweep.schema import TOP, run_field_types
@@ -35,22 +34,10 @@ options = { theseus_epochs = 1 }
 """
 
 
-def _load(tmp_path: Path, text: str):
-    path = tmp_path / "mine.toml"
-    path.write_text(text)
-    return sweep_mod.load_sweep(config_path=path)
-
-
-def _error(tmp_path: Path, text: str) -> str:
-    with pytest.raises(HarnessError) as info:
-        _load(tmp_path, text)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith("sweep config mine.toml: "), message
-    return message
 
 
 def test_the_good_config_and_every_shipped_preset_load(tmp_path):
-    assert _load(tmp_path, GOOD).name == "mine"
+    assert load_sweep_text(tmp_path, GOOD).name == "mine"
     for preset in sweep_mod.list_presets():
         sweep_mod.load_sweep(preset)
 
@@ -108,14 +95,14 @@ def test_a_wrong_type_is_one_line_and_exit_2_from_the_cli(tmp_path, capsys):
 def test_bad_keys_name_file_table_and_key(tmp_path, change, where, message):
     old, new = change
     assert old in GOOD
-    text = _error(tmp_path, GOOD.replace(old, new, 1))
+    text = sweep_config_error(tmp_path, GOOD.replace(old, new, 1))
     assert text.startswith(f"sweep config mine.toml: {where}: "), text
     assert message in text, text
 
 
 def test_no_arms_and_budgets_beside_a_base_budget(tmp_path):
-    assert "no [[arms]]" in _error(tmp_path, 'name = "x"\n')
-    text = _error(tmp_path, GOOD.replace("seeds = 2", "budgets = [10]").replace("epochs = 2", "budget = 5"))
+    assert "no [[arms]]" in sweep_config_error(tmp_path, 'name = "x"\n')
+    text = sweep_config_error(tmp_path, GOOD.replace("seeds = 2", "budgets = [10]").replace("epochs = 2", "budget = 5"))
     assert "[base] budget: give budgets or [base] budget, not both" in text
 
 
@@ -216,8 +203,8 @@ def test_generated_configs_load_or_give_one_error_line(tmp_path, monkeypatch, ca
 
 
 def test_allow_small_test_at_the_top_level_or_in_base_reaches_every_run(tmp_path):
-    assert _load(tmp_path, "allow_small_test = true\n" + GOOD).base["allow_small_test"] is True
-    assert "allow_small_test" not in _load(tmp_path, GOOD).base
+    assert load_sweep_text(tmp_path, "allow_small_test = true\n" + GOOD).base["allow_small_test"] is True
+    assert "allow_small_test" not in load_sweep_text(tmp_path, GOOD).base
     with_base = GOOD.replace("[base]\n", "[base]\nallow_small_test = true\n")
-    assert _load(tmp_path, with_base).base["allow_small_test"] is True
-    assert "allow_small_test: expected true or false, got 1 (an integer)" in _error(tmp_path, "allow_small_test = 1\n" + GOOD)
+    assert load_sweep_text(tmp_path, with_base).base["allow_small_test"] is True
+    assert "allow_small_test: expected true or false, got 1 (an integer)" in sweep_config_error(tmp_path, "allow_small_test = 1\n" + GOOD)
