@@ -45,6 +45,12 @@ def places(groups: list[Group]) -> dict[str, str]:
 def inference_unit(table: pd.DataFrame) -> str | None:
     """"task" or "test set" as the claims table declares its unit of inference (the most common
     value over its rows), None when the table predates the column (seed-only inference)."""
+    # only the tested accuracy comparisons have a unit: failure rates are per run, and a comparison
+    # not run or not testable has none
+    if "claim" in table and "verdict" in table:
+        tested = table["claim"].astype(str).isin(MEAN_CLAIMS) & ~table["verdict"].astype(str).str.startswith("not ")
+        if tested.any():
+            table = table[tested]
     for col in (*INFERENCE_UNIT_COLUMNS, "unit"):
         if col in table:
             vals = table[col].dropna().astype(str)
@@ -52,6 +58,9 @@ def inference_unit(table: pd.DataFrame) -> str | None:
             if len(vals):
                 return vals.value_counts().index[0]
     return None
+
+
+MEAN_CLAIMS = ("1", "3a", "3b")  # the claims that compare mean accuracies (task-level where predictions exist)
 
 
 def _row_unit(r) -> str | None:
