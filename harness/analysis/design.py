@@ -172,17 +172,17 @@ def design_of(sweep) -> tuple[list[tuple[list, str]], int]:
     groups = []
     for model in sweep.models:
         lp = _predecessor_layers(sweep, model)
-        for _task in sweep.tasks:
+        for task in sweep.tasks:
             for ls in sweep.successor_layers:
                 students = [(a, b) for b in sweep.budgets for a in sweep.arms
-                            if a.get("layers") != "predecessor" and b in sweep.arm_budgets(a)]
+                            if a.get("layers") != "predecessor" and sweep.runs(a, task, b)]
                 if getattr(sweep, "primaries", None):
                     arms = [f"finetune-{lp}"] + [(_arm_name(a, ls), b) for a, b in students]
                     groups.append((list(dict.fromkeys(arms)), f"finetune-{lp}"))
                     continue
                 for budget in sweep.budgets:
                     arms = [f"finetune-{lp}" if a.get("layers") == "predecessor" else _arm_name(a, ls)
-                            for a in sweep.arms if budget in sweep.arm_budgets(a)]
+                            for a in sweep.arms if sweep.runs(a, task, budget)]
                     groups.append((list(dict.fromkeys(arms)), f"finetune-{lp}"))
     return groups, len(sweep.seeds)
 

@@ -5,7 +5,7 @@ Order: the first screen says what was found, in words: the bottom line (2-4 gene
 what the intervals are about), the primary verdicts with each claim in words (a sequential study: its
 sequential verdicts), where the runs come from several CPU kinds a warning naming each primary whose
 paired seeds mix them with the hardware x arm table, the per-arm table and, where the analysis gives one, the variance decomposition
-of each primary. Then the figures (the pictures of the decisions first), the tuning and budget
+of each primary and, for a study whose rates its tuning stages chose, each arm's rate and why. Then the figures (the pictures of the decisions first), the tuning and budget
 sections, the summary per group, the seed's reference numbers, and the appendix: how to read the
 tables, the method (each claim's test and primary), a sequential study's design and its fixed-design
 reading (labelled), every comparison, everything per arm and pairwise. Failed runs and provenance close
@@ -44,8 +44,9 @@ __all__ = ["APPENDIX_SUBSECTIONS", "SECTIONS", "TABLES", "md_table", "render_met
 
 
 def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tuning: dict | None = None,
-                  sequential_view: dict | None = None) -> str:
-    """The whole markdown report as a string (figures linked relative to report_path)."""
+                  sequential_view: dict | None = None, rates: str | None = None) -> str:
+    """The whole markdown report as a string (figures linked relative to report_path); rates: the
+    learning-rates section of a study whose rates were chosen by its tuning stages (sections/rates.py)."""
     meta = meta or {}
     by = {(i.group, i.name): i for i in infos}
     seq = sequential_view
@@ -62,6 +63,7 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
              *(["## Hardware\n", hardware] if hardware else []),
              "## Per arm\n", per_arm_section(a),
              *(["## Variance decomposition\n", decomposition] if decomposition else []),
+             *(["## Learning rates\n", rates] if rates else []),
              "## Figures\n", figures_section(a, by, report_path, sequential=seq is not None),
              *(["## Tuning\n", tuning_section(a, tuning, infos, report_path)] if tuning else []),
              *(["## Training budget\n", budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []),

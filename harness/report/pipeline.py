@@ -175,9 +175,22 @@ def build_report(results_dir: Path, report_dir: Path | None = None, say=print) -
                         results_dir=results_dir, report_path=report_dir / f"{name}.md", curves=curves,
                         tuning=store["tuning"], sequential_view=store["sequential"],
                         parameters=parameter_table(records), examples=store["examples"],
-                        results_root=results_dir.parent, primaries=_declared_primaries(store["manifest"], name))
+                        results_root=results_dir.parent, primaries=_declared_primaries(store["manifest"], name),
+                        rates=_rates(store, results_dir.parent, say))
     say(f"report: {out['report']}  (tables: {results_dir / 'tables'}, plots: {results_dir / 'plots'})")
     return Path(out["report"])
+
+
+def _rates(store: dict, results_root: Path, say=print) -> str | None:
+    """The learning-rates section of a store whose sweep reuses tuning stages (sections/rates.py); None
+    for any other store."""
+    from harness.report.sections.rates import rates_section, tuning_selections
+
+    config = store["manifest"].get("config")
+    if not isinstance(config, dict) or not config.get("reuse") or "tuning" in config:
+        return None
+    selections = tuning_selections(config, results_root, say)
+    return rates_section(store["runs"], selections) if selections else None
 
 
 def _declared_primaries(manifest: dict, name: str) -> dict | None:
@@ -253,8 +266,8 @@ def _tuning_view(runs, config: dict | None, name: str) -> dict | None:
     annotated = annotate(runs, selected, seeds, declared)
     students = annotated["selected"] & ~(annotated["arm"].str.startswith("finetune-")
                                          & (annotated["successor_layers"] == annotated["predecessor_layers"]))
-    n_arms = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * len(sweep.budgets) * \
-        len([a for a in sweep.arms if a.get("layers") != "predecessor"])
+    n_arms = len(sweep.models) * len(sweep.successor_layers) * \
+        sum(len(sweep.arm_budgets(a)) * len(sweep.arm_tasks(a)) for a in sweep.arms if a.get("layers") != "predecessor")
     return {"runs": annotated, "selected": selected, "trials": trials, "expected": expected_best_table(trials, declared),
             "lrs": lrs, "seeds": seeds, "complete": bool(len(selected) == n_arms and selected["complete"].all()),
             "evaluated": int((students & (annotated["status"] == "ok")).sum()),
@@ -361,7 +374,7 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
                   seed: int = 0, margin: float = 1.0, curves: pd.DataFrame | None = None,
                   tuning: dict | None = None, sequential_view: dict | None = None,
                   parameters: pd.DataFrame | None = None, examples: pd.DataFrame | None = None,
-                  results_root: Path | None = None, primaries: dict | None = None) -> dict:
+                  results_root: Path | None = None, primaries: dict | None = None, rates: str | None = None) -> dict:
     """Analyse, then write results_dir/tables/*.csv, results_dir/plots/*.png|svg, the report at
     report_path and the index README.md beside it. n_boot: permutation resamples; margin: the
     equivalence margin (points) of claim 3b; curves: the stored dev curves (records.curves_table,
@@ -369,7 +382,8 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
     per-example results (harness.store.examples.examples_table; None: seed-only inference);
     results_root: the folder of the stores (a store's parent): the index beside the report is then
     the findings page of every store there (harness.report.findings), else the list of reports;
-    primaries: claim -> budget, a sweep's declared primaries (one family per task across budgets).
+    primaries: claim -> budget, a sweep's declared primaries (one family per task across budgets);
+    rates: the learning-rates section (sections/rates.py) of a study whose rates its tuning stages chose.
 
     Returns {"analysis", "tables": name -> path, "plots": [PlotInfo], "report", "index"}.
     """
@@ -400,7 +414,7 @@ def write_outputs(runs: pd.DataFrame, epochs: pd.DataFrame | None, replacements:
         if not sequential_view.get("look_states", pd.DataFrame()).empty:
             tables["sequential_looks"] = results_dir / "tables" / "sequential_looks.csv"
             sequential_view["look_states"].to_csv(tables["sequential_looks"], index=False)
-    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view),
+    report_path.write_text(render_report(a, infos, meta or {}, report_path, tuning, sequential_view, rates),
                            encoding="utf-8")
     return {"analysis": a, "tables": tables, "plots": infos, "report": report_path,
             "index": update_index(report_path.parent, results_root)}

@@ -89,14 +89,16 @@ class Imported:
     counted by the reason (e.g. "made on Intel Xeon (amx)")."""
     copied: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    run_ids: list[str] = field(default_factory=list)  # the keys copied (or, with dry_run, that would be)
 
 
-def import_records(source: Path, out_dir: Path, run_ids, here: tuple[str, str | None] | None = None) -> Imported:
+def import_records(source: Path, out_dir: Path, run_ids, here: tuple[str, str | None] | None = None,
+                   dry_run: bool = False) -> Imported:
     """Copy the successful records of `run_ids` that `source` (another store) holds and this one
     lacks, with their splits files; a run key is the hash of everything that determines the run, so
     a record under the same key is the same run. here: this machine's CPU kind (name, matmul
     instruction set): only records made on that kind are copied (cpu_kind, same_cpu_kind), the others
-    counted in `skipped` by their kind; None copies records of any kind."""
+    counted in `skipped` by their kind; None copies records of any kind. dry_run: count, copy nothing."""
     source, out_dir, done = Path(source), Path(out_dir), Imported()
     for run_id in run_ids:
         src, dst = record_path(source, run_id), record_path(out_dir, run_id)
@@ -114,13 +116,16 @@ def import_records(source: Path, out_dir: Path, run_ids, here: tuple[str, str | 
                    f"made on {kind[0]}" + (f" ({kind[1]})" if kind[1] else ""))
             done.skipped[why] = done.skipped.get(why, 0) + 1
             continue
+        done.copied += 1
+        done.run_ids.append(run_id)
+        if dry_run:
+            continue
         data_hash = (record.get("task") or {}).get("data_hash")
         split_src = source / "splits" / f"{data_hash}.json"
         split_dst = out_dir / "splits" / f"{data_hash}.json"
         if data_hash and split_src.exists() and not split_dst.exists():
             atomic_write_text(split_dst, split_src.read_text(encoding="utf-8"))
         atomic_write_text(dst, src.read_text(encoding="utf-8"))
-        done.copied += 1
     return done
 
 

@@ -209,10 +209,13 @@ def _plan_lines(sweep: Sweep, configs: list[RunConfig], out_dir: Path, task_info
     from harness.arms import order
     from harness.store.records import read_records
     from harness.sweep.estimate import REFERENCE_SOURCE, duration, estimate_seconds, seconds_per_step
+    from harness.run.identity import key_of
     from harness.sweep.preflight import DATA_KEYS, arm_of
 
     pending = _pending(configs, out_dir)
     todo = [c for c in pending if trains is None or trains(c)]
+    reusable = _reusable(sweep, todo, out_dir)
+    todo = [c for c in todo if key_of(c) not in reusable]
     arms = order({arm_of(c) for c in configs})
     shape = (f"{len(sweep.tasks)} task(s) x {len(sweep.models)} model(s) x {len(sweep.successor_layers)} successor "
              f"size(s) x {len(sweep.budgets)} budget(s) x {len(arms)} arms x {len(sweep.seeds)} seeds")
@@ -222,8 +225,11 @@ def _plan_lines(sweep: Sweep, configs: list[RunConfig], out_dir: Path, task_info
              f"{', '.join('epochs' if b is None else str(b) for b in sweep.budgets)}",
              f"arms: {', '.join(arms)}",
              f"seeds: {', '.join(map(str, sweep.seeds))}",
-             f"store {out_dir}: {len(configs) - len(pending)} already stored, {len(todo)} to run"
-             + (f" ({len(pending) - len(todo)} left untrained by --only)" if trains is not None else "")]
+             f"store {out_dir}: {len(configs) - len(pending)} already stored, "
+             + (f"{len(reusable)} to copy from {', '.join(sweep.reuse)} (reuse: same run key, this CPU kind), "
+                if sweep.reuse else "")
+             + f"{len(todo)} to run"
+             + (f" ({len(pending) - len(todo) - len(reusable)} left untrained by --only)" if trains is not None else "")]
     if todo:
         train_sizes = []
         for c in todo:
@@ -353,6 +359,20 @@ def here_cpu_kind() -> tuple[str, str | None]:
     return cpu_name(), matmul_isa()
 
 
+def _reusable(sweep: Sweep, configs: list[RunConfig], out_dir: Path) -> set[str]:
+    """The run keys of `configs` that `_reuse` would copy in (same key, this CPU kind unless reuse_any_cpu)."""
+    from harness.run.identity import key_of
+    from harness.store.records import import_records
+
+    here = None if sweep.reuse_any_cpu else here_cpu_kind()
+    keys = set()
+    for name in sweep.reuse or []:
+        source = Path(out_dir).parent / name
+        if (source / "runs").is_dir():
+            keys |= set(import_records(source, out_dir, [key_of(c) for c in configs], here, dry_run=True).run_ids)
+    return keys
+
+
 def _reuse(sweep: Sweep, configs: list[RunConfig], out_dir: Path, say=print) -> None:
     """Copy in the records of `sweep.reuse` stores (folders beside this one) with the same run keys,
     made on this machine's CPU kind unless the sweep says `reuse_any_cpu = true` (one study, one CPU
@@ -387,8 +407,8 @@ def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
             lp = _predecessor_layers(sweep, model)
             for ls in sweep.successor_layers:
                 for budget in sweep.budgets:
-                    arms = [a for a in sweep.arms
-                            if wanted(task, model, ls, budget, f"finetune-{lp}" if a.get("layers") == "predecessor"
+                    arms = [a for a in sweep.arms if sweep.runs(a, task, budget)
+                            and wanted(task, model, ls, budget, f"finetune-{lp}" if a.get("layers") == "predecessor"
                                       else _arm_name(a, ls))]
                     if arms:
                         part = replace(sweep, tasks=[task], models=[model], successor_layers=[ls],
@@ -488,8 +508,8 @@ def _selected(sweep: Sweep, out_dir: Path):
     from harness.sweep.plan import shared_lrs
 
     selected = select_settings(runs, sweep.tuning.lrs, sweep.tuning.seeds, declared=shared_lrs(sweep))
-    expected = len(sweep.tasks) * len(sweep.models) * len(sweep.successor_layers) * \
-        sum(len(sweep.arm_budgets(a)) for a in sweep.arms if a.get("layers") != "predecessor")
+    expected = len(sweep.models) * len(sweep.successor_layers) * \
+        sum(len(sweep.arm_budgets(a)) * len(sweep.arm_tasks(a)) for a in sweep.arms if a.get("layers") != "predecessor")
     incomplete = int((~selected["complete"]).sum()) + expected - len(selected)
     missing = []
     if len(runs) < len(wanted):

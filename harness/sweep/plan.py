@@ -49,6 +49,15 @@ class Sweep:
         """The budgets an arm runs at: its own `budgets` (a subset of the sweep's), else every one."""
         return [b for b in self.budgets if b in arm["budgets"]] if "budgets" in arm else list(self.budgets)
 
+    def arm_tasks(self, arm: dict) -> list[str]:
+        """The tasks an arm runs on: its own `tasks` (a subset of the sweep's), else every one. Two
+        declarations of one arm on different tasks give it a rate per task (each selected on that task)."""
+        return [t for t in self.tasks if t in arm["tasks"]] if "tasks" in arm else list(self.tasks)
+
+    def runs(self, arm: dict, task: str, budget) -> bool:
+        """Whether `arm` has runs on `task` at `budget` (the predecessor arm: on every task, at every budget)."""
+        return budget in self.arm_budgets(arm) and task in self.arm_tasks(arm)
+
 
 @dataclass(frozen=True)
 class Tuning:
@@ -175,8 +184,9 @@ def _predecessor_layers(sweep: Sweep, model: str) -> int:
 def expand(sweep: Sweep, seeds: list[int] | None = None, trials=None) -> list[RunConfig]:
     """Every (task, model, successor size, budget, arm, seed, student seed) as one RunConfig, an arm
     only at its own budgets where it declares them (Sweep.arm_budgets), deduplicated (the predecessor
-    arm is shared by every successor size and every budget: it trains at its own fixed length). Predecessor runs come first, then budget by budget, smallest first, so
-    a sweep stopped early holds whole budgets.
+    arm is shared by every successor size and every budget: it trains at its own fixed length), and on its
+    own tasks where it declares them (Sweep.arm_tasks). Predecessor runs come first, then budget by budget,
+    smallest first, so a sweep stopped early holds whole budgets.
 
     seeds: the seeds to expand (default: the sweep's evaluation seeds). trials: a function
     (arm, task, model, successor_layers, budget) -> a list of run-field overrides, one run per item
@@ -190,7 +200,7 @@ def expand(sweep: Sweep, seeds: list[int] | None = None, trials=None) -> list[Ru
         for model in sweep.models:
             lp = _predecessor_layers(sweep, model)
             for ls in sweep.successor_layers:
-                for budget, arm in ((b, a) for b in sweep.budgets for a in sweep.arms if b in sweep.arm_budgets(a)):
+                for budget, arm in ((b, a) for b in sweep.budgets for a in sweep.arms if sweep.runs(a, task, b)):
                     is_pred = arm.get("layers") == "predecessor"
                     changes = [{}] if is_pred or trials is None else trials(arm, task, model, ls, budget)
                     for seed, change in ((s, c) for s in seeds for c in changes):
@@ -219,18 +229,18 @@ def _arm_name(arm: dict, successor_layers: int) -> str:
     return arm_name(arm, successor_layers, get_strategy(arm["strategy"]).default_variant)
 
 
-def _declared_lr(sweep: Sweep, arm: dict) -> float:
+def declared_lr(base: dict, arm: dict) -> float:
     """The rate an arm trains at as declared: its resolved `lr` option (variant < options), else
     the run's lr ([base] < the arm's `set`)."""
     from harness.strategies import get_strategy
 
     option = get_strategy(arm["strategy"]).resolve(arm.get("variant", ""), arm.get("options", {}))["lr"]
-    return float(option or {**sweep.base, **arm.get("set", {})}.get("lr", RunConfig.lr))
+    return float(option or {**base, **arm.get("set", {})}.get("lr", RunConfig.lr))
 
 
 def shared_lrs(sweep: Sweep) -> dict[str, float]:
     """Each student arm's declared (shared) learning rate, by its runs-table name."""
-    return {_arm_name(a, ls): _declared_lr(sweep, a)
+    return {_arm_name(a, ls): declared_lr(sweep.base, a)
             for a in sweep.arms if a.get("layers") != "predecessor" for ls in sweep.successor_layers}
 
 
@@ -240,7 +250,7 @@ def tuning_configs(sweep: Sweep) -> list[RunConfig]:
     from harness.analysis.tuning import lr_setting
 
     def trials(arm, task, model, ls, budget):
-        return [lr_setting(arm, lr, _declared_lr(sweep, arm)) for lr in sweep.tuning.lrs]
+        return [lr_setting(arm, lr, declared_lr(sweep.base, arm)) for lr in sweep.tuning.lrs]
 
     return expand(sweep, seeds=sweep.tuning.seeds, trials=trials)
 
@@ -258,7 +268,7 @@ def evaluation_configs(sweep: Sweep, selected) -> list[RunConfig]:
 
     def trials(arm, task, model, ls, budget):
         lr = chosen.get((task, model, ls, budget, _arm_name(arm, ls)))
-        return [] if lr is None else [lr_setting(arm, lr, _declared_lr(sweep, arm))]
+        return [] if lr is None else [lr_setting(arm, lr, declared_lr(sweep.base, arm))]
 
     shared = expand(sweep)
     tuned = expand(sweep, trials=trials)

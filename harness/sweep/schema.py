@@ -70,6 +70,7 @@ ARM = {
     "layers": Key(str, choices=("successor", "predecessor")),
     "set": Key(dict),
     "budgets": Key(list, item=int, minimum=1, what="the sweep's budgets this arm runs at (default: every one)"),
+    "tasks": Key(list, item=str, what="the sweep's tasks this arm runs on (default: every one)"),
 }
 # Set for every job by the sweep itself (from arms, seeds, tasks, ...): a value in [base] or in an
 # arm's `set` would be overridden without a word, so it is refused with the place it belongs.
@@ -232,22 +233,32 @@ def _check_sequential(raw: dict, where: "_Where") -> None:
                                                 "tune in a separate sweep and set the rates in the arms")
 
 
+def _sweep_tasks(raw: dict) -> list[str]:
+    return list(raw.get("tasks", [raw.get("base", {}).get("task", RunConfig.task)]))
+
+
 def _check_arm_budgets(raw: dict, where: _Where) -> None:
-    """An arm's `budgets` picks from the sweep's `budgets` (the predecessor has none: it trains at its
-    own length), and no arm runs twice at one budget (two declarations of one arm split its budgets,
-    e.g. to give each its own learning rate)."""
+    """An arm's `budgets` picks from the sweep's `budgets` and its `tasks` from the sweep's tasks (the
+    predecessor has neither: it trains at its own length and serves every task's students), and no arm
+    runs twice on one task at one budget (declarations of one arm split its budgets or tasks, e.g. to give
+    each its own learning rate). With a [tuning] stage every declaration of an arm declares the same rate:
+    the one-SE rule keeps an arm's one declared rate unless another beats it."""
     from harness.strategies import get_strategy
+    from harness.sweep.plan import declared_lr
 
     arms = raw["arms"]
-    if not any("budgets" in arm for arm in arms):
+    if not any("budgets" in arm or "tasks" in arm for arm in arms):
         return
+    tasks = _sweep_tasks(raw)
     seen: dict[tuple, int] = {}
+    rates: dict[tuple, tuple[int, float]] = {}
     for number, arm in enumerate(arms, start=1):
         table = f"[[arms]] #{number} ({arm['strategy']})"
+        for key in ("budgets", "tasks"):
+            if key in arm and arm.get("layers") == "predecessor":
+                raise where.error(table, key, "the predecessor trains at its own length (epochs) and serves every "
+                                              f"task's students at every budget; it takes no {key}")
         if "budgets" in arm:
-            if arm.get("layers") == "predecessor":
-                raise where.error(table, "budgets", "the predecessor trains at its own length (epochs), shared by "
-                                                    "every budget; it takes no budgets")
             if "budgets" not in raw:
                 raise where.error(table, "budgets", "picks from the sweep's budgets; give budgets = [...] at the "
                                                     "top level")
@@ -255,15 +266,27 @@ def _check_arm_budgets(raw: dict, where: _Where) -> None:
                 if b not in raw["budgets"]:
                     raise where.error(table, "budgets", f"item {i} is {b}, not one of the sweep's budgets "
                                                         f"({', '.join(map(str, raw['budgets']))})")
+        for i, t in enumerate(arm.get("tasks", []), start=1):
+            if t not in tasks:
+                raise where.error(table, "tasks", f"item {i} is {t!r}, not one of the sweep's tasks ({', '.join(tasks)})")
         if arm.get("layers") == "predecessor":
             continue
         variant = arm.get("variant") or get_strategy(arm["strategy"]).default_variant
-        for b in arm.get("budgets", raw.get("budgets", [None])):
-            other = seen.setdefault((arm["strategy"], variant, b), number)
-            if other != number:
-                raise where.error(table, "budgets", f"arm #{other} already runs {arm['strategy']}"
-                                                    f"{'/' + variant if variant else ''} at {b} steps; give each "
-                                                    "declaration of an arm its own budgets")
+        name = f"{arm['strategy']}{'/' + variant if variant else ''}"
+        for t in arm.get("tasks", tasks):
+            for b in arm.get("budgets", raw.get("budgets", [None])):
+                other = seen.setdefault((arm["strategy"], variant, t, b), number)
+                if other != number:
+                    at = f" at {b} steps" if b is not None else ""
+                    raise where.error(table, "tasks" if "tasks" in arm else "budgets",
+                                      f"arm #{other} already runs {name} on {t}{at}; give each declaration of an "
+                                      "arm its own budgets or tasks")
+        if "tuning" in raw:
+            lr = declared_lr(raw.get("base", {}), arm)
+            other, first = rates.setdefault((arm["strategy"], variant), (number, lr))
+            if lr != first:
+                raise where.error(table, "options", f"declares lr {lr:g} but arm #{other} declares {name} at {first:g}; "
+                                                    "a tuning stage keeps one declared rate per arm")
 
 
 def _check_primaries(raw: dict, where: _Where) -> None:
@@ -289,14 +312,15 @@ def _check_primaries(raw: dict, where: _Where) -> None:
         if b not in raw["budgets"]:
             raise where.error("[primaries]", claim.id, f"is {b}, not one of the sweep's budgets "
                                                        f"({', '.join(map(str, raw['budgets']))})")
-        for ls in raw.get("successor_layers", [RunConfig.layers]):
+        for ls, task in ((ls, t) for ls in raw.get("successor_layers", [RunConfig.layers]) for t in _sweep_tasks(raw)):
             running = {arm_name(a, ls, get_strategy(a["strategy"]).default_variant) for a in raw["arms"]
-                       if a.get("layers") != "predecessor" and b in a.get("budgets", raw["budgets"])}
+                       if a.get("layers") != "predecessor" and b in a.get("budgets", raw["budgets"])
+                       and task in a.get("tasks", [task])}
             for name in (claim.primary.a, claim.primary.b):
                 name = f"finetune-{ls}" if name == BASELINE else name
                 if name and name not in running:
                     raise where.error("[primaries]", claim.id, f"is tested at {b} steps, where its arm {name} "
-                                                               "does not run (an arm's budgets)")
+                                                               f"does not run on {task} (an arm's budgets and tasks)")
 
 
 def check_sweep(raw: dict, path: Path) -> None:

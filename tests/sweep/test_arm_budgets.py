@@ -1,10 +1,12 @@
-"""Per-arm budgets and primaries declared per budget (docs/configuration.md, "Training budget as an
-axis"): an arm runs only at its own budgets, the schema refuses what cannot run, and the reproduce
-preset's first look is exactly the tuning stages' evaluation runs at the declared rates."""
+"""Per-arm budgets and tasks and primaries declared per budget (docs/configuration.md, "Training budget
+as an axis"): an arm runs only at its own budgets and on its own tasks, the schema refuses what cannot
+run, and the reproduce preset's first look is exactly the tuning stages' evaluation runs at the rates
+they selected."""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import load_sweep_text, sweep_config_error
@@ -66,6 +68,54 @@ def test_an_arm_runs_only_at_its_own_budgets(tmp_path):
     assert lrs == {(100, RunConfig.lr), (300, 5e-5)}
 
 
+TWO_TASKS = 'tasks = ["rt-polarity", "trec-6"]'
+ADD_PER_TASK = ('tasks = ["rt-polarity"]\noptions = { lr = 5e-5 }\n[[arms]]\nstrategy = "theseus-add"\n'
+                'variant = "seed"\ntasks = ["trec-6"]')
+
+
+def test_an_arm_runs_only_on_its_own_tasks_each_declaration_at_its_rate(tmp_path):
+    """Two declarations of theseus-add/seed, one per task, each at the rate selected on that task: each task
+    runs the arm once per seed at its own rate; every other arm runs on both tasks as before."""
+    sweep = load_sweep_text(tmp_path, _text(top=TWO_TASKS, add=ADD_PER_TASK))
+    configs = sweep_mod.expand(sweep)
+    adds = Counter((c.task, c.budget, dict(c.options).get("lr")) for c in configs if c.strategy == "theseus-add")
+    assert adds == {("rt-polarity", 100, 5e-5): 2, ("rt-polarity", 300, 5e-5): 2,
+                    ("trec-6", 100, None): 2, ("trec-6", 300, None): 2}
+    others = Counter((c.task, c.strategy) for c in configs if c.strategy != "theseus-add")
+    assert all(others[("rt-polarity", s)] == others[("trec-6", s)] > 0 for s in ("finetune", "two-stage"))
+    # an arm on one task only: the other task has no run of it (and its primaries may not name it there)
+    only = load_sweep_text(tmp_path, _text(top=TWO_TASKS, two_stage='budgets = [300]\ntasks = ["trec-6"]'))
+    assert {c.task for c in sweep_mod.expand(only) if c.strategy == "two-stage"} == {"trec-6"}
+    from harness.analysis.design import design_of
+
+    groups, _ = design_of(only)
+    assert len(groups) == 4 and sum("two-stage/predecessor-1x" in arms for arms, _ in groups) == 1
+
+
+@pytest.mark.parametrize("change, where, message", [
+    (dict(top=TWO_TASKS, add='tasks = ["sst-2"]'), "[[arms]] #3 (theseus-add) tasks",
+     "item 1 is 'sst-2', not one of the sweep's tasks (rt-polarity, trec-6)"),
+    (dict(add='tasks = ["trec-6"]'), "[[arms]] #3 (theseus-add) tasks",
+     "item 1 is 'trec-6', not one of the sweep's tasks (rt-polarity)"),
+    (dict(top=TWO_TASKS, add=ADD_PER_TASK.replace('tasks = ["trec-6"]', 'tasks = ["trec-6", "rt-polarity"]')),
+     "[[arms]] #4 (theseus-add) tasks", "arm #3 already runs theseus-add/seed on rt-polarity at 100 steps"),
+    (dict(top=TWO_TASKS + "\n" + PRIMARIES, two_stage='budgets = [300]\ntasks = ["trec-6"]'), "[primaries] 3a",
+     "its arm two-stage/predecessor-1x does not run on rt-polarity"),
+    (dict(top=TWO_TASKS + '\n[tuning]\nseeds = [10, 11]\nlrs = [5e-5, 1e-4]', add=ADD_PER_TASK),
+     "[[arms]] #4 (theseus-add) options", "declares lr 0.0001 but arm #3 declares theseus-add/seed at 5e-05"),
+])
+def test_bad_arm_tasks_are_one_line(tmp_path, change, where, message):
+    text = sweep_config_error(tmp_path, _text(**change))
+    assert text.startswith(f"sweep config mine.toml: {where}: "), text
+    assert message in text, text
+
+
+def test_the_predecessor_takes_no_tasks(tmp_path):
+    pred = _text(top=TWO_TASKS).replace('layers = "predecessor"', 'layers = "predecessor"\ntasks = ["trec-6"]')
+    assert "[[arms]] #1 (finetune) tasks: the predecessor trains at its own length (epochs) and serves every " \
+        "task's students" in sweep_config_error(tmp_path, pred)
+
+
 @pytest.mark.parametrize("change, where, message", [
     (dict(binary="budgets = [200]"), "[[arms]] #4 (theseus-binary) budgets",
      "item 1 is 200, not one of the sweep's budgets (100, 300)"),
@@ -73,7 +123,7 @@ def test_an_arm_runs_only_at_its_own_budgets(tmp_path):
     (dict(binary="budgets = [100, 100]"), "[[arms]] #4 (theseus-binary) budgets", "lists 100 more than once"),
     (dict(binary='budgets = ["100"]'), "[[arms]] #4 (theseus-binary) budgets", "item 1 must be an integer"),
     (dict(add="budgets = [300]\n[[arms]]\nstrategy = \"theseus-add\"\nvariant = \"seed\""),
-     "[[arms]] #4 (theseus-add) budgets", "arm #3 already runs theseus-add/seed at 300 steps"),
+     "[[arms]] #4 (theseus-add) budgets", "arm #3 already runs theseus-add/seed on rt-polarity at 300 steps"),
     (dict(top="reuse_any_cpu = true"), "top level reuse_any_cpu", "applies to reuse = [...]"),
     (dict(top='[primaries]\n"1" = 300'), "[primaries] 2a", "missing; the family is every declared primary"),
     (dict(top=PRIMARIES.replace('"1" = 300', '"1" = 300\n"2b" = 100')), "[primaries] 2b",
@@ -106,10 +156,13 @@ def test_primaries_load_as_claim_to_budget(tmp_path):
     assert load_sweep_text(tmp_path, _text()).primaries is None
 
 
-def test_reproduce_looks_one_is_the_tuning_stages_declared_rate_runs(monkeypatch):
+def test_reproduce_looks_one_is_the_tuning_stages_selected_rate_runs(monkeypatch):
     """The reproduce preset's first look (seeds 0-4) has exactly the run keys of the evaluation seeds of
-    reproduce-tune-567 and reproduce-tune-189 at the declared rates, so `reuse` copies all of it."""
+    reproduce-tune-567 and reproduce-tune-189 at the rates their one-SE rule selected (the committed
+    tables/tuning_selected.csv), so `reuse` copies all of it and every arm runs at its own rate."""
     from types import SimpleNamespace
+
+    import pandas as pd
 
     from harness.encoders import models
     from harness.run.identity import key_of
@@ -119,8 +172,25 @@ def test_reproduce_looks_one_is_the_tuning_stages_declared_rate_runs(monkeypatch
     assert sweep.primaries == {"1": 567, "3a": 567, "3b": 567, "2a": 189, "4a": 189}
     assert sweep.looks == [5, 10, 15, 20] and sweep.reuse == ["reproduce-tune-567", "reproduce-tune-189"]
     look1 = sweep_mod.expand(sweep, seeds=sweep.seeds[:5])
-    tuned = {key_of(c) for name in sweep.reuse for c in sweep_mod.expand(sweep_mod.load_sweep(name))}
+    stored = Path(__file__).resolve().parents[2] / "results"
+    selected, tuned = {}, set()
+    for name in sweep.reuse:
+        table = stored / name / "tables" / "tuning_selected.csv"
+        if not table.exists():
+            continue  # a tuning stage not yet complete: its declared-rate runs only
+        chosen = pd.read_csv(table)
+        tuned |= {key_of(c) for c in sweep_mod.evaluation_configs(sweep_mod.load_sweep(name), chosen)}
+        selected |= {(r.task, int(r.budget), r.arm): r.lr for r in chosen.itertuples()}
+    tuned |= {key_of(c) for name in sweep.reuse for c in sweep_mod.expand(sweep_mod.load_sweep(name))}
     assert {key_of(c) for c in look1} <= tuned
+    from harness.analysis.tuning import effective_lr
+    from harness.sweep.preflight import arm_of
+
+    for c in look1:
+        want = selected.get((c.task, c.budget, arm_of(c)))
+        if want is not None:
+            assert effective_lr(c.to_dict()) == want, (c.task, c.budget, arm_of(c))
+    assert ("rt-polarity", 567, "theseus-add/seed") in selected  # stage 1 is committed
     arms = Counter((c.strategy, c.variant, c.budget) for c in look1)
     assert arms == {("finetune", "", None): 10, ("finetune", "", 189): 10, ("finetune", "", 567): 10,
                     ("theseus-add", "seed", 189): 10, ("theseus-add", "seed", 567): 10,

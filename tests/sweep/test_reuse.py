@@ -47,6 +47,8 @@ def test_import_copies_only_this_cpu_kind_and_counts_the_rest(tmp_path):
     assert (dest / "splits" / "h.json").exists()
     anyway = import_records(source, tmp_path / "c", ids, None)  # reuse_any_cpu
     assert anyway.copied == 5 and not anyway.skipped
+    looked = import_records(source, tmp_path / "d", ids, HERE, dry_run=True)  # what --dry-run counts
+    assert looked.run_ids == ["same", "older"] and not (tmp_path / "d").exists()
 
 
 def test_a_fixed_sweep_reuses_and_skips_records_of_another_cpu_kind(tiny_model_dir, tiny_task, tmp_path,
@@ -62,6 +64,13 @@ def test_a_fixed_sweep_reuses_and_skips_records_of_another_cpu_kind(tiny_model_d
     assert execute.run_sweep(config_path=second, out=results / "second", say=lines.append) == 0
     assert any("reuse: 2 record(s) with the same run key copied" in line for line in lines), lines
     assert any("2 already stored, 0 to run" in line for line in lines), lines
+
+    third = write_tiny_sweep(tmp_path / "third.toml", tiny_model_dir, tiny_task, name="third", reuse=["first"])
+    lines.clear()
+    assert execute.run_sweep(config_path=third, out=results / "third", dry_run=True, say=lines.append) == 0
+    assert any("0 already stored, 2 to copy from first (reuse: same run key, this CPU kind), 0 to run" in line
+               for line in lines), lines
+    assert not (results / "third").exists()
 
     sweep = sweep_mod.load_sweep(config_path=second)
     configs = sweep_mod.expand(sweep)
