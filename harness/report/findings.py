@@ -14,11 +14,16 @@ differences; for the failure-rate claims an exact sign test on the per-seed cont
 page's tests. Where no setting differs the difference is the number of seeds (power), and the page says
 how many each needed. Verdict words alone are never compared. Last, the list of reports with dates.
 
-Every store is analysed afresh in memory (harness.report.pipeline.load_store and harness.analysis), so a
-stale tables/ CSV cannot reach the page."""
+Every store is analysed in memory from its records (harness.report.pipeline.load_store and
+harness.analysis), so a stale tables/ CSV cannot reach the page. A store's reading is cached (in the
+harness cache, `findings/`) under the hash of its files' content and of the harness's own source, so a
+changed record, split or line of code reads the store afresh and an unchanged one costs a hash."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -254,12 +259,65 @@ def read_study(store: Path, n_boot: int = 2000) -> Study:
 
 
 def read_studies(results_root: Path) -> list[Study]:
-    """Every store under results_root: a folder with run records (runs/) or a runs table (runs.csv)."""
+    """Every store under results_root: a folder with run records (runs/) or a runs table (runs.csv),
+    each read through the cache (cached_study)."""
     root = Path(results_root)
     if not root.is_dir():
         return []
     stores = sorted(p for p in root.iterdir() if p.is_dir() and ((p / "runs").is_dir() or (p / "runs.csv").is_file()))
-    return [read_study(p) for p in stores]
+    return [cached_study(p) for p in stores]
+
+
+_SOURCE_HASH: list[str] = []
+
+
+def source_hash() -> str:
+    """The hash of the harness package's own source (every .py file): a reading made by other code is
+    never reused."""
+    if not _SOURCE_HASH:
+        h = hashlib.sha256()
+        package = Path(__file__).resolve().parents[1]
+        for path in sorted(package.rglob("*.py")):
+            h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _SOURCE_HASH.append(h.hexdigest())
+    return _SOURCE_HASH[0]
+
+
+def store_key(store: Path) -> str:
+    """The hash of everything read_study reads of a store (its records, splits, manifest, runs table;
+    names and content) and of the harness's source."""
+    store = Path(store)
+    h = hashlib.sha256(source_hash().encode() + store.name.encode())
+    files = [store / "sweep.json", store / "runs.csv"] + sorted((store / "runs").glob("*.json")) \
+        + sorted((store / "splits").glob("*.json"))
+    for path in files:
+        if path.is_file():
+            h.update(str(path.relative_to(store)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def cached_study(store: Path) -> Study:
+    """read_study through the cache: the stored reading of a store whose key (store_key) is unchanged,
+    else read afresh and stored. A cache that cannot be read or written is passed by."""
+    from harness.data.sources import cache_dir
+
+    path = cache_dir() / "findings" / f"{store_key(store)}.pkl"
+    try:
+        study = pickle.loads(path.read_bytes())
+        if isinstance(study, Study):
+            return study
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+        pass
+    study = read_study(store)
+    if not study.problem:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(study))
+            tmp.replace(path)
+        except OSError:
+            pass
+    return study
 
 
 # ---------------------------------------------------------------- the claims table

@@ -124,3 +124,26 @@ def test_budget_axis_follows_the_working_runs_and_counts_the_collapsed(tmp_path)
     texts = [t.get_text() for t in ax.texts]
     assert "5" in texts and "collapsed runs (count)" in texts  # 5 collapsed runs at budget 100, counted
     plt.close(fig)
+
+
+def test_a_stores_reading_is_cached_by_its_content_and_the_code(tmp_path, monkeypatch):
+    """An unchanged store is not analysed again; a changed record (or other harness code) is."""
+    from harness.report import findings
+
+    store = _store(tmp_path / "results", "one", range(4), effect=1.0, budget=100)
+    reads = []
+    real = findings.read_study
+    monkeypatch.setattr(findings, "read_study", lambda p: reads.append(p) or real(p))
+    first = findings.cached_study(store)
+    again = findings.cached_study(store)
+    estimates = lambda study: np.array([c.estimate for c in study.cells])  # noqa: E731
+    assert len(reads) == 1 and np.array_equal(estimates(again), estimates(first), equal_nan=True)
+    record = next((store / "runs").glob("*theseus-add*-0.json"))
+    data = json.loads(record.read_text())
+    data["final"]["test_accuracy"] += 0.01
+    record.write_text(json.dumps(data))
+    changed = findings.cached_study(store)
+    assert len(reads) == 2 and not np.array_equal(estimates(changed), estimates(first), equal_nan=True)
+    monkeypatch.setattr(findings, "_SOURCE_HASH", ["other code"])
+    findings.cached_study(store)
+    assert len(reads) == 3
