@@ -40,20 +40,27 @@ def threshold(p: float) -> int:
     return round(p * LEVELS)
 
 
-def keep_mask(shape, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Boolean keep mask of `shape` (on the CPU) for dropout probability p, drawn from `generator` (a CPU
+def drop_mask(shape, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Boolean drop mask of `shape` (on the CPU) for dropout probability p, drawn from `generator` (a CPU
     torch.Generator): ceil(n / 4) int64 draws, one 16-bit field per element in row-major order."""
     n = 1
     for d in shape:
         n *= int(d)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None, generator=generator)
-    # f + 32768 >= t for the field f read as int16 (two's complement)
-    return words.view(torch.int16)[:n].view(shape) >= threshold(p) - LEVELS // 2
+    # f + 32768 < t for the field f read as int16 (two's complement)
+    return words.view(torch.int16)[:n].view(shape) < threshold(p) - LEVELS // 2
+
+
+def keep_mask(shape, p: float, generator: torch.Generator) -> torch.Tensor:
+    """The complement of drop_mask: the elements kept (the same draws)."""
+    return drop_mask(shape, p, generator).logical_not_()
 
 
 def dropout(x: torch.Tensor, p: float, generator: torch.Generator, training: bool = True,
             inplace: bool = False) -> torch.Tensor:
-    """x with each element kept (and scaled by 65536 / (65536 - t)) or zeroed by `keep_mask`."""
+    """x with each element kept (and scaled by 65536 / (65536 - t)) or zeroed by `drop_mask`. Scaling
+    first and zeroing in place gives the values and gradients of torch.where(keep, x * scale, 0) bit for
+    bit (a dropped element is +0 either way) in one tensor fewer (tests/training/test_dropout.py)."""
     if not training or p == 0.0:
         return x
     t = threshold(p)
@@ -61,13 +68,13 @@ def dropout(x: torch.Tensor, p: float, generator: torch.Generator, training: boo
         return x
     if t >= LEVELS:
         return x.zero_() if inplace else x * 0.0
-    keep = keep_mask(x.shape, p, generator)
-    if keep.device != x.device:  # a CUDA run draws its masks on the CPU as well: the same masks everywhere
-        keep = keep.to(x.device, non_blocking=True)
+    drop = drop_mask(x.shape, p, generator)
+    if drop.device != x.device:  # a CUDA run draws its masks on the CPU as well: the same masks everywhere
+        drop = drop.to(x.device, non_blocking=True)
     scale = LEVELS / (LEVELS - t)
     if inplace:
-        return x.masked_fill_(~keep, 0.0).mul_(scale)
-    return torch.where(keep, x * scale, 0.0)
+        return x.masked_fill_(drop, 0.0).mul_(scale)
+    return x.mul(scale).masked_fill_(drop, 0.0)
 
 
 _TORCH_SDPA = F.scaled_dot_product_attention
