@@ -3,7 +3,8 @@ into one page. It computes nothing of its own; every number comes from harness.a
 
 Order: the first screen says what was found, in words: the bottom line (2-4 generated sentences and
 what the intervals are about), the primary verdicts with each claim in words (a sequential study: its
-sequential verdicts), where the runs come from several CPU kinds a warning naming each primary whose
+sequential verdicts, then the variance decomposition and the per-seed paired differences before the
+per-arm table), where the runs come from several CPU kinds a warning naming each primary whose
 paired seeds mix them with the hardware x arm table, the per-arm table and, where the analysis gives one, the variance decomposition
 of each primary and, for a study whose rates its tuning stages chose, each arm's rate and why. Then the figures (the pictures of the decisions first), the tuning and budget
 sections, the summary per group, the seed's reference numbers, and the appendix: how to read the
@@ -35,7 +36,8 @@ from harness.report.sections.tuning import tuning_section
 
 SECTIONS = ("Bottom line", "Primary verdicts", "Per arm", "Figures", "Summary", "Reference numbers from the seed",
             "Appendix", "Failed runs", "Provenance")
-SEQUENTIAL_SECTIONS = ("Bottom line", "Sequential verdicts", "Per arm", "Figures", "Appendix")
+SEQUENTIAL_SECTIONS = ("Bottom line", "Sequential verdicts", "Per-seed paired differences", "Per arm", "Figures",
+                       "Appendix")
 METHOD = "Method: each claim, its test and its primary"
 FIXED_DESIGN = "Fixed-design reading of a sequential study (not its verdicts)"
 TABLES = ("claims", "variance", "pairwise", "sensitivity", "expected_max", "profile", "power",
@@ -61,10 +63,14 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
              "## Bottom line\n", bottom_line_section(a, seq, unit_sentence(a, meta)),
              *lead,
              *(["## Hardware\n", hardware] if hardware else []),
-             "## Per arm\n", per_arm_section(a),
+             *(["## Per arm\n", per_arm_section(a)] if not seq else []),
              *(["## Variance decomposition\n", decomposition] if decomposition else []),
+             *(["## Per-seed paired differences\n",
+                figures_section(a, by, report_path, sequential=True, which="decisions"),
+                "## Per arm\n", per_arm_section(a)] if seq else []),
              *(["## Learning rates\n", rates] if rates else []),
-             "## Figures\n", figures_section(a, by, report_path, sequential=seq is not None),
+             "## Figures\n", figures_section(a, by, report_path, sequential=seq is not None,
+                                              which="summary" if seq else "all"),
              *(["## Tuning\n", tuning_section(a, tuning, infos, report_path)] if tuning else []),
              *(["## Training budget\n", budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []),
              "## Summary\n", summary(a, meta),

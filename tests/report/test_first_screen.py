@@ -94,6 +94,14 @@ def test_a_sequential_study_gets_looks_figures_and_its_fixed_design_table_in_the
     assert info.skipped is None and "looks" in info.paths[0].name and info.paths[0].exists()
     head, appendix = text.split("\n## Appendix\n", 1)
     assert "\n## Sequential verdicts\n" in head and "\n## Primary verdicts\n" not in head
+    # the order a sequential report reads in: verdicts, per-seed paired differences (the decision figures),
+    # per arm, then the other figures (without the decision figures again)
+    order = [head.index(f"\n## {s}\n") for s in ("Sequential verdicts", "Per-seed paired differences", "Per arm",
+                                                 "Figures")]
+    assert order == sorted(order)
+    paired = head.split("\n## Per-seed paired differences\n", 1)[1].split("\n## ", 1)[0]
+    rest = head.split("\n## Figures\n", 1)[1].split("\n## ", 1)[0]
+    assert "_paired.png" in paired and "_looks.png" in paired and "_paired.png" not in rest and "_accuracy.png" in rest
     fixed = appendix.split("### Fixed-design reading of a sequential study (not its verdicts)\n", 1)[1]
     fixed = fixed.split("\n### ", 1)[0]
     assert "| claim | primary comparison |" in fixed and "at most 0.05" not in fixed

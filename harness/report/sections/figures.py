@@ -31,16 +31,20 @@ def figure(infos: dict, group: Group, name: str, report_path: Path, caption: str
     return f"![{caption}]({rel(info.paths[0], report_path)})\n"
 
 
-def figures_section(a: Analysis, infos: dict, report_path: Path, sequential: bool = False) -> str:
+def figures_section(a: Analysis, infos: dict, report_path: Path, sequential: bool = False,
+                    which: str = "all") -> str:
+    """Per group its figures: `which` "all", "decisions" (the pictures of the decisions only: a
+    sequential report shows them in their own section beside its verdicts) or "summary" (the rest)."""
     out = []
     many = len(a.groups) > 2
     for g in a.groups:
         if len(a.groups) > 1:
             out.append(f"### {g.label}\n")
-        names = dict(DECISION_FIGURES)
+        names = dict(DECISION_FIGURES) if which != "summary" else {}
         if not sequential:
-            names.pop("looks")
-        names.update(SUMMARY_FIGURES if not many else {"accuracy": SUMMARY_FIGURES["accuracy"]})
+            names.pop("looks", None)
+        if which != "decisions":
+            names.update(SUMMARY_FIGURES if not many else {"accuracy": SUMMARY_FIGURES["accuracy"]})
         if sequential:  # its claims figure shows fixed-n intervals: the appendix links it, labelled
             names.pop("claims", None)
         out += [figure(infos, g, name, report_path, cap) for name, cap in names.items()
