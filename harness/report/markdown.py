@@ -57,7 +57,7 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
     dirty = dirty_commits(meta)
     lead = (["## Sequential verdicts\n", sequential_section(seq, len(a.groups))] if seq else
             ["## Primary verdicts\n", primary_section(a)])
-    decomposition = decomposition_section(a)
+    decomposition = decomposition_section(a, seq["decisions"] if seq else None)
     hardware = hardware_section(a, seq)  # several CPU kinds: the warning beside the verdicts
     parts = [f"# {title}\n", f"_Generated: {produced}_\n",
              "## Bottom line\n", bottom_line_section(a, seq, unit_sentence(a, meta)),

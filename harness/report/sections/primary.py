@@ -235,7 +235,8 @@ def decomposition_table(a: Analysis) -> pd.DataFrame:
         for attr in DECOMPOSITION_ATTRS:
             d = getattr(g, attr, None)
             if isinstance(d, pd.DataFrame) and not d.empty:
-                parts.append(d.assign(where=where[g.label]))
+                parts.append(d.assign(where=where[g.label], task=g.task, model=g.model, budget=g.budget,
+                                      successor_layers=g.successor_layers))
                 break
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -267,12 +268,34 @@ def decomposition_display(d: pd.DataFrame) -> pd.DataFrame:
         "what a decision needs": col("needs").fillna("")})
 
 
-def decomposition_section(a: Analysis) -> str | None:
-    """The "Variance decomposition" section, or None when the analysis gives no decomposition."""
+def decided_primaries(a: Analysis, decisions: pd.DataFrame | None = None) -> set[tuple]:
+    """(task, model, successor_layers, budget, claim) of every primary with a verdict (not undecided, open
+    or stopped for futility): a sequential study's from its decisions, else the fixed design's."""
+    from harness.analysis.sequential import FUTILE, OPEN
+
+    def key(task, model, ls, budget, claim):
+        return (task, model, float(ls), -1.0 if pd.isna(budget) else float(budget), str(claim))
+
+    if decisions is not None:
+        return {key(r.task, r.model, r.successor_layers, r.budget, r.claim) for r in decisions.itertuples()
+                if r.verdict not in (OPEN, "undecided") and not str(r.verdict).startswith(FUTILE)}
+    return {key(g.task, g.model, g.successor_layers, g.budget, c.claim) for g in a.groups for c in g.claims
+            if c.role == "primary" and c.verdict not in ("undecided", "no information")}
+
+
+def decomposition_section(a: Analysis, decisions: pd.DataFrame | None = None) -> str | None:
+    """The "Variance decomposition" section, or None when the analysis gives no decomposition. What a
+    decision needs is shown for the primaries not yet decided (`decided_primaries`; decisions: a
+    sequential study's); a decided one reads "decided"."""
     d = decomposition_table(a)
     if d.empty:
         return None
     shown = decomposition_display(d)
+    done = decided_primaries(a, decisions)
+    decided = [(t, m, float(ls), -1.0 if pd.isna(b) else float(b), str(c)) in done
+               for t, m, ls, b, c in zip(d["task"], d["model"], d["successor_layers"], d["budget"], d["claim"])]
+    for column in ("seeds needed", "test examples needed", "what a decision needs"):
+        shown.loc[decided, column] = "decided" if column == "what a decision needs" else "—"
     if len(a.groups) == 1:
         shown = shown.drop(columns="where")
     if (shown["split"] == "—").all():
