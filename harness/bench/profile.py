@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from harness.bench.common import load_average, step_setup, student_setup
+from harness.bench.common import load_average, matmul_flops_per_step, matmul_peak, step_setup, student_setup
 
 OVERHEAD = "Python/framework overhead"
 FAMILIES = ("matmul/linear", "attention (sdpa, softmax)", "dropout + RNG", "dtype casts/copies", "layer norm", "GELU",
@@ -139,9 +139,14 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
                 max_length: int = 128, lr: float = 5e-5, precisions=("bf16", "fp32"), threads: int = 1,
                 log=print) -> dict:
     """Profile one student step (finetune-k and a Theseus step L_p -> k) per precision: each case runs
-    `steps` steps untimed, then again timed, then again under torch.profiler (steps 2 .. steps-1 count).
-    Returns {"setup", "cases": [{"case", "precision", "step_ms", "cpu_step_ms", "steps_per_s",
-    "profiled_step_ms", "ms_per_step": {family: ms}, "shares": {family: share}, "top_ops"}]}."""
+    `steps` steps untimed (counting their matmul FLOPs: matmul_flops_per_step), then again timed, then again
+    under torch.profiler (steps 2 .. steps-1 count). This machine's matmul peak in each precision is measured
+    in the same run, before and after the cases (the better of the two), so each case states its fraction of
+    peak: FLOPs per step / step time / peak, per wall second and per process CPU second.
+    Returns {"setup", "peak": {precision: {"flops_per_s", "flops_per_cpu_s"}}, "cases": [{"case",
+    "precision", "step_ms", "cpu_step_ms", "steps_per_s", "profiled_step_ms", "matmul_flops_per_step",
+    "fraction_of_peak", "fraction_of_peak_cpu", "ms_per_step": {family: ms}, "shares": {family: share},
+    "top_ops"}]}."""
     setup = step_setup(task, model, steps, batch_size, max_length, lr, threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -149,6 +154,7 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
     try:
         student = student_setup(task, model, steps, batch_size, max_length, lr)
         setup.update(layers=student.layers, student_layers=student.student)
+        peaks = {p: [matmul_peak(p)] for p in precisions}
         for precision in precisions:
             for case in student.cases:
                 log(f"  profiling {case[0]}, {precision} ...")
@@ -156,17 +162,28 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
                 def run_loop(on_step, case=case, precision=precision):
                     return student.run_loop(case, precision, steps, on_step=on_step)
 
-                run_loop(None)  # untimed: per-shape kernels, allocator growth
+                # untimed (per-shape kernels, allocator growth), counting the matmul FLOPs: every pass of a
+                # case computes the same steps (a loop is seeded as a run is)
+                flops = matmul_flops_per_step(run_loop, steps)
                 timed = step_profile(run_loop, steps, profiled=False)
                 profiled = step_profile(run_loop, steps, profiled=True)
                 rows.append({"case": case[0], "precision": precision, "step_ms": timed["step_ms"],
                              "cpu_step_ms": timed["cpu_step_ms"], "steps_per_s": timed["steps_per_s"],
+                             "matmul_flops_per_step": flops,
                              "profiled_step_ms": profiled["step_ms"], "ms_per_step": profiled["ms_per_step"],
                              "shares": profiled["shares"], "top_ops": profiled["top_ops"]})
+        for p in precisions:
+            peaks[p].append(matmul_peak(p))
     finally:
         torch.set_num_threads(before)
+    peak = {p: {"flops_per_s": max(m["best_flops_per_s"] for m in peaks[p]),
+                "flops_per_cpu_s": max(m["best_flops_per_cpu_s"] for m in peaks[p])} for p in precisions}
+    for row in rows:
+        top = peak[row["precision"]]
+        row["fraction_of_peak"] = row["matmul_flops_per_step"] / (row["step_ms"] / 1e3) / top["flops_per_s"]
+        row["fraction_of_peak_cpu"] = row["matmul_flops_per_step"] / (row["cpu_step_ms"] / 1e3) / top["flops_per_cpu_s"]
     setup["load_average_end"] = load_average()
-    return {"setup": setup, "cases": rows}
+    return {"setup": setup, "peak": peak, "cases": rows}
 
 
 def format_profile(results: dict) -> str:
@@ -183,4 +200,13 @@ def format_profile(results: dict) -> str:
     lines.append(f"{'step ms, profiled':<28}" + "".join(f" {c['profiled_step_ms']:>{width}.1f}" for c in cases))
     lines.append(f"{'step ms, not profiled':<28}" + "".join(f" {c['step_ms']:>{width}.1f}" for c in cases))
     lines.append(f"{'step CPU ms, not profiled':<28}" + "".join(f" {c['cpu_step_ms']:>{width}.1f}" for c in cases))
+    if cases and "matmul_flops_per_step" in cases[0]:
+        lines.append(f"{'matmul GFLOP per step':<28}" + "".join(
+            f" {c['matmul_flops_per_step'] / 1e9:>{width}.2f}" for c in cases))
+        lines.append(f"{'fraction of peak (wall)':<28}" + "".join(f" {c['fraction_of_peak']:>{width}.2f}" for c in cases))
+        lines.append(f"{'fraction of peak (CPU)':<28}" + "".join(
+            f" {c['fraction_of_peak_cpu']:>{width}.2f}" for c in cases))
+        lines += ["", "matmul peak measured in this run (dense 2048^3 products, the better of before and after): "
+                  + "; ".join(f"{p} {v['flops_per_s'] / 1e9:.1f} GFLOP per wall s, {v['flops_per_cpu_s'] / 1e9:.1f} "
+                              "per CPU s" for p, v in results["peak"].items())]
     return "\n".join(lines)

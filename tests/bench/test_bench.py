@@ -123,7 +123,16 @@ def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
     for c in results["cases"]:
         assert set(c["shares"]) == set(FAMILIES) and sum(c["shares"].values()) == pytest.approx(1.0)
         assert min(c["shares"].values()) >= 0 and c["step_ms"] > 0 and c["steps_per_s"] > 0
-    assert "Python/framework overhead" in format_profile(results)
+        # each step's matmul FLOPs and its fraction of the peak measured in the same run
+        top = results["peak"][c["precision"]]
+        assert c["matmul_flops_per_step"] > 0
+        assert c["fraction_of_peak"] == pytest.approx(c["matmul_flops_per_step"] / (c["step_ms"] / 1e3) / top["flops_per_s"])
+        assert c["fraction_of_peak_cpu"] == pytest.approx(
+            c["matmul_flops_per_step"] / (c["cpu_step_ms"] / 1e3) / top["flops_per_cpu_s"])
+    flops = {(c["case"], c["precision"]): c["matmul_flops_per_step"] for c in results["cases"]}
+    assert flops[("finetune-2", "bf16")] == flops[("finetune-2", "fp32")]  # the same steps in either precision
+    text = format_profile(results)
+    assert "Python/framework overhead" in text and "fraction of peak (CPU)" in text and "matmul peak measured" in text
     json.dumps(results)
 
 
