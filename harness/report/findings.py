@@ -3,7 +3,8 @@ from every results store under one folder, nothing written by hand (docs/method.
 
 It opens with one table: each primary claim in words x task, the verdict of the reproduce study (its
 sequential, task-level decision) with its estimate and interval, and where the claim holds in the other
-studies (by budget, at the shared vs the selected learning rate, with a 12-layer predecessor). While the
+studies (by budget, at the shared vs the selected learning rate, including the reproduce study's own
+tuning stages, with a 12-layer predecessor). While the
 reproduce study is absent or incomplete the verdict column says so, with its progress in records, and
 shows instead the most decisive earlier verdict, labelled with its study and, when its records keep no
 per-example predictions, the caveat that it is conditional on the one test set the runs were scored on.
@@ -373,6 +374,8 @@ def claims_table(studies: list[Study]) -> tuple[pd.DataFrame, dict, str]:
     done, progress = reproduce_progress(studies)
     main = _main_setting(studies)
     earlier = [s for s in studies if s.name not in REPRODUCE and s.cells and s.recorded]
+    # the reproduce study's tuning stages say where a claim holds by learning rate (shared vs selected)
+    tuning_stages = [s for s in studies if s.name in REPRODUCE and s.name != VERDICT_STORE and s.cells and s.recorded]
     verdict_study = next((s for s in studies if s.name == VERDICT_STORE), None) if done else None
     claims = [c.id for c in PRIMARY_CLAIMS]
     pool = [c for s in earlier for c in s.cells]
@@ -396,7 +399,7 @@ def claims_table(studies: list[Study]) -> tuple[pd.DataFrame, dict, str]:
             anchor = best or next((c for c in pool if c.claim == claim), None)
             words = claim_words(claim, anchor.a, anchor.b, baseline_layers=anchor.successor_layers) if anchor else claim
             rows.append({"claim": f"{claim}: {words}", "task": task, "verdict": text,
-                         **_where_columns(earlier, claim, task, main)})
+                         **_where_columns(earlier + tuning_stages, claim, task, main)})
     table = pd.DataFrame(rows)
     if verdict_study is None:  # the column says what it holds
         table = table.rename(columns={"verdict": f"verdict ({progress}; meanwhile the most decisive earlier study)"})
@@ -425,7 +428,8 @@ def _where_columns(studies: list[Study], claim: str, task: str, main: tuple) -> 
                 f"{_short(c, False)}" for c in other) + f" ({s.name}, {other[0].model})")
         elif any(c.rate for c in cells):
             out["shared vs selected rate"].append("; ".join(
-                f"{c.rate}: {_short(c, False)}" for c in sorted(cells, key=lambda c: c.rate != "shared")) + f" ({s.name})")
+                f"{c.rate}{f' at {c.budget:,.0f}' if finite(c.budget) else ''}: {_short(c, False)}"
+                for c in sorted(cells, key=lambda c: (c.budget, c.rate != "shared"))) + f" ({s.name})")
         elif len({c.budget for c in cells if finite(c.budget)}) > 1:
             out["by budget"].append("; ".join(
                 f"{c.budget:,.0f}: {_short(c, False)}" for c in sorted(cells, key=lambda c: c.budget)) + f" ({s.name})")
