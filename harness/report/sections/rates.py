@@ -51,7 +51,7 @@ def rates_table(runs: pd.DataFrame, selections: dict[str, pd.DataFrame]) -> pd.D
         used = sorted(float(x) for x in g["lr"].dropna().unique())
         source, c = chosen.get((task, model, int(ls), budget, arm), (None, None))
         agrees = c is not None and len(used) == 1 and np.isclose(used[0], c.lr)
-        rows.append({"task": task, "budget": "—" if budget is None else budget, "arm": arm,
+        rows.append({"task": task, "budget": "—" if budget is None else str(budget), "arm": arm,
                      "lr of its runs": ", ".join(f"{x:g}" for x in used),
                      "selected by": source or "—", "selected lr": "—" if c is None else f"{c.lr:g}"
                      + (" (edge)" if bool(getattr(c, "at_edge", False)) else ""),
