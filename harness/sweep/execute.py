@@ -398,8 +398,11 @@ def _reuse(sweep: Sweep, configs: list[RunConfig], out_dir: Path, say=print) -> 
 
 
 def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
-    """The runs of `seeds` for the arms wanted(task, model, successor_layers, budget, arm name) -> bool."""
+    """The runs of `seeds` for the arms wanted(task, model, successor_layers, budget, arm name) -> bool,
+    each once: the predecessor is wanted by every budget whose primaries continue, and is one run."""
     from dataclasses import replace
+
+    from harness.run.identity import key_of
 
     configs = []
     for task in sweep.tasks:
@@ -414,7 +417,7 @@ def _wave(sweep: Sweep, seeds: list[int], wanted) -> list[RunConfig]:
                         part = replace(sweep, tasks=[task], models=[model], successor_layers=[ls],
                                        budgets=[budget], arms=arms)
                         configs += expand(part, seeds=seeds)
-    return configs
+    return list({key_of(c): c for c in configs}.values())
 
 
 def incomplete(replays, k: int) -> bool:

@@ -196,3 +196,17 @@ def test_reproduce_looks_one_is_the_tuning_stages_selected_rate_runs(monkeypatch
                     ("theseus-add", "seed", 189): 10, ("theseus-add", "seed", 567): 10,
                     ("theseus-binary", "seed", 189): 10, ("two-stage", "predecessor-1x", 567): 10}
     assert all(c.test_size is None for c in look1)  # every remaining example
+
+
+def test_a_sequential_look_lists_each_run_once_when_two_budgets_continue(tmp_path):
+    """The next look's runs when primaries at both budgets continue: the predecessor (shared by every
+    budget) is one run per seed, not one per budget (it was trained twice in the reproduce study's look 2)."""
+    from harness.run.identity import key_of
+    from harness.sweep import execute
+
+    sweep = load_sweep_text(tmp_path, _text(top=TWO_TASKS + "\n" + PRIMARIES))
+    wave = execute._wave(sweep, [5, 6], lambda *_: True)
+    keys = [key_of(c) for c in wave]
+    assert len(keys) == len(set(keys))
+    assert Counter(c.task for c in wave if c.budget is None) == {"rt-polarity": 2, "trec-6": 2}
+    assert {key_of(c) for c in wave} == {key_of(c) for c in sweep_mod.expand(sweep, seeds=[5, 6])}
