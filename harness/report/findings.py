@@ -140,6 +140,12 @@ def _settings(records: dict, run_ids, runs: pd.DataFrame, roles: dict) -> dict:
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
+def _conditional(unit, inference_unit) -> bool:
+    """An accuracy difference read with the training seed as the only randomness (no per-example
+    predictions): conditional on the one test set. A failure-rate claim counts runs, and is not."""
+    return unit != "percentage points" and str(inference_unit or "test set") != "task"
+
+
 def _cell_runs(g_runs: pd.DataFrame, a: str, b: str, seeds: set | None = None) -> pd.DataFrame:
     r = g_runs[g_runs["arm"].isin([a, b]) & (g_runs["status"] == "ok")]
     return r[r["seed"].isin(seeds)] if seeds is not None else r
@@ -161,7 +167,7 @@ def _fixed_cells(study: str, a: Analysis, records: dict, setting_of, meta: dict,
                             g.budget, rate, r.seeds_needed, runs=runs,
                             settings=_settings(records, runs["run_id"], runs, {r.a: "A", r.b: "B"}),
                             hardware=tuple(sorted({_hardware(records[i]) for i in runs["run_id"] if i in records})),
-                            conditional=str(getattr(r, "inference_unit", "test set")) != "task",
+                            conditional=_conditional(r.unit, getattr(r, "inference_unit", "test set")),
                             test_sizes=tuple(meta.get("test_examples", {}).get(g.task, ()))))
     return out
 
@@ -190,7 +196,7 @@ def _sequential_cells(study: str, a: Analysis, seq: dict, records: dict, setting
                         g.predecessor_layers, r.successor_layers, g.budget, sequential=f"look {look}",
                         runs=runs, settings=_settings(records, runs["run_id"], runs, {r.a: "A", r.b: "B"}),
                         hardware=tuple(sorted({_hardware(records[i]) for i in runs["run_id"] if i in records})),
-                        conditional=str(getattr(r, "inference_unit", "") or "test set") != "task",
+                        conditional=_conditional(r.unit, getattr(r, "inference_unit", "")),
                         test_sizes=tuple(meta.get("test_examples", {}).get(r.task, ()))))
     return out
 
@@ -422,9 +428,9 @@ def _where_columns(studies: list[Study], claim: str, task: str, main: tuple) -> 
             continue
         other = sorted((c for c in cells if _differs(c, main)), key=lambda c: (-c.successor_layers, c.budget))
         if other:
-            budgets = len({c.budget for c in other}) > 1
+            budgets = len({c.budget for c in other if finite(c.budget)}) > 1
             out["another predecessor"].append("; ".join(
-                f"{c.predecessor_layers:g} -> {c.successor_layers:g}{f' at {c.budget:,.0f}' if budgets else ''}: "
+                f"{c.predecessor_layers:g} -> {c.successor_layers:g}{f' at {c.budget:,.0f}' if budgets and finite(c.budget) else ''}: "
                 f"{_short(c, False)}" for c in other) + f" ({s.name}, {other[0].model})")
         elif any(c.rate for c in cells):
             out["shared vs selected rate"].append("; ".join(
@@ -686,8 +692,8 @@ def _table_notes(studies: list[Study], progress: str, ref: dict) -> str:
         notes.append(f"*Verdict*: {progress}; until it is complete each cell shows the most decisive earlier "
                      "verdict (decided first, then the most seeds), with its study and setting.")
     if any(c.conditional for c in ref.values()):
-        notes.append("Verdicts from records without per-example predictions are conditional on the one test set "
-                     "the runs were scored on (seeds random, test examples fixed).")
+        notes.append("Accuracy differences from records without per-example predictions are conditional on the one "
+                     "test set the runs were scored on (seeds random, test examples fixed).")
     notes.append("Interval: 95% CI unless named (3b: 90%, its one-sided test; a sequential verdict: the repeated "
                  "interval its decision read). Where it holds: each study's verdict word and A − B per setting.")
     return "\n".join(notes) + "\n"
