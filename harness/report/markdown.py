@@ -31,7 +31,7 @@ from harness.report.sections.hardware import hardware_section
 from harness.report.sections.primary import (decomposition_section, fixed_design_section, per_arm_section,
                                              primary_section, primary_verdicts, unit_sentence)  # noqa: F401
 from harness.report.sections.sequential import design_prose, sequential_section
-from harness.report.sections.summary import summary, dirty_commits
+from harness.report.sections.summary import dirty_commits, dirty_details, summary
 from harness.report.sections.tuning import tuning_section
 
 SECTIONS = ("Bottom line", "Primary verdicts", "Per arm", "Figures", "Summary", "Reference numbers from the seed",
@@ -86,7 +86,8 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
                if meta.get("skipped_records") else []),
              "## Provenance\n",
              *([f"**Dirty working tree:** the runs carry git commit(s) {', '.join(f'`{c}`' for c in dirty)}: "
-                "they were made from uncommitted changes, so that commit alone does not reproduce them.\n"]
+                "they were made from uncommitted changes, so that commit alone does not reproduce them. "
+                + dirty_details(meta) + "\n"]
                if dirty else []),
              f"Statistics: permutation tests with {a.n_boot} resamples (exact when there are fewer splits), "
              f"ASO with 1000 bootstrap resamples, seed {a.seed}; alpha {ALPHA}, Holm within each claim's family; "

@@ -71,6 +71,7 @@ def _meta(records: list[dict], manifest: dict) -> dict:
         "config": manifest.get("config"), "parallel": {k: manifest.get(k) for k in ("jobs", "threads", "backend")},
         "tasks": tasks, "models": models, "provenance": first.get("provenance", {}),
         "git_commits": sorted({r.get("provenance", {}).get("git_commit", "?") for r in ok}),
+        "git_dirty": dirty_summary(ok),
         # what ran: "auto" in the config is resolved per machine before a run's key is taken
         "precisions_run": sorted({r.get("config", {}).get("precision", "?") for r in ok}),
         "devices_run": sorted({r.get("provenance", {}).get("device", "?") for r in ok}),
@@ -87,6 +88,17 @@ def _meta(records: list[dict], manifest: dict) -> dict:
         "predecessor_mismatch": predecessor_mismatch(ok),
         "sweep_sessions": manifest.get("sessions", []),
     }
+
+
+def dirty_summary(records: list[dict]) -> dict:
+    """Runs made from a dirty working tree: how many (runs), the uncommitted files their records list with
+    the runs per file (files), and how many records predate that list (unlisted)."""
+    dirty = [r for r in records if str((r.get("provenance") or {}).get("git_commit", "")).endswith("-dirty")]
+    files: Counter = Counter()
+    for r in dirty:
+        files.update(r["provenance"].get("git_dirty_files") or [])
+    return {"runs": len(dirty), "of": len(records), "files": dict(sorted(files.items())),
+            "unlisted": sum(1 for r in dirty if not r["provenance"].get("git_dirty_files"))}
 
 
 def predecessor_mismatch(records: list[dict]) -> list[dict]:

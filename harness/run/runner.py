@@ -120,6 +120,8 @@ def provenance(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu": cpu_name(), "matmul_isa": matmul_isa(),
         "cpu_count": os.cpu_count(), "host": platform.node(), "git_commit": git_commit(),
+        # a "-dirty" commit's uncommitted files (tracked): whether they could have changed the numbers
+        **({"git_dirty_files": list(dirty)} if (dirty := git_dirty_files()) else {}),
         # $HARNESS_ENGINE: "current" (runs), "reference" (the same numbers without the bit-identical
         # speed-ups), "previous" (the engine before results schema 3: torch's own dropout; for bench only)
         "engine": LoopSettings().engine,
@@ -166,6 +168,20 @@ def encode_predictions(predictions) -> str:
     if values.size and (values.min() < 0 or values.max() > 255):
         raise HarnessError("test predictions outside 0..255 cannot be stored as one byte per example")
     return base64.b64encode(values.astype(np.uint8).tobytes()).decode("ascii")
+
+
+@functools.lru_cache(maxsize=1)
+def git_dirty_files(root: Path | None = None) -> list[str]:
+    """The tracked files with uncommitted changes in the repository at `root` (default: the harness's own;
+    none, or no git). Read once per process, as git_commit: a worker runs the code it imported when it
+    started, whatever the tree holds later."""
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted(line[3:].strip() for line in out.stdout.splitlines() if len(line) > 3) if out.returncode == 0 else []
 
 
 @functools.lru_cache(maxsize=1)

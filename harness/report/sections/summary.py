@@ -112,6 +112,25 @@ def dirty_commits(meta: dict | None) -> list[str]:
     return sorted({str(c) for c in commits if str(c).endswith("-dirty")})
 
 
+def dirty_details(meta: dict | None) -> str:
+    """What a report says of runs made from a dirty tree: how many, and which uncommitted files their
+    records list, with whether any is the harness package's code (the code that computes a run's numbers);
+    empty when the meta has no such figures."""
+    d = (meta or {}).get("git_dirty") or {}
+    if not d.get("runs"):
+        return ""
+    files = d.get("files") or {}
+    code = [f for f in files if f.startswith("harness/") and f.endswith(".py")]
+    out = f"{d['runs']} of {d['of']} runs were made from a dirty tree"
+    if files:
+        out += ("; their uncommitted files: " + ", ".join(f"`{f}` ({n})" for f, n in files.items())
+                + ("; " + (f"{len(code)} of them are the harness's own code, so those runs' code is not a commit"
+                           if code else "none is the harness package's code (`harness/*.py`)")))
+    if d.get("unlisted"):
+        out += f"; {d['unlisted']} run(s) predate records listing the changed files"
+    return out + "."
+
+
 def summary(a: Analysis, meta: dict) -> str:
     r = a.runs
     ok = r[r["status"] == "ok"]
