@@ -111,6 +111,13 @@ def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task
     assert text.index("## Training budget") < text.index("## Summary")
     assert "accuracy_vs_budget.png" in text and (out / "plots" / "accuracy_vs_budget.png").exists()
     assert "| arm | 5 steps | 12 steps |" in text
+    assert "Every student arm ran at each budget" in text  # here every arm runs at both
+    from harness.analysis.groups import analyze
+    from harness.report.sections.budget import budget_section
+
+    # an arm at one budget only (its own budgets): the section says so, not "every arm at each budget"
+    one = table[~((table["strategy"] == "theseus-binary") & (table["budget"] == 5))].reset_index(drop=True)
+    assert "Each student arm ran at its own budgets" in budget_section(analyze(one), [], tmp_path / "r.md")
     summary = pd.read_csv(out / "tables" / "budget_summary.csv")
     assert set(summary["budget"]) == {5, 12} and (summary["n"] == 1).all()
     assert list(out.glob("plots/*dev_curves_by_budget.png"))

@@ -37,9 +37,13 @@ def budget_section(a: Analysis, infos: list, report_path: Path) -> str:
     """The budget axis first: accuracy against budget per group, where each claim holds, the
     verdicts by budget, and per group the arm x budget table with failure and convergence counts."""
     summary = budget_summary(a.runs)
-    out = ["Every student arm ran at each budget (student optimizer steps: a Theseus phase and its "
-           "successor phase together); the predecessor trained once per seed at its own length and is "
-           "shared by every budget, so runs are paired by seed across arms and budgets. *failed*: "
+    students = a.runs[a.runs["budget"].notna()]
+    every = bool(len(students)) and (students.groupby(["task", "model", "successor_layers", "arm"])["budget"].nunique()
+                                     == students["budget"].nunique()).all()
+    out = [("Every student arm ran at each budget" if every else
+            "Each student arm ran at its own budgets (those its primaries are tested at; a dash: not run there)")
+           + " (student optimizer steps: a Theseus phase and its successor phase together); the predecessor "
+           "trained once per seed at its own length and is shared by every budget, so runs are paired by seed across arms and budgets. *failed*: "
            "the test predictions collapsed (Cohen's kappa against the labels below 0.2); *improving*: dev accuracy still rising "
            "over the last 20% of the run's last phase (a longer budget would likely help; for a Theseus "
            "arm with a successor phase that is the successor phase: whether its Theseus phase was long "
