@@ -279,10 +279,12 @@ _SOURCE_HASH: list[str] = []
 
 
 def source_hash() -> str:
-    """The hash of the harness package's own source (every .py file): a reading made by other code is
-    never reused."""
+    """The hash of the harness package's own source (every .py file) and of the versions of the libraries
+    its statistics and its cached readings rest on: a reading made by other code is never reused."""
     if not _SOURCE_HASH:
-        h = hashlib.sha256()
+        import scipy
+
+        h = hashlib.sha256(f"pandas {pd.__version__} numpy {np.__version__} scipy {scipy.__version__}".encode())
         package = Path(__file__).resolve().parents[1]
         for path in sorted(package.rglob("*.py")):
             h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
