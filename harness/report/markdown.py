@@ -72,7 +72,7 @@ def render_report(a: Analysis, infos: list, meta: dict, report_path: Path, tunin
              "## Figures\n", figures_section(a, by, report_path, sequential=seq is not None,
                                               which="summary" if seq else "all"),
              *(["## Tuning\n", tuning_section(a, tuning, infos, report_path)] if tuning else []),
-             *(["## Training budget\n", budget_section(a, infos, report_path)] if has_budget_axis(a.runs) else []),
+             *(["## Training budget\n", budget_section(a, infos, report_path, sequential=seq is not None)] if has_budget_axis(a.runs) else []),
              "## Summary\n", summary(a, meta),
              "## Reference numbers from the seed\n", reference_section(a),
              "## Appendix\n",

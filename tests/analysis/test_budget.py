@@ -118,6 +118,9 @@ def test_every_arm_at_one_budget_takes_that_many_steps(tiny_model_dir, tiny_task
     # an arm at one budget only (its own budgets): the section says so, not "every arm at each budget"
     one = table[~((table["strategy"] == "theseus-binary") & (table["budget"] == 5))].reset_index(drop=True)
     assert "Each student arm ran at its own budgets" in budget_section(analyze(one), [], tmp_path / "r.md")
+    # in a sequential study's report "where each verdict holds" says it is the fixed-design reading
+    fixed = "These verdicts read all the stored runs as a fixed design"
+    assert fixed not in text and fixed in budget_section(analyze(table), [], tmp_path / "r.md", sequential=True)
     summary = pd.read_csv(out / "tables" / "budget_summary.csv")
     assert set(summary["budget"]) == {5, 12} and (summary["n"] == 1).all()
     assert list(out.glob("plots/*dev_curves_by_budget.png"))

@@ -33,9 +33,11 @@ def budget_table(summary: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index().fillna("—")
 
 
-def budget_section(a: Analysis, infos: list, report_path: Path) -> str:
+def budget_section(a: Analysis, infos: list, report_path: Path, sequential: bool = False) -> str:
     """The budget axis first: accuracy against budget per group, where each claim holds, the
-    verdicts by budget, and per group the arm x budget table with failure and convergence counts."""
+    verdicts by budget, and per group the arm x budget table with failure and convergence counts.
+    sequential: the report's verdicts are a sequential study's, so "where each verdict holds" says it
+    reads every stored run as a fixed design."""
     summary = budget_summary(a.runs)
     students = a.runs[a.runs["budget"].notna()]
     every = bool(len(students)) and (students.groupby(["task", "model", "successor_layers", "arm"])["budget"].nunique()
@@ -60,7 +62,9 @@ def budget_section(a: Analysis, infos: list, report_path: Path) -> str:
                    "the budget x arm interaction (the seed-paired difference between two budgets of the paired "
                    "differences) is significant, Holm over every interaction test of this report (a family of "
                    f"its own: {len(inter)} tests); the exploratory comparisons' verdicts by budget are in "
-                   "`tables/verdicts_by_budget.csv`.\n")
+                   "`tables/verdicts_by_budget.csv`."
+                   + (" These verdicts read all the stored runs as a fixed design; the study's own verdicts are "
+                      "its sequential ones above." if sequential else "") + "\n")
         out += [f"- {x}" for x in sentences] + [""]
     for key, g in summary.groupby(BUDGET_GROUP, sort=False):
         task, model, ls = key
