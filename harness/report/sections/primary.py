@@ -269,18 +269,20 @@ def decomposition_display(d: pd.DataFrame) -> pd.DataFrame:
 
 
 def decided_primaries(a: Analysis, decisions: pd.DataFrame | None = None) -> set[tuple]:
-    """(task, model, successor_layers, budget, claim) of every primary with a verdict (not undecided, open
-    or stopped for futility): a sequential study's from its decisions, else the fixed design's."""
-    from harness.analysis.sequential import FUTILE, OPEN
+    """(task, model, successor_layers, budget, claim) of every primary with a verdict (supported,
+    contradicted or equivalent: the bottom line's kinds; not undecided, open or stopped for futility): a
+    sequential study's from its decisions, else the fixed design's."""
+    from harness.report.sections.bottom_line import _kind  # bottom_line imports this module
 
     def key(task, model, ls, budget, claim):
         return (task, model, float(ls), -1.0 if pd.isna(budget) else float(budget), str(claim))
 
+    decided = ("supported", "contradicted", "equivalent")
     if decisions is not None:
         return {key(r.task, r.model, r.successor_layers, r.budget, r.claim) for r in decisions.itertuples()
-                if r.verdict not in (OPEN, "undecided") and not str(r.verdict).startswith(FUTILE)}
+                if _kind(r.verdict) in decided}
     return {key(g.task, g.model, g.successor_layers, g.budget, c.claim) for g in a.groups for c in g.claims
-            if c.role == "primary" and c.verdict not in ("undecided", "no information")}
+            if c.role == "primary" and _kind(c.verdict) in decided}
 
 
 def decomposition_section(a: Analysis, decisions: pd.DataFrame | None = None) -> str | None:
