@@ -114,6 +114,19 @@ def step_setup(task, model, steps, batch_size, max_length, lr, threads) -> dict:
             "load_average": load_average()}
 
 
+WARM_PASSES = 1
+
+
+def warm(run_loop, passes: int = WARM_PASSES) -> None:
+    """`passes` untimed passes of a loop after the one that counts its FLOPs, before the timed one: so that a
+    step is timed as a run's steps run, with the process's memory grown to its working size. Measured here
+    (minilm-l6 finetune-3, bf16, one thread): the second pass of a fresh process still page-faults 3,600-4,200
+    fresh pages per step (its heap still growing), while a run's steps after its first 60 fault about 340 per
+    step (a 200-step loop), and a third pass 0-430 (docs/performance.md)."""
+    for _ in range(passes):
+        run_loop(lambda i: None)
+
+
 def matmul_flops_per_step(run_loop, steps: int) -> float:
     """Matmul FLOPs (forward and backward: mm, addmm, bmm, attention) of one step, averaged over steps
     2 .. steps-1 of one `harness_loop` call, counted by torch's FlopCounterMode on that call. A loop is

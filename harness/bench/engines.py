@@ -16,7 +16,8 @@ import statistics
 
 import torch
 
-from harness.bench.common import load_average, matmul_flops_per_step, matmul_peak, step_setup, student_setup
+from harness.bench.common import (WARM_PASSES, load_average, matmul_flops_per_step, matmul_peak, step_setup,
+                                  student_setup, warm)
 from harness.bench.profile import step_profile
 from harness.errors import HarnessError
 
@@ -32,8 +33,8 @@ def _fingerprint(model: torch.nn.Module) -> str:
 
 def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length: int, lr: float, precisions,
                  engine: str, threads: int = 1) -> list[dict]:
-    """Student steps/s of every case and precision under one engine, in this process (an untimed pass first,
-    which counts the steps' matmul FLOPs), with the trained weights' fingerprint and the epoch's mean loss to
+    """Student steps/s of every case and precision under one engine, in this process (untimed passes first: one
+    counts the steps' matmul FLOPs, then `warm`), with the trained weights' fingerprint and the epoch's mean loss to
     check that each engine trains the same weights in every round."""
     torch.set_num_threads(threads)
     student = student_setup(task, model, steps, batch_size, max_length, lr)
@@ -43,7 +44,8 @@ def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length:
             def run_loop(on_step, case=case, precision=precision):
                 return student.run_loop(case, precision, steps, engine, on_step)
 
-            flops = matmul_flops_per_step(run_loop, steps)  # the untimed pass
+            flops = matmul_flops_per_step(run_loop, steps)  # the untimed passes
+            warm(run_loop)
             timed = step_profile(run_loop, steps, profiled=False)
             epoch, _, evaluated = timed.pop("result")
             rows.append({"case": case[0], "precision": precision, "engine": engine, **timed, "matmul_flops": flops,
@@ -102,7 +104,7 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
         for case in dict.fromkeys(r["case"] for r in runs):
             mine = [r for r in runs if r["case"] == case and r["precision"] == precision]
             med = {e: {k: statistics.median(r[k] for r in mine if r["engine"] == e)
-                       for k in ("step_ms", "cpu_step_ms")} for e in ("previous", "current")}
+                       for k in ("step_ms", "cpu_step_ms", "page_faults_per_step")} for e in ("previous", "current")}
             flops = statistics.median(r["matmul_flops"] for r in mine if r["engine"] == "current")
             top, top_cpu = peak[precision]["flops_per_s"], peak[precision]["flops_per_cpu_s"]
             rows.append({"case": case, "precision": precision, "matmul_flops_per_step": flops,
@@ -115,25 +117,32 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
                          "current_steps_per_s": 1e3 / med["current"]["step_ms"],
                          "previous_steps_per_cpu_s": 1e3 / med["previous"]["cpu_step_ms"],
                          "current_steps_per_cpu_s": 1e3 / med["current"]["cpu_step_ms"],
+                         **{f"{e}_page_faults_per_step": med[e]["page_faults_per_step"] for e in ("previous", "current")},
                          "ratio_wall": med["previous"]["step_ms"] / med["current"]["step_ms"],
                          "ratio_cpu": med["previous"]["cpu_step_ms"] / med["current"]["cpu_step_ms"],
                          "reproducible": all(len({(r["weights"], r["train_loss"]) for r in mine if r["engine"] == e})
                                              == 1 for e in ("previous", "current"))})
     setup["load_average_end"] = load_average()
-    return {"setup": {**setup, "rounds": rounds}, "peak": peak, "cases": rows, "runs": runs}
+    return {"setup": {**setup, "rounds": rounds, "warm_passes": WARM_PASSES}, "peak": peak, "cases": rows, "runs": runs}
+
+
+def _faults(n) -> str:
+    return "n/a" if n is None else f"{n:.0f}"
 
 
 def format_engines(results: dict) -> str:
     s = results["setup"]
     lines = [f"engines: student steps/s, previous -> current ({s['rounds']} alternating fresh processes each, "
-             f"median; steps 2-{s['steps'] - 1} of {s['steps']}, {s['threads']} thread(s), batch {s['batch_size']}, "
+             f"median; steps 2-{s['steps'] - 1} of {s['steps']} after {1 + s.get('warm_passes', 0)} untimed passes, "
+             f"{s['threads']} thread(s), batch {s['batch_size']}, "
              f"{s['device_name']}; load average {s['load_average']} -> {s['load_average_end']})"]
     for p, m in results["peak"].items():
         lines.append(f"matmul peak {p} ({m['before']['size']}^3, {s['threads']} thread(s), measured in this run, best "
                      f"of the start and the end): {m['flops_per_s'] / 1e9:.1f} GFLOP per wall s, "
                      f"{m['flops_per_cpu_s'] / 1e9:.1f} GFLOP per CPU s")
     lines.append(f"{'case':<22} {'prec':<5} {'per CPU s':>17} {'ratio':>6} {'per wall s':>17} {'ratio':>6} "
-                 f"{'GFLOP/step':>10} {'of peak (wall)':>15} {'of peak (CPU)':>14}  reproducible")
+                 f"{'GFLOP/step':>10} {'of peak (wall)':>15} {'of peak (CPU)':>14}  {'page faults/step':>16}  "
+                 "reproducible")
     for c in results["cases"]:
         lines.append(f"{c['case']:<22} {c['precision']:<5} {c['previous_steps_per_cpu_s']:>7.2f} -> "
                      f"{c['current_steps_per_cpu_s']:<7.2f} {c['ratio_cpu']:>6.3f} "
@@ -141,5 +150,6 @@ def format_engines(results: dict) -> str:
                      f"{c['matmul_flops_per_step'] / 1e9:>10.2f} "
                      f"{c['previous_fraction_of_peak']:>6.1%} -> {c['current_fraction_of_peak']:<6.1%} "
                      f"{c['previous_fraction_of_peak_cpu']:>5.1%} -> {c['current_fraction_of_peak_cpu']:<6.1%} "
-                     f"{'yes' if c['reproducible'] else 'NO'}")
+                     f"{_faults(c.get('previous_page_faults_per_step')):>7} -> "
+                     f"{_faults(c.get('current_page_faults_per_step')):<7}  {'yes' if c['reproducible'] else 'NO'}")
     return "\n".join(lines)

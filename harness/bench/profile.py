@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from harness.bench.common import load_average, matmul_flops_per_step, matmul_peak, step_setup, student_setup
+from harness.bench.common import (WARM_PASSES, load_average, matmul_flops_per_step, matmul_peak, step_setup,
+                                  student_setup, warm)
 
 OVERHEAD = "Python/framework overhead"
 FAMILIES = ("matmul/linear", "attention (sdpa, softmax)", "dropout + RNG", "dtype casts/copies", "layer norm", "GELU",
@@ -162,13 +163,15 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
                 def run_loop(on_step, case=case, precision=precision):
                     return student.run_loop(case, precision, steps, on_step=on_step)
 
-                # untimed (per-shape kernels, allocator growth), counting the matmul FLOPs: every pass of a
-                # case computes the same steps (a loop is seeded as a run is)
+                # untimed (per-shape kernels, allocator growth), counting the matmul FLOPs, then `warm`: every
+                # pass of a case computes the same steps (a loop is seeded as a run is)
                 flops = matmul_flops_per_step(run_loop, steps)
+                warm(run_loop)
                 timed = step_profile(run_loop, steps, profiled=False)
                 profiled = step_profile(run_loop, steps, profiled=True)
                 rows.append({"case": case[0], "precision": precision, "step_ms": timed["step_ms"],
                              "cpu_step_ms": timed["cpu_step_ms"], "steps_per_s": timed["steps_per_s"],
+                             "page_faults_per_step": timed["page_faults_per_step"],
                              "matmul_flops_per_step": flops,
                              "profiled_step_ms": profiled["step_ms"], "ms_per_step": profiled["ms_per_step"],
                              "shares": profiled["shares"], "top_ops": profiled["top_ops"]})
@@ -182,7 +185,7 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
         top = peak[row["precision"]]
         row["fraction_of_peak"] = row["matmul_flops_per_step"] / (row["step_ms"] / 1e3) / top["flops_per_s"]
         row["fraction_of_peak_cpu"] = row["matmul_flops_per_step"] / (row["cpu_step_ms"] / 1e3) / top["flops_per_cpu_s"]
-    setup["load_average_end"] = load_average()
+    setup.update(load_average_end=load_average(), warm_passes=WARM_PASSES)
     return {"setup": setup, "peak": peak, "cases": rows}
 
 
@@ -191,7 +194,8 @@ def format_profile(results: dict) -> str:
     heads = [f"{c['case']} {c['precision']}" for c in cases]
     width = max(16, *(len(h) for h in heads))
     lines = [f"one student step: {s['model']}, batch {s['batch_size']}, {s['threads']} thread(s), {s['device_name']}; "
-             f"steps 2-{s['steps'] - 1} of {s['steps']} (after an untimed pass); load average {s['load_average']} "
+             f"steps 2-{s['steps'] - 1} of {s['steps']} (after {1 + s.get('warm_passes', 0)} untimed passes); "
+             f"load average {s['load_average']} "
              f"-> {s['load_average_end']}", "",
              f"{'share of step time (ms)':<28}" + "".join(f" {h:>{width}}" for h in heads)]
     for family in FAMILIES:
@@ -200,6 +204,8 @@ def format_profile(results: dict) -> str:
     lines.append(f"{'step ms, profiled':<28}" + "".join(f" {c['profiled_step_ms']:>{width}.1f}" for c in cases))
     lines.append(f"{'step ms, not profiled':<28}" + "".join(f" {c['step_ms']:>{width}.1f}" for c in cases))
     lines.append(f"{'step CPU ms, not profiled':<28}" + "".join(f" {c['cpu_step_ms']:>{width}.1f}" for c in cases))
+    if cases and cases[0].get("page_faults_per_step") is not None:
+        lines.append(f"{'page faults per step':<28}" + "".join(f" {c['page_faults_per_step']:>{width}.0f}" for c in cases))
     if cases and "matmul_flops_per_step" in cases[0]:
         lines.append(f"{'matmul GFLOP per step':<28}" + "".join(
             f" {c['matmul_flops_per_step'] / 1e9:>{width}.2f}" for c in cases))

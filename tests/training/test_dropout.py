@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness.errors import HarnessError
 from harness.training.dropout import (DROPOUT_STREAM, LEVELS, DropoutAudit, attention, dropout, harness_dropout,
-                                      keep_mask, threshold)
+                                      keep_mask, masked_scores, threshold)
 from harness.training.loop import stream_generator
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dropout_masks.json"
@@ -72,17 +72,46 @@ def test_gradient_flows_through_kept_elements_only():
     assert torch.equal(grad, torch.where(keep, torch.tensor(LEVELS / (LEVELS - threshold(0.25))), 0.0))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def _with_special_values(x: torch.Tensor) -> torch.Tensor:
+    """x with signed zeros, infinities and NaNs spread over it (kept and dropped positions alike)."""
+    flat = x.reshape(-1)
+    for i, v in enumerate((-0.0, 0.0, float("inf"), float("-inf"), float("nan"))):
+        flat[i::97] = v
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_values_and_gradients_are_the_where_formula_bit_for_bit(dtype):
-    """The cheaper arithmetic (scale, then zero in place) changes no number of a run: values and gradients
-    equal torch.where(keep, x * scale, 0) bit for bit, signed zeros included, in fp32 and bf16."""
-    x = (torch.randn(257, 384) * 3).to(dtype)
+    """The bitwise arithmetic (scale, then AND with the keep words) changes no number of a run: values and
+    gradients equal torch.where(keep, x * scale, 0) bit for bit, signed zeros and non-finite values included,
+    in fp32, bf16 and fp64."""
+    x = _with_special_values((torch.randn(257, 384) * 3).to(dtype))
     scale = LEVELS / (LEVELS - threshold(0.1))
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     keep = keep_mask(x.shape, 0.1, stream_generator(5, DROPOUT_STREAM))
     ya = torch.where(keep, a * scale, 0.0)
     yb = dropout(b, 0.1, stream_generator(5, DROPOUT_STREAM))
-    upstream = torch.randn_like(ya)
+    upstream = _with_special_values(torch.randn_like(ya).flip(0))
+    ya.backward(upstream)
+    yb.backward(upstream)
+    bits = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float64: torch.int64}[dtype]
+    assert torch.equal(ya.detach().view(bits), yb.detach().view(bits))
+    assert torch.equal(a.grad.view(bits), b.grad.view(bits))
+    # and the masked fill that an in-place dropout still uses: the same bits
+    c = x.clone()
+    dropout(c, 0.1, stream_generator(5, DROPOUT_STREAM), inplace=True)
+    assert torch.equal(c.view(bits), ya.detach().view(bits))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_scores_are_the_masked_fill_bit_for_bit(dtype):
+    """The attention's padding mask as two bitwise operations: values and gradients of
+    scores.masked_fill(~mask, -inf), broadcast over heads and queries, bit for bit."""
+    scores = _with_special_values((torch.randn(4, 3, 9, 9) * 5).to(dtype))
+    mask = torch.rand(4, 1, 1, 9, generator=torch.Generator().manual_seed(2)) < 0.7
+    a, b = scores.clone().requires_grad_(), scores.clone().requires_grad_()
+    ya, yb = a.masked_fill(~mask, float("-inf")), masked_scores(b, mask)
+    upstream = _with_special_values(torch.randn_like(ya).flip(-1))
     ya.backward(upstream)
     yb.backward(upstream)
     bits = torch.int32 if dtype == torch.float32 else torch.int16
