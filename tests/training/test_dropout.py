@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from harness.errors import HarnessError
 from harness.training.dropout import (DROPOUT_STREAM, LEVELS, DropoutAudit, attention, dropout, harness_dropout,
-                                      keep_mask, masked_scores, threshold)
+                                      keep_mask, keep_words, masked_scores, threshold)
 from harness.training.loop import stream_generator
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dropout_masks.json"
@@ -44,6 +44,17 @@ def test_masks_are_the_reference_mt19937_stream():
     fields = np.stack([(draws >> np.uint64(16 * k)) & np.uint64(0xFFFF) for k in range(4)], 1).reshape(-1)[:n]
     expected = (fields ^ np.uint64(0x8000)) >= threshold(p)
     assert np.array_equal(keep_mask((n,), p, stream_generator(7, DROPOUT_STREAM)).numpy(), expected)
+
+
+@pytest.mark.parametrize("p", [1 / 65536, 0.1, 0.5, 0.9, 65535 / 65536])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+def test_keep_words_are_the_keep_mask_as_words(p, dtype):
+    """The words a dropout ANDs with are the keep mask's draws (all ones where kept), at the threshold's edges."""
+    shape = (3, 1001)
+    words = keep_words(shape, p, stream_generator(9, DROPOUT_STREAM), dtype)
+    keep = keep_mask(shape, p, stream_generator(9, DROPOUT_STREAM))
+    assert words.dtype == {torch.bfloat16: torch.int16, torch.float32: torch.int32, torch.float64: torch.int64}[dtype]
+    assert torch.equal(words, torch.where(keep, -1, 0).to(words.dtype))
 
 
 def test_keep_share_scale_and_rounded_probability():
