@@ -34,7 +34,8 @@ def _fingerprint(model: torch.nn.Module) -> str:
 def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length: int, lr: float, precisions,
                  engine: str, threads: int = 1) -> list[dict]:
     """Student steps/s of every case and precision under one engine, in this process (untimed passes first: one
-    counts the steps' matmul FLOPs, then `warm`), with the trained weights' fingerprint and the epoch's mean loss to
+    counts the steps' matmul FLOPs, then `warm`), the matmul peak measured just before and just after the timed
+    pass (the better of the two: on a shared machine the CPU's speed drifts over minutes), with the trained weights' fingerprint and the epoch's mean loss to
     check that each engine trains the same weights in every round."""
     torch.set_num_threads(threads)
     student = student_setup(task, model, steps, batch_size, max_length, lr)
@@ -46,9 +47,13 @@ def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length:
 
             flops = matmul_flops_per_step(run_loop, steps)  # the untimed passes
             warm(run_loop)
+            before = matmul_peak(precision)
             timed = step_profile(run_loop, steps, profiled=False)
+            after = matmul_peak(precision)
             epoch, _, evaluated = timed.pop("result")
             rows.append({"case": case[0], "precision": precision, "engine": engine, **timed, "matmul_flops": flops,
+                         "peak_flops_per_s": max(before["best_flops_per_s"], after["best_flops_per_s"]),
+                         "peak_flops_per_cpu_s": max(before["best_flops_per_cpu_s"], after["best_flops_per_cpu_s"]),
                          "train_loss": epoch["train_loss"], "weights": _fingerprint(evaluated)})
     return rows
 
@@ -71,10 +76,13 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
     masks, so they differ from each other by design).
 
     Each case's matmul FLOPs per step (FlopCounterMode on engine "current"'s steps: the same batches and
-    draws in every engine and round) and this machine's matmul peak in its precision, measured in this run
-    with the same thread count before and after the engines (the better of the two), give each engine's
-    fraction of peak: FLOPs per step / wall seconds per step / peak per wall second, and the same in process
-    CPU time (on a shared machine the figure to read: both the step and the peak count only the time they ran)."""
+    draws in every engine and round) and this machine's matmul peak in its precision, measured with the same
+    thread count just before and after each timed pass (the better of the two), give each engine's fraction
+    of peak: FLOPs per step / wall seconds per step / that pass's peak per wall second, the median over rounds,
+    and the same in process CPU time (on a shared machine the figure to read: both the step and the peak count
+    only the time they ran). Pairing each pass with its own peak matters here: this CPU's speed drifts by 10%
+    or more over minutes (peaks of 432-500 GFLOP/s in one hour), so a peak measured minutes away from a step
+    misstates its fraction. The peak measured before and after all the engines is reported as well."""
     import subprocess
     import sys
 
@@ -107,12 +115,17 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
                        for k in ("step_ms", "cpu_step_ms", "page_faults_per_step")} for e in ("previous", "current")}
             flops = statistics.median(r["matmul_flops"] for r in mine if r["engine"] == "current")
             top, top_cpu = peak[precision]["flops_per_s"], peak[precision]["flops_per_cpu_s"]
+
+            def fraction(e, wall=True):  # the median over rounds of each timed pass against its own peak
+                return statistics.median(
+                    flops / ((r["step_ms"] if wall else r["cpu_step_ms"]) / 1e3)
+                    / r["peak_flops_per_s" if wall else "peak_flops_per_cpu_s"] for r in mine if r["engine"] == e)
+
             rows.append({"case": case, "precision": precision, "matmul_flops_per_step": flops,
                          "peak_flops_per_s": top, "peak_flops_per_cpu_s": top_cpu,
-                         **{f"{e}_fraction_of_peak": flops / (med[e]["step_ms"] / 1e3) / top
-                            for e in ("previous", "current")},
-                         **{f"{e}_fraction_of_peak_cpu": flops / (med[e]["cpu_step_ms"] / 1e3) / top_cpu
-                            for e in ("previous", "current")},
+                         "paired_peaks_flops_per_s": sorted(r["peak_flops_per_s"] for r in mine),
+                         **{f"{e}_fraction_of_peak": fraction(e) for e in ("previous", "current")},
+                         **{f"{e}_fraction_of_peak_cpu": fraction(e, wall=False) for e in ("previous", "current")},
                          "previous_steps_per_s": 1e3 / med["previous"]["step_ms"],
                          "current_steps_per_s": 1e3 / med["current"]["step_ms"],
                          "previous_steps_per_cpu_s": 1e3 / med["previous"]["cpu_step_ms"],
@@ -140,6 +153,12 @@ def format_engines(results: dict) -> str:
         lines.append(f"matmul peak {p} ({m['before']['size']}^3, {s['threads']} thread(s), measured in this run, best "
                      f"of the start and the end): {m['flops_per_s'] / 1e9:.1f} GFLOP per wall s, "
                      f"{m['flops_per_cpu_s'] / 1e9:.1f} GFLOP per CPU s")
+    for c in results["cases"]:
+        paired = c.get("paired_peaks_flops_per_s")
+        if paired:
+            lines.append(f"  {c['case']}, {c['precision']}: peaks next to its timed passes "
+                         f"{paired[0] / 1e9:.1f}-{paired[-1] / 1e9:.1f} GFLOP per wall s (each pass's fraction "
+                         "is of its own peak)")
     lines.append(f"{'case':<22} {'prec':<5} {'per CPU s':>17} {'ratio':>6} {'per wall s':>17} {'ratio':>6} "
                  f"{'GFLOP/step':>10} {'of peak (wall)':>15} {'of peak (CPU)':>14}  {'page faults/step':>16}  "
                  "reproducible")
