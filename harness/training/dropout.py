@@ -92,7 +92,8 @@ def _and(x: torch.Tensor, bits: torch.Tensor, inplace: bool = False) -> torch.Te
 
 
 class _ScaleKeep(torch.autograd.Function):
-    """x * scale where `bits` are all ones, +0 where they are zeros; gradient: the same of the incoming one.
+    """x * scale where `bits` are all ones, +0 where they are zeros; its gradient: the incoming gradient
+    treated the same way.
 
     The values and gradients of x.mul(scale).masked_fill_(~keep, 0) (and of torch.where(keep, x * scale, 0))
     bit for bit, signed zeros and non-finite values included, since an AND with all-ones words leaves every bit
