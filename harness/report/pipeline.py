@@ -166,6 +166,8 @@ def load_store(results_dir: Path, say=print, look_states: bool = True) -> dict:
     if seq_view is not None:
         runs_csv = runs = seq_view.pop("runs_table")
     meta = {**_meta(records, {**manifest, "name": name}), **({"skipped_records": skipped} if skipped else {})}
+    if isinstance(meta.get("predictions"), dict):  # the runs whose predictions could be scored per example
+        meta["predictions"]["scored"] = 0 if examples is None else int(examples["run_id"].nunique())
     return {"name": name, "manifest": manifest, "records": records, "skipped": skipped, "runs": runs,
             "runs_csv": runs_csv, "tuning": tuning, "sequential": seq_view, "examples": examples, "meta": meta}
 

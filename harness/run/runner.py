@@ -62,6 +62,37 @@ def _splits_of(spec, text_column, label_column, train_size, dev_size, test_size,
                        allow_small_test)
 
 
+def complete_splits(configs, out_dir: Path, say=print) -> int:
+    """Write again, with their per-example test labels, the splits files of a store whose finished runs
+    predate them (a store begun before results schema 3 whose runs were re-run since: a splits file is
+    written once per data hash, so the older one stayed, and the new runs' per-example predictions could
+    not be scored). Only a split whose content hash is the runs' is written. -> files written."""
+    from harness.run.identity import key_of
+    from harness.store.records import record_path, split_complete, write_split
+
+    out_dir, seen, written = Path(out_dir), set(), 0
+    for config in configs:
+        try:
+            record = json.loads(record_path(out_dir, key_of(config)).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        data_hash = (record.get("task") or {}).get("data_hash") if isinstance(record, dict) else None
+        if not data_hash or data_hash in seen or not (record.get("final") or {}).get("test_predictions"):
+            continue
+        seen.add(data_hash)
+        if split_complete(out_dir / "splits" / f"{data_hash}.json"):
+            continue
+        splits = _splits(config.task, config.text_column, config.label_column, config.train_size,
+                         config.dev_size, config.test_size, config.effective_split_seed, config.allow_small_test)
+        if splits.data_hash == data_hash:  # else the data changed since (stale_data_warnings says so)
+            write_split(out_dir, splits)
+            written += 1
+    if written:
+        say(f"splits: {written} file(s) written again with the per-example test labels their runs' predictions "
+            "need (they predated results schema 3)")
+    return written
+
+
 def prepare_data(config: RunConfig, pretrained: Pretrained):
     """Splits and their tokenisation, each computed once per process and reused by every run."""
     from harness.data.tasks import TASKS

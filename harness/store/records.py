@@ -2,7 +2,8 @@
 
 Layout of a store directory:
   runs/<run_id>.json        one record per run (the single source of truth)
-  splits/<data_hash>.json   the example indices of each split, written once per data hash
+  splits/<data_hash>.json   the example indices of each split and the test labels, written once per data hash
+                            (again when an older one lacks the labels: write_split)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 from harness.analysis.tuning import effective_lr
 from harness.arms import name as arm_name
+from harness.errors import HarnessError
 from harness.training.diagnostics import (collapsed, is_degenerate, kappa_from_counts, max_class_share,
                                           single_class_from_metrics, still_improving)
 
@@ -52,16 +54,44 @@ def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / "runs" / f"{run_id}.json"
 
 
+def split_complete(path: Path) -> bool:
+    """A store's splits file that holds the per-example test labels (written since results schema 3);
+    False for an older one, which lacks them, or an unreadable one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(data, dict) and data.get("test_labels") is not None
+
+
+def write_split(out_dir: Path, splits) -> None:
+    """The store's splits/<data_hash>.json for `splits` (a data.splits.Splits): written when absent, and
+    rewritten when an older one lacks the per-example test labels, which per-example inference needs
+    (stores begun before results schema 3). The data hash covers the split's content, so an existing file
+    of that hash holds the same example indices; one that does not is refused, never overwritten."""
+    path = Path(out_dir) / "splits" / f"{splits.data_hash}.json"
+    if path.exists() and split_complete(path):
+        return
+    doc = {"data_hash": splits.data_hash, "label_names": splits.label_names,
+           **{name: getattr(splits, name).indices for name in ("train", "dev", "test")},
+           "test_label_counts": label_counts(splits.test.labels, splits.num_classes),
+           "test_labels": list(splits.test.labels)}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            old = None  # unreadable: written again from the split itself
+        if isinstance(old, dict) and any(old.get(k) is not None and [int(i) for i in old[k]] != [int(i) for i in doc[k]]
+                                         for k in ("train", "dev", "test")):
+            raise HarnessError(f"{path} holds other example indices than this run's split of the same data hash; "
+                               "the store's splits file was edited or belongs to another store: move it away")
+    atomic_write_text(path, json.dumps(doc))
+
+
 def write_record(record: dict, out_dir: Path, splits=None) -> Path:
     out_dir = Path(out_dir)
     if splits is not None:
-        split_file = out_dir / "splits" / f"{splits.data_hash}.json"
-        if not split_file.exists():
-            atomic_write_text(split_file, json.dumps(
-                {"data_hash": splits.data_hash, "label_names": splits.label_names,
-                 **{name: getattr(splits, name).indices for name in ("train", "dev", "test")},
-                 "test_label_counts": label_counts(splits.test.labels, splits.num_classes),
-                 "test_labels": list(splits.test.labels)}))
+        write_split(out_dir, splits)
     path = record_path(out_dir, record["run_id"])
     atomic_write_text(path, json.dumps(_clean(record), indent=1, ensure_ascii=False))
     return path
@@ -123,7 +153,8 @@ def import_records(source: Path, out_dir: Path, run_ids, here: tuple[str, str | 
         data_hash = (record.get("task") or {}).get("data_hash")
         split_src = source / "splits" / f"{data_hash}.json"
         split_dst = out_dir / "splits" / f"{data_hash}.json"
-        if data_hash and split_src.exists() and not split_dst.exists():
+        if data_hash and split_src.exists() and (not split_dst.exists() or (split_complete(split_src)
+                                                                           and not split_complete(split_dst))):
             atomic_write_text(split_dst, split_src.read_text(encoding="utf-8"))
         atomic_write_text(dst, src.read_text(encoding="utf-8"))
     return done

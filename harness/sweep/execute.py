@@ -341,6 +341,9 @@ def run_sweep(preset=None, config_path=None, seeds=None, jobs=None, threads=None
     manifest = write_manifest(configs, {"finished_at": finished, "runs_executed": len(results),
                                         "wall_seconds": elapsed})
     say(f"sweep {sweep.name}: {len(results)} run(s) executed in {elapsed:.0f}s")
+    from harness.run.runner import complete_splits
+
+    complete_splits(configs, out_dir, say)
     build_report(out_dir, report_dir=report_dir, say=say)
     unreadable: list[str] = []
     failed = [r for r in _sweep_records(out_dir, manifest["run_ids"], unreadable) if r.get("status") != "ok"]

@@ -50,3 +50,83 @@ def test_records_without_predictions_have_no_rows(tiny_config, tmp_path):
         del r["final"]["test_predictions"]
     table = examples_table(records, tmp_path)
     assert table.empty and list(table.columns) == ["run_id", "example", "label", "prediction", "correct"]
+
+
+def _strip_labels(split_file):
+    """The splits file as results schema 2 wrote it: no per-example test labels."""
+    doc = json.loads(split_file.read_text())
+    doc.pop("test_labels")
+    split_file.write_text(json.dumps(doc))
+    return doc
+
+
+def test_a_splits_file_without_labels_is_written_again_never_reused_silently(tiny_config, tmp_path):
+    """A store begun before results schema 3 keeps a splits file without test labels; a new run of the same
+    data hash writes it again with them (the same indices), so its predictions can be scored per example.
+    A file of that hash with other indices is refused, never overwritten."""
+    from harness.store.records import import_records, split_complete
+
+    first = execute(tiny_config.replace(strategy="finetune", layers=2), out_dir=tmp_path, log=lambda m: None)
+    split_file = tmp_path / "splits" / f"{first['task']['data_hash']}.json"
+    old = _strip_labels(split_file)
+    assert examples_table(read_records(tmp_path), tmp_path).empty and not split_complete(split_file)
+    # another store with the complete file: importing a record heals this one's
+    other = tmp_path / "other"
+    execute(tiny_config.replace(strategy="finetune", layers=2, seed=1), out_dir=other, log=lambda m: None)
+    second = execute(tiny_config.replace(strategy="finetune", layers=2, seed=2), out_dir=tmp_path / "b",
+                     log=lambda m: None)
+    import_records(other, tmp_path, [r["run_id"] for r in read_records(other)])
+    assert split_complete(split_file)
+    assert {k: v for k, v in json.loads(split_file.read_text()).items() if k != "test_labels"} == old
+    assert len(examples_table(read_records(tmp_path), tmp_path)) == 2 * first["final"]["n_test"]
+    # a run writing to a store whose file lacks the labels writes them
+    b_file = tmp_path / "b" / "splits" / f"{second['task']['data_hash']}.json"
+    _strip_labels(b_file)
+    execute(tiny_config.replace(strategy="finetune", layers=2, seed=3), out_dir=tmp_path / "b", log=lambda m: None)
+    assert split_complete(b_file)
+    # other indices under the same hash: refused
+    doc = json.loads(b_file.read_text())
+    doc.pop("test_labels")
+    doc["test"] = doc["test"][::-1]
+    b_file.write_text(json.dumps(doc))
+    with pytest.raises(HarnessError, match="other example indices"):
+        execute(tiny_config.replace(strategy="finetune", layers=2, seed=4), out_dir=tmp_path / "b",
+                log=lambda m: None)
+
+
+def test_run_all_completes_a_finished_stores_splits_file_and_the_report_says_why_until_then(
+        tmp_path, tiny_model_dir, tiny_task, monkeypatch):
+    """A finished store whose splits file predates the labels: the report names that cause (not "N of N
+    records hold predictions"); run-all, training nothing, writes the file again and the report pairs by
+    example from then on."""
+    from conftest import write_tiny_sweep
+
+    from harness.report.pipeline import load_store
+    from harness.report.sections.primary import unit_sentence
+    from harness.store.records import split_complete
+    from harness.sweep.execute import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_sweep(tmp_path / "c.toml", tiny_model_dir, tiny_task)
+    quiet = lambda *a, **k: None  # noqa: E731
+    assert run_sweep(config_path=config, say=quiet) == 0
+    store = tmp_path / "results" / "tiny"
+    (split_file,) = (store / "splits").glob("*.json")
+    _strip_labels(split_file)
+    loaded = load_store(store, say=quiet)
+    assert loaded["examples"] is None and loaded["meta"]["predictions"]["scored"] == 0
+    held = loaded["meta"]["predictions"]
+    assert held["with"] == held["of"] > 0
+
+    class NotTaskLevel:
+        def claims_table(self):
+            import pandas as pd
+            return pd.DataFrame()
+
+    sentence = unit_sentence(NotTaskLevel(), loaded["meta"])
+    assert "lacks the test labels" in sentence and "records hold per-example" in sentence
+    said = []
+    assert run_sweep(config_path=config, say=said.append) == 0
+    assert split_complete(split_file) and any("written again" in line for line in said)
+    assert any("0 to run" in line or "already stored" in line for line in said)
+    assert load_store(store, say=quiet)["examples"] is not None

@@ -98,8 +98,15 @@ def unit_sentence(a: Analysis, meta: dict | None) -> str:
                 "as random (paired by seed and by example), so they speak about the task, not about the "
                 f"test set{n} scored; the seed-only interval (this test set only) is shown beside each primary as a "
                 "sensitivity row.")
-    why = ("the records hold no per-example test predictions" if not held or not held.get("with") else
-           f"only {held['with']} of {held['of']} records hold per-example test predictions")
+    if not held or not held.get("with"):
+        why = "the records hold no per-example test predictions"
+    elif held.get("scored") == 0:
+        why = ("the records hold per-example test predictions, but the store's splits file lacks the test labels "
+               "they are scored against (it predates results schema 3; `run-all` on this store writes it again)")
+    elif held["with"] < held["of"]:
+        why = f"only {held['with']} of {held['of']} records hold per-example test predictions"
+    else:
+        why = "this analysis does not pair the runs by test example"
     return (f"**These intervals are conditional on one test set{n}:** {why}, so only the training seed is "
             "treated as random; a verdict says which arm scores higher on these test examples, not on the task "
             "(a new test sample adds its own variance; docs/method.md, \"The unit of inference\").")
