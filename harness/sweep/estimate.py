@@ -13,22 +13,23 @@ import math
 
 from harness.training.config import RunConfig
 
-# Seconds per optimizer step of each arm, measured by the default study (results/default, 55 records:
-# mean over 5 seeds of wall_seconds / final steps, evaluations included): minilm-l6 on rt-polarity
-# (train 2,000, max length 128, batch 32), bf16, 1 torch thread per run, 2 runs at once on a 2-core
-# Intel Xeon. finetune-6 is the 6-layer predecessor (189 steps: 3 epochs).
+# Seconds per optimizer step of each arm, measured by the default study (results/default, 55 records, results
+# schema 3: mean over 5 seeds of wall_seconds / final steps, evaluations included): minilm-l6 on rt-polarity
+# (train 2,000, max length 128, batch 32), bf16, 1 torch thread per run, 2 runs at once on a 2-core AMD EPYC
+# (2026-12-05). finetune-6 is the 6-layer predecessor (189 steps: 3 epochs).
 REFERENCE_SECONDS_PER_STEP = {
-    "finetune-3": 0.192, "finetune-6": 0.432, "kd": 0.227,
-    "theseus-add/convex": 0.420, "theseus-add/seed": 0.407,
-    "theseus-binary/official": 0.193, "theseus-binary/seed": 0.224,
-    "two-stage/predecessor-1x": 0.221, "two-stage/predecessor-5x": 0.219,
-    "two-stage/random-1x": 0.213, "two-stage/random-5x": 0.216,
+    "finetune-3": 0.131, "finetune-6": 0.328, "kd": 0.135,
+    "theseus-add/convex": 0.228, "theseus-add/seed": 0.235,
+    "theseus-binary/official": 0.120, "theseus-binary/seed": 0.131,
+    "two-stage/predecessor-1x": 0.125, "two-stage/predecessor-5x": 0.126,
+    "two-stage/random-1x": 0.132, "two-stage/random-5x": 0.132,
 }
 # fp32 over bf16 on the same CPU: the summed per-arm mean wall time of results/default-fp32 over that of
 # results/default-3ep/runs.csv (the same 3-epoch sweep in bf16; 55 and 110 runs).
 FP32_FACTOR = 2.55
 REFERENCE_SOURCE = ("the default study's measured seconds per optimizer step (results/default: minilm-l6, "
-                    "rt-polarity, bf16, 1 thread per run, 2-core Intel Xeon; fp32 runs x 2.55 as measured there)")
+                    "rt-polarity, bf16, 1 thread per run, 2-core AMD EPYC; fp32 runs x 2.55, the fp32 over bf16 "
+                    "time of the earlier 3-epoch default)")
 
 
 def planned_steps(config: RunConfig, train_size: int) -> int:

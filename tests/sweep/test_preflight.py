@@ -87,11 +87,12 @@ def test_planned_steps_and_the_estimate_follow_the_runs_length():
     assert estimate.planned_steps(epochs, 320) == 3 * 10
     assert estimate.planned_steps(predecessor, 320) == 3 * 10
     total, own = estimate.estimate_seconds([budget, predecessor], [1000, 320], {})
-    assert own == 0 and abs(total - (100 * 0.227 + 30 * 0.432)) < 1e-9
+    ref = estimate.REFERENCE_SECONDS_PER_STEP
+    assert own == 0 and abs(total - (100 * ref["kd"] + 30 * ref["finetune-6"])) < 1e-9
     total, own = estimate.estimate_seconds([budget], [1000], {"kd": 1.0})
     assert own == 1 and total == 100.0
     total, _ = estimate.estimate_seconds([budget.replace(precision="fp32")], [1000], {})
-    assert abs(total - 100 * 0.227 * estimate.FP32_FACTOR) < 1e-9
+    assert abs(total - 100 * ref["kd"] * estimate.FP32_FACTOR) < 1e-9
 
 
 def test_seconds_per_step_reads_the_stores_finished_runs():
@@ -111,11 +112,17 @@ def test_eta_and_durations():
 
 
 def test_the_reference_figures_are_the_committed_default_studys(request):
-    """REFERENCE_SECONDS_PER_STEP is what results/default's records measured (where the repository has them)."""
+    """REFERENCE_SECONDS_PER_STEP is what results/default's records measured (where the repository has them):
+    the records of the sweep its manifest names."""
+    import json
+
     store = Path(request.config.rootpath) / "results" / "default"
     from harness.store.records import read_records
 
     records = read_records(store) if (store / "runs").is_dir() else []
+    if (store / "sweep.json").is_file():
+        wanted = set(json.loads((store / "sweep.json").read_text())["run_ids"])
+        records = [r for r in records if r["run_id"] in wanted]
     if not records:
         pytest.skip("no committed results/default here (an installed copy)")
     measured = estimate.seconds_per_step(records)
