@@ -35,8 +35,9 @@ def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length:
                  engine: str, threads: int = 1) -> list[dict]:
     """Student steps/s of every case and precision under one engine, in this process (untimed passes first: one
     counts the steps' matmul FLOPs, then `warm`), the matmul peak measured just before and just after the timed
-    pass (the better of the two: on a shared machine the CPU's speed drifts over minutes), with the trained weights' fingerprint and the epoch's mean loss to
-    check that each engine trains the same weights in every round."""
+    pass (the better of the two: on a shared machine the CPU's speed drifts over minutes), with the trained
+    weights' fingerprint and the epoch's mean loss to check that each engine trains the same weights in every
+    round."""
     torch.set_num_threads(threads)
     student = student_setup(task, model, steps, batch_size, max_length, lr)
     rows = []
@@ -130,7 +131,8 @@ def compare_engines(task: str = "rt-polarity", model: str = "minilm-l6", *, step
                          "current_steps_per_s": 1e3 / med["current"]["step_ms"],
                          "previous_steps_per_cpu_s": 1e3 / med["previous"]["cpu_step_ms"],
                          "current_steps_per_cpu_s": 1e3 / med["current"]["cpu_step_ms"],
-                         **{f"{e}_page_faults_per_step": med[e]["page_faults_per_step"] for e in ("previous", "current")},
+                         **{f"{e}_page_faults_per_step": med[e]["page_faults_per_step"]
+                            for e in ("previous", "current")},
                          "ratio_wall": med["previous"]["step_ms"] / med["current"]["step_ms"],
                          "ratio_cpu": med["previous"]["cpu_step_ms"] / med["current"]["cpu_step_ms"],
                          "reproducible": all(len({(r["weights"], r["train_loss"]) for r in mine if r["engine"] == e})

@@ -147,8 +147,8 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
     per process CPU second.
     Returns {"setup", "peak": {precision: {"flops_per_s", "flops_per_cpu_s"}}, "cases": [{"case",
     "precision", "step_ms", "cpu_step_ms", "steps_per_s", "page_faults_per_step", "profiled_step_ms",
-    "matmul_flops_per_step", "peak_flops_per_s", "peak_flops_per_cpu_s", "fraction_of_peak", "fraction_of_peak_cpu", "ms_per_step": {family: ms}, "shares": {family: share},
-    "top_ops"}]}."""
+    "matmul_flops_per_step", "peak_flops_per_s", "peak_flops_per_cpu_s", "fraction_of_peak",
+    "fraction_of_peak_cpu", "ms_per_step": {family: ms}, "shares": {family: share}, "top_ops"}]}."""
     setup = step_setup(task, model, steps, batch_size, max_length, lr, threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -208,7 +208,8 @@ def format_profile(results: dict) -> str:
     lines.append(f"{'step ms, not profiled':<28}" + "".join(f" {c['step_ms']:>{width}.1f}" for c in cases))
     lines.append(f"{'step CPU ms, not profiled':<28}" + "".join(f" {c['cpu_step_ms']:>{width}.1f}" for c in cases))
     if cases and cases[0].get("page_faults_per_step") is not None:
-        lines.append(f"{'page faults per step':<28}" + "".join(f" {c['page_faults_per_step']:>{width}.0f}" for c in cases))
+        lines.append(f"{'page faults per step':<28}" + "".join(
+            f" {c['page_faults_per_step']:>{width}.0f}" for c in cases))
     if cases and "matmul_flops_per_step" in cases[0]:
         lines.append(f"{'matmul GFLOP per step':<28}" + "".join(
             f" {c['matmul_flops_per_step'] / 1e9:>{width}.2f}" for c in cases))

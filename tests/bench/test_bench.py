@@ -133,7 +133,8 @@ def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
     flops = {(c["case"], c["precision"]): c["matmul_flops_per_step"] for c in results["cases"]}
     assert flops[("finetune-2", "bf16")] == flops[("finetune-2", "fp32")]  # the same steps in either precision
     text = format_profile(results)
-    assert "Python/framework overhead" in text and "fraction of peak (CPU)" in text and "peak GFLOP/s next to it" in text
+    assert "Python/framework overhead" in text and "fraction of peak (CPU)" in text
+    assert "peak GFLOP/s next to it" in text
     json.dumps(results)
 
 
