@@ -16,9 +16,8 @@ import statistics
 
 import torch
 
-from harness.bench.common import (WARM_PASSES, load_average, matmul_flops_per_step, matmul_peak, step_setup,
-                                  student_setup, warm)
-from harness.bench.profile import step_profile
+from harness.bench.common import WARM_PASSES, load_average, matmul_peak, step_setup, student_setup
+from harness.bench.profile import timed_pass
 from harness.errors import HarnessError
 
 
@@ -33,9 +32,8 @@ def _fingerprint(model: torch.nn.Module) -> str:
 
 def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length: int, lr: float, precisions,
                  engine: str, threads: int = 1) -> list[dict]:
-    """Student steps/s of every case and precision under one engine, in this process (untimed passes first: one
-    counts the steps' matmul FLOPs, then `warm`), the matmul peak measured just before and just after the timed
-    pass (the better of the two: on a shared machine the CPU's speed drifts over minutes), with the trained
+    """Student steps/s of every case and precision under one engine, in this process, each case timed as
+    `timed_pass` does (untimed passes first; the matmul peak measured just before and just after), with the trained
     weights' fingerprint and the epoch's mean loss to check that each engine trains the same weights in every
     round."""
     torch.set_num_threads(threads)
@@ -46,15 +44,9 @@ def engine_steps(task: str, model: str, steps: int, batch_size: int, max_length:
             def run_loop(on_step, case=case, precision=precision):
                 return student.run_loop(case, precision, steps, engine, on_step)
 
-            flops = matmul_flops_per_step(run_loop, steps)  # the untimed passes
-            warm(run_loop)
-            before = matmul_peak(precision)
-            timed = step_profile(run_loop, steps, profiled=False)
-            after = matmul_peak(precision)
+            timed = timed_pass(run_loop, steps, precision)
             epoch, _, evaluated = timed.pop("result")
-            rows.append({"case": case[0], "precision": precision, "engine": engine, **timed, "matmul_flops": flops,
-                         "peak_flops_per_s": max(before["best_flops_per_s"], after["best_flops_per_s"]),
-                         "peak_flops_per_cpu_s": max(before["best_flops_per_cpu_s"], after["best_flops_per_cpu_s"]),
+            rows.append({"case": case[0], "precision": precision, "engine": engine, **timed,
                          "train_loss": epoch["train_loss"], "weights": _fingerprint(evaluated)})
     return rows
 

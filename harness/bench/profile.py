@@ -136,6 +136,21 @@ def step_profile(run_loop, steps: int, profiled: bool) -> dict:
 
 
 
+def timed_pass(run_loop, steps: int, precision: str) -> dict:
+    """One case as `bench --engine` and `--profile` time it: an untimed pass counting its matmul FLOPs
+    (matmul_flops_per_step), `warm`, then the timed pass (step_profile) between two measurements of the
+    matmul peak in `precision` (the better of the two: this CPU's speed drifts over minutes, so a step's
+    share is of the peak next to it). -> step_profile's figures (with "result") and "matmul_flops",
+    "peak_flops_per_s", "peak_flops_per_cpu_s"."""
+    flops = matmul_flops_per_step(run_loop, steps)
+    warm(run_loop)
+    peaks = [matmul_peak(precision)]
+    timed = step_profile(run_loop, steps, profiled=False)
+    peaks.append(matmul_peak(precision))
+    return {**timed, "matmul_flops": flops, "peak_flops_per_s": max(m["best_flops_per_s"] for m in peaks),
+            "peak_flops_per_cpu_s": max(m["best_flops_per_cpu_s"] for m in peaks)}
+
+
 def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: int = 12, batch_size: int = 32,
                 max_length: int = 128, lr: float = 5e-5, precisions=("bf16", "fp32"), threads: int = 1,
                 log=print) -> dict:
@@ -163,16 +178,10 @@ def run_profile(task: str = "rt-polarity", model: str = "minilm-l6", *, steps: i
                 def run_loop(on_step, case=case, precision=precision):
                     return student.run_loop(case, precision, steps, on_step=on_step)
 
-                # untimed (per-shape kernels, allocator growth), counting the matmul FLOPs, then `warm`: every
-                # pass of a case computes the same steps (a loop is seeded as a run is)
-                flops = matmul_flops_per_step(run_loop, steps)
-                warm(run_loop)
-                peaks = [matmul_peak(precision)]  # next to the timed pass: this CPU's speed drifts
-                timed = step_profile(run_loop, steps, profiled=False)
-                peaks.append(matmul_peak(precision))
+                # every pass of a case computes the same steps (a loop is seeded as a run is)
+                timed = timed_pass(run_loop, steps, precision)
                 profiled = step_profile(run_loop, steps, profiled=True)
-                top = max(m["best_flops_per_s"] for m in peaks)
-                top_cpu = max(m["best_flops_per_cpu_s"] for m in peaks)
+                flops, top, top_cpu = timed["matmul_flops"], timed["peak_flops_per_s"], timed["peak_flops_per_cpu_s"]
                 rows.append({"case": case[0], "precision": precision, "step_ms": timed["step_ms"],
                              "cpu_step_ms": timed["cpu_step_ms"], "steps_per_s": timed["steps_per_s"],
                              "page_faults_per_step": timed["page_faults_per_step"],

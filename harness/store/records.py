@@ -54,14 +54,19 @@ def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / "runs" / f"{run_id}.json"
 
 
-def split_complete(path: Path) -> bool:
-    """A store's splits file that holds the per-example test labels (written since results schema 3);
-    False for an older one, which lacks them, or an unreadable one."""
+def _read_split(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return False
-    return isinstance(data, dict) and data.get("test_labels") is not None
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def split_complete(path: Path) -> bool:
+    """A store's splits file that holds the per-example test labels (written since results schema 3);
+    False for an older one, which lacks them, or an unreadable one."""
+    data = _read_split(path)
+    return data is not None and data.get("test_labels") is not None
 
 
 def write_split(out_dir: Path, splits) -> None:
@@ -70,21 +75,17 @@ def write_split(out_dir: Path, splits) -> None:
     (stores begun before results schema 3). The data hash covers the split's content, so an existing file
     of that hash holds the same example indices; one that does not is refused, never overwritten."""
     path = Path(out_dir) / "splits" / f"{splits.data_hash}.json"
-    if path.exists() and split_complete(path):
+    old = _read_split(path) if path.exists() else None  # unreadable: written again from the split itself
+    if old is not None and old.get("test_labels") is not None:
         return
     doc = {"data_hash": splits.data_hash, "label_names": splits.label_names,
            **{name: getattr(splits, name).indices for name in ("train", "dev", "test")},
            "test_label_counts": label_counts(splits.test.labels, splits.num_classes),
            "test_labels": list(splits.test.labels)}
-    if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            old = None  # unreadable: written again from the split itself
-        if isinstance(old, dict) and any(old.get(k) is not None and [int(i) for i in old[k]] != [int(i) for i in doc[k]]
-                                         for k in ("train", "dev", "test")):
-            raise HarnessError(f"{path} holds other example indices than this run's split of the same data hash; "
-                               "the store's splits file was edited or belongs to another store: move it away")
+    if old is not None and any(old.get(k) is not None and [int(i) for i in old[k]] != [int(i) for i in doc[k]]
+                               for k in ("train", "dev", "test")):
+        raise HarnessError(f"{path} holds other example indices than this run's split of the same data hash; "
+                           "the store's splits file was edited or belongs to another store: move it away")
     atomic_write_text(path, json.dumps(doc))
 
 
