@@ -26,6 +26,7 @@ FAMILIES = ("matmul/linear", "attention (sdpa, softmax)", "dropout + RNG", "dtyp
 FAMILY_OF_OP = {
     "aten::linear": "matmul/linear", "aten::matmul": "matmul/linear",
     "aten::scaled_dot_product_attention": "attention (sdpa, softmax)",
+    "aten::softmax": "attention (sdpa, softmax)",  # the harness's attention (dropout.attention) writes SDPA out
     "aten::dropout": "dropout + RNG", "aten::native_dropout": "dropout + RNG", "aten::bernoulli_": "dropout + RNG",
     "aten::rand": "dropout + RNG",  # Theseus's replacement draws
     "aten::random_": "dropout + RNG",  # the harness's dropout masks (harness/training/dropout.py)

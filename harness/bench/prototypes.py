@@ -1,6 +1,6 @@
 """`python -m harness bench --experimental`: prototype speed-ups of the student step that change values
-(PROTOTYPES), each as a ratio of process CPU time per step to the same loop without it, and larger evaluation
-batches (eval_batch_check). Measured here only, never used by a run: each changes the numbers a run produces
+(PROTOTYPES, on the prototypes' own loop; STEP_PROTOTYPES, on the harness's own step), each as a ratio of
+process CPU time per step to the same loop without it, and larger evaluation batches (eval_batch_check). Measured here only, never used by a run: each changes the numbers a run produces
 (other random streams, other rounding), so adopting one needs a new results schema (RESULTS_SCHEMA, and with it
 every run key: docs/method.md, One run) and `compare` of the default sweep before/after. They stay so that the
 figures in docs/performance-history.md can be measured again.
@@ -103,6 +103,37 @@ PROTOTYPES = {
 }
 
 
+# Prototypes on the harness's own step (StudentSetup.run_loop, the current engine): each changes values too.
+STEP_PROTOTYPES = {
+    "harness step": "finetune-k step as a run computes it (current engine; attention softmax in bf16, as CPU "
+                    "autocast runs it)",
+    "fp32-softmax": "the same step with the attention's softmax in fp32 (scores cast up, probabilities cast "
+                    "back): torch's bf16 softmax kernel computes a row's tail past its last 32 (max) and 16 "
+                    "(exp) elements one element at a time",
+}
+
+
+def _fp32_softmax(scores: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(scores.float(), -1).to(scores.dtype)
+
+
+def step_prototype(kind: str, student: StudentSetup, precision: str, steps: int) -> float:
+    """One pass of `steps` finetune-k steps of the harness's own loop with a STEP_PROTOTYPES kind applied;
+    -> process CPU seconds per step over steps 2 .. steps-1."""
+    from unittest import mock
+
+    from harness.bench.profile import step_profile
+    from harness.training import dropout
+
+    def run_loop(on_step):
+        return student.run_loop(student.cases[0], precision, steps, on_step=on_step)
+
+    patch = mock.patch.object(dropout, "_softmax", _fp32_softmax) if kind == "fp32-softmax" \
+        else contextlib.nullcontext()
+    with patch:
+        return step_profile(run_loop, steps, profiled=False)["cpu_seconds"] / (steps - 2)
+
+
 def _batch_pairs(student: StudentSetup, seeds: int, pad_id: int):
     """Per step, one batch per seed (each seed its own data order), padded to a common width."""
     streams = [list(train_batches(student.train, student.config.batch_size, torch.Generator().manual_seed(s), pad_id))
@@ -201,11 +232,12 @@ def run_prototypes(task: str = "rt-polarity", model: str = "minilm-l6", *, steps
                    max_length: int = 128, lr: float = 5e-5, precisions=("bf16", "fp32"), threads: int = 1,
                    rounds: int = 2, log=print) -> dict:
     """Every PROTOTYPES kind per precision, interleaved (`rounds` timed passes each after an untimed one);
-    speed-up = baseline CPU time per student step / the kind's (medians). Plus eval_batch_check."""
+    speed-up = baseline CPU time per student step / the kind's (medians). In bf16 also every STEP_PROTOTYPES
+    kind on the harness's own step (interleaved, after two untimed passes each). Plus eval_batch_check."""
     setup = step_setup(task, model, steps, batch_size, max_length, lr, threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    rows, evals = [], []
+    rows, step_rows, evals = [], [], []
     try:
         student = student_setup(task, model, steps, batch_size, max_length, lr)
         _, _, encoded = prepare_data(student.config, student.pretrained)
@@ -223,12 +255,26 @@ def run_prototypes(task: str = "rt-polarity", model: str = "minilm-l6", *, steps
                 med = statistics.median(times[kind])
                 rows.append({"kind": kind, "precision": precision, "cpu_step_ms": 1e3 * med, "speedup": base / med,
                              "what": PROTOTYPES[kind]})
+            if precision == "bf16":
+                step_times = {k: [] for k in STEP_PROTOTYPES}
+                for r in range(rounds + 2):  # two untimed passes (harness.bench.common.warm), then rounds
+                    for kind in STEP_PROTOTYPES:
+                        log(f"  {precision} {kind}: {'untimed pass' if r < 2 else f'round {r - 1}/{rounds}'} ...")
+                        seconds = step_prototype(kind, student, precision, steps)
+                        if r >= 2:
+                            step_times[kind].append(seconds)
+                base = statistics.median(step_times["harness step"])
+                for kind, seconds in step_times.items():
+                    med = statistics.median(seconds)
+                    step_rows.append({"kind": kind, "precision": precision, "cpu_step_ms": 1e3 * med,
+                                      "speedup": base / med, "what": STEP_PROTOTYPES[kind]})
             log(f"  {precision}: evaluation batch sizes ...")
             evals.append(eval_batch_check(student, encoded["dev"], precision))
     finally:
         torch.set_num_threads(before)
     setup["load_average_end"] = load_average()
-    return {"setup": {**setup, "rounds": rounds}, "prototypes": rows, "eval_batches": evals}
+    return {"setup": {**setup, "rounds": rounds}, "prototypes": rows, "step_prototypes": step_rows,
+            "eval_batches": evals}
 
 
 def format_prototypes(results: dict) -> str:
@@ -239,6 +285,11 @@ def format_prototypes(results: dict) -> str:
              f"{'kind':<28} {'prec':<5} {'ms':>7} {'speed-up':>9}  what"]
     for r in results["prototypes"]:
         lines.append(f"{r['kind']:<28} {r['precision']:<5} {r['cpu_step_ms']:>7.1f} {r['speedup']:>8.3f}x  {r['what']}")
+    if results.get("step_prototypes"):
+        lines.append("on the harness's own step (speed-up against its current engine):")
+        for r in results["step_prototypes"]:
+            lines.append(f"{r['kind']:<28} {r['precision']:<5} {r['cpu_step_ms']:>7.1f} {r['speedup']:>8.3f}x  "
+                         f"{r['what']}")
     for e in results["eval_batches"]:
         a, b = e["sizes"][0], e["sizes"][-1]
         lines.append(f"evaluation {e['precision']}, batch {a} -> {b} ({e['examples']} examples): "

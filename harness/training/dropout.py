@@ -167,6 +167,12 @@ def masked_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 _TORCH_SDPA = F.scaled_dot_product_attention
 
 
+def _softmax(scores: torch.Tensor) -> torch.Tensor:
+    """The attention's softmax over keys, as autocast runs it on the CPU: in the scores' dtype (bf16 in a bf16
+    run). `bench --experimental` swaps it for a prototype (harness.bench.prototypes); runs never do."""
+    return torch.softmax(scores, -1)
+
+
 def attention(generator: torch.Generator):
     """A drop-in for torch.nn.functional.scaled_dot_product_attention whose attention-probability dropout is
     `dropout` from `generator`: softmax(q k^T * scale + mask) with dropout, times v. Without dropout (eval,
@@ -179,7 +185,7 @@ def attention(generator: torch.Generator):
         scores = torch.matmul(query, key.transpose(-2, -1)) * (query.shape[-1] ** -0.5 if scale is None else scale)
         if attn_mask is not None:
             scores = masked_scores(scores, attn_mask) if attn_mask.dtype == torch.bool else scores + attn_mask
-        return torch.matmul(dropout(torch.softmax(scores, -1), dropout_p, generator), value)
+        return torch.matmul(dropout(_softmax(scores), dropout_p, generator), value)
 
     return sdpa
 

@@ -113,6 +113,20 @@ def test_op_families_put_each_op_under_its_family():
     assert fam["matmul/linear"] >= backward_mm > 0
 
 
+def test_op_families_count_a_written_out_softmax_and_its_backward_as_attention():
+    """The harness's attention (dropout.attention) calls torch.softmax itself, outside any SDPA op."""
+    from torch.profiler import profile
+
+    from harness.bench.profile import op_families
+
+    x = torch.randn(4, 2, 31, 31, requires_grad=True)
+    with profile() as prof:
+        torch.softmax(x, -1).square().sum().backward()
+    events = prof.events()
+    softmax = sum(e.self_cpu_time_total for e in events if e.name in ("aten::_softmax", "aten::_softmax_backward_data"))
+    assert softmax > 0 and op_families(events)["attention (sdpa, softmax)"] >= softmax
+
+
 def test_profile_reports_shares_of_every_case(tiny_model_dir, tiny_task):
     from harness.bench.profile import FAMILIES, format_profile, run_profile
 
@@ -280,16 +294,48 @@ def test_compare_engines_measures_both_and_checks_reproducibility(tiny_model_dir
 # ---------------------------------------------------------------- prototypes (never used by runs)
 
 def test_prototypes_run_and_report_speedups_against_their_baseline(tiny_model_dir, tiny_task):
-    from harness.bench.prototypes import PROTOTYPES, format_prototypes, run_prototypes
+    from harness.bench.prototypes import PROTOTYPES, STEP_PROTOTYPES, format_prototypes, run_prototypes
 
     results = run_prototypes(tiny_task, tiny_model_dir, steps=4, batch_size=8, max_length=16, lr=1e-3,
                              precisions=("bf16",), rounds=1, log=lambda *_: None)
     rows = {r["kind"]: r for r in results["prototypes"]}
     assert set(rows) == set(PROTOTYPES) and rows["baseline"]["speedup"] == 1.0
     assert all(r["cpu_step_ms"] > 0 for r in rows.values())
+    steps = {r["kind"]: r for r in results["step_prototypes"]}
+    assert set(steps) == set(STEP_PROTOTYPES) and steps["harness step"]["speedup"] == 1.0
+    assert all(r["cpu_step_ms"] > 0 for r in steps.values())
     (check,) = results["eval_batches"]
     assert check["examples"] > 0 and isinstance(check["identical_predictions"], bool)
-    assert "lockstep-2" in format_prototypes(results)
+    assert "lockstep-2" in format_prototypes(results) and "fp32-softmax" in format_prototypes(results)
+
+
+def test_fp32_softmax_prototype_reaches_the_harness_attention():
+    """The prototype swaps the softmax the harness's attention calls, only while patched: the probabilities
+    are then the fp32 softmax's rounded to bf16."""
+    from unittest import mock
+
+    from harness.bench.prototypes import _fp32_softmax
+    from harness.training import dropout
+
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 2, 31, 8).bfloat16() for _ in range(2))
+    eye = torch.eye(31, dtype=torch.bfloat16).expand(2, 2, 31, 31)
+    sdpa = dropout.attention(torch.Generator().manual_seed(0))
+    scores = torch.matmul(q, k.transpose(-2, -1)) * 8 ** -0.5
+    calls = []
+
+    def recorded(x):
+        calls.append(x.dtype)
+        return _fp32_softmax(x)
+
+    # v = identity: the output is the probabilities; p = 1e-9 rounds to 0 of 65536, so nothing is dropped
+    assert torch.equal(sdpa(q, k, eye, dropout_p=1e-9), torch.softmax(scores, -1))
+    with mock.patch.object(dropout, "_softmax", recorded):
+        patched = sdpa(q, k, eye, dropout_p=1e-9)
+    assert calls == [torch.bfloat16]
+    assert torch.equal(patched, torch.softmax(scores.float(), -1).bfloat16())
+    sdpa(q, k, eye, dropout_p=1e-9)
+    assert len(calls) == 1
 
 
 def test_cheap_dropout_keeps_the_expected_share_and_scales():
