@@ -1,9 +1,10 @@
 """`python -m harness bench --experimental`: prototype speed-ups of the student step that change values
 (PROTOTYPES, on the prototypes' own loop; STEP_PROTOTYPES, on the harness's own step), each as a ratio of
-process CPU time per step to the same loop without it, and larger evaluation batches (eval_batch_check). Measured here only, never used by a run: each changes the numbers a run produces
-(other random streams, other rounding), so adopting one needs a new results schema (RESULTS_SCHEMA, and with it
-every run key: docs/method.md, One run) and `compare` of the default sweep before/after. They stay so that the
-figures in docs/performance-history.md can be measured again.
+process CPU time per step to the same loop without it, and larger evaluation batches (eval_batch_check).
+Measured here only, never used by a run: each changes the numbers a run produces (other random streams, other
+rounding), so adopting one needs a new results schema (RESULTS_SCHEMA, and with it every run key:
+docs/method.md, One run) and `compare` of the default sweep before/after. They stay so that the figures in
+docs/performance.md and performance-history.md can be measured again.
 """
 
 from __future__ import annotations

@@ -168,8 +168,9 @@ _TORCH_SDPA = F.scaled_dot_product_attention
 
 
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
-    """The attention's softmax over keys, as autocast runs it on the CPU: in the scores' dtype (bf16 in a bf16
-    run). `bench --experimental` swaps it for a prototype (harness.bench.prototypes); runs never do."""
+    """The attention's softmax over keys, as autocast runs it: on the CPU in the scores' dtype (bf16 in a bf16
+    run), on CUDA in fp32. `bench --experimental` swaps it for a prototype (harness.bench.prototypes); runs
+    never do."""
     return torch.softmax(scores, -1)
 
 
