@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.bench.common import StudentSetup, load_average, step_setup, student_setup
+from harness.bench.common import WARM_PASSES, StudentSetup, load_average, step_setup, student_setup
 from harness.data.splits import Encoded, eval_batches, train_batches
 from harness.encoders.models import build_classifier
 from harness.errors import HarnessError
@@ -129,9 +129,8 @@ def step_prototype(kind: str, student: StudentSetup, precision: str, steps: int)
     def run_loop(on_step):
         return student.run_loop(student.cases[0], precision, steps, on_step=on_step)
 
-    patch = mock.patch.object(dropout, "_softmax", _fp32_softmax) if kind == "fp32-softmax" \
-        else contextlib.nullcontext()
-    with patch:
+    softmax = {"fp32-softmax": _fp32_softmax}.get(kind, dropout._softmax)
+    with mock.patch.object(dropout, "_softmax", softmax):
         return step_profile(run_loop, steps, profiled=False)["cpu_seconds"] / (steps - 2)
 
 
@@ -234,7 +233,7 @@ def run_prototypes(task: str = "rt-polarity", model: str = "minilm-l6", *, steps
                    rounds: int = 2, log=print) -> dict:
     """Every PROTOTYPES kind per precision, interleaved (`rounds` timed passes each after an untimed one);
     speed-up = baseline CPU time per student step / the kind's (medians). In bf16 also every STEP_PROTOTYPES
-    kind on the harness's own step (interleaved, after two untimed passes each). Plus eval_batch_check."""
+    kind on the harness's own step (interleaved, after 1 + WARM_PASSES untimed passes each). Plus eval_batch_check."""
     setup = step_setup(task, model, steps, batch_size, max_length, lr, threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -258,11 +257,13 @@ def run_prototypes(task: str = "rt-polarity", model: str = "minilm-l6", *, steps
                              "what": PROTOTYPES[kind]})
             if precision == "bf16":
                 step_times = {k: [] for k in STEP_PROTOTYPES}
-                for r in range(rounds + 2):  # two untimed passes (harness.bench.common.warm), then rounds
+                untimed = 1 + WARM_PASSES  # as bench --engine and --profile time a step
+                for r in range(untimed + rounds):
                     for kind in STEP_PROTOTYPES:
-                        log(f"  {precision} {kind}: {'untimed pass' if r < 2 else f'round {r - 1}/{rounds}'} ...")
+                        log(f"  {precision} {kind}: "
+                            f"{'untimed pass' if r < untimed else f'round {r - untimed + 1}/{rounds}'} ...")
                         seconds = step_prototype(kind, student, precision, steps)
-                        if r >= 2:
+                        if r >= untimed:
                             step_times[kind].append(seconds)
                 base = statistics.median(step_times["harness step"])
                 for kind, seconds in step_times.items():
